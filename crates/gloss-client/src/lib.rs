@@ -1,0 +1,220 @@
+//! A typed client of the Gloss public gRPC API: connects to the first reachable coordinator of a
+//! list, and wraps the streaming calls (import a file, export to a writer) with progress hooks.
+//!
+//! Depends only on `gloss-proto`. It must never depend on server crates, so tools and SDKs can
+//! link it alone.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gloss_proto::v1::cluster_service_client::ClusterServiceClient;
+use gloss_proto::v1::dataset_service_client::DatasetServiceClient;
+use gloss_proto::v1::project_service_client::ProjectServiceClient;
+use gloss_proto::v1::{import_request, ExportRequest, ImportHeader, ImportRequest, ImportSummary};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint};
+
+/// Bytes per import message.
+const IMPORT_CHUNK: usize = 1 << 20;
+
+/// Errors of client calls.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No server of the list could be reached.
+    #[error("cannot reach any Gloss server ({servers}): {last}")]
+    Connect { servers: String, last: String },
+    /// A server address is malformed.
+    #[error("invalid server address {0:?}")]
+    Address(String),
+    /// The server answered with an error.
+    #[error("{}", .0.message())]
+    Status(#[from] tonic::Status),
+    /// The server rejected an import; the summary lists the bad records.
+    #[error("{message}")]
+    ImportRejected {
+        message: String,
+        summary: Box<ImportSummary>,
+    },
+    /// Reading or writing a local file failed.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// A connection to a Gloss cluster.
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+    server: String,
+}
+
+fn endpoint(server: &str) -> Result<Endpoint, ClientError> {
+    let url = if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    };
+    Ok(Endpoint::from_shared(url)
+        .map_err(|_| ClientError::Address(server.into()))?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true))
+}
+
+impl Client {
+    /// Connects to the first reachable server of `servers` (each `HOST:PORT` or a URL).
+    pub async fn connect(servers: &[String]) -> Result<Client, ClientError> {
+        let mut last = String::from("no server given");
+        for server in servers {
+            match endpoint(server)?.connect().await {
+                Ok(channel) => {
+                    return Ok(Client {
+                        channel,
+                        server: server.clone(),
+                    })
+                }
+                Err(e) => last = format!("{server}: {}", source_chain(&e)),
+            }
+        }
+        Err(ClientError::Connect {
+            servers: servers.join(","),
+            last,
+        })
+    }
+
+    /// The server this client talks to.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Cluster status calls.
+    pub fn cluster(&self) -> ClusterServiceClient<Channel> {
+        ClusterServiceClient::new(self.channel.clone())
+    }
+
+    /// Project calls.
+    pub fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel.clone())
+    }
+
+    /// Dataset calls.
+    pub fn datasets(&self) -> DatasetServiceClient<Channel> {
+        DatasetServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// Streams `reader` into an import described by `header`; `progress` gets the bytes sent so
+    /// far. Returns once the server committed (or rejected) the import.
+    pub async fn import<R>(&self, header: ImportHeader, mut reader: R, progress: impl Fn(u64) + Send + 'static) -> Result<ImportSummary, ClientError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<ImportRequest>(4);
+        let source = header.source_name.clone();
+        let first = ImportRequest {
+            item: Some(import_request::Item::Header(header)),
+        };
+        let reading = tokio::spawn(async move {
+            if tx.send(first).await.is_err() {
+                return Ok::<(), std::io::Error>(());
+            }
+            let mut sent = 0u64;
+            loop {
+                let mut buf = vec![0u8; IMPORT_CHUNK];
+                let mut filled = 0;
+                while filled < IMPORT_CHUNK {
+                    let n = reader.read(&mut buf[filled..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    return Ok(());
+                }
+                buf.truncate(filled);
+                sent += filled as u64;
+                let msg = ImportRequest {
+                    item: Some(import_request::Item::Data(buf)),
+                };
+                if tx.send(msg).await.is_err() {
+                    return Ok(()); // the server ended the call; its answer says why
+                }
+                progress(sent);
+            }
+        });
+        let stream = tokio_stream_from(rx);
+        let answer = self.datasets().import_examples(stream).await;
+        match reading.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ClientError::Io { path: source, source: e }),
+            Err(e) => return Err(ClientError::Io { path: source, source: std::io::Error::other(e) }),
+        }
+        match answer {
+            Ok(r) => Ok(r.into_inner()),
+            Err(status) if status.code() == tonic::Code::InvalidArgument && !status.details().is_empty() => {
+                match ImportSummary::decode(status.details()) {
+                    Ok(summary) => Err(ClientError::ImportRejected {
+                        message: status.message().to_string(),
+                        summary: Box::new(summary),
+                    }),
+                    Err(_) => Err(status.into()),
+                }
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Imports a local file (see [`Client::import`]).
+    pub async fn import_file(&self, mut header: ImportHeader, path: &Path, progress: impl Fn(u64) + Send + 'static) -> Result<ImportSummary, ClientError> {
+        let file = tokio::fs::File::open(path).await.map_err(|source| ClientError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if header.source_name.is_empty() {
+            header.source_name = path.display().to_string();
+        }
+        self.import(header, file, progress).await
+    }
+
+    /// Writes every example of `project/dataset` as JSON Lines to `out`; `progress` gets
+    /// (records written, records expected). Returns the number of records.
+    pub async fn export<W>(&self, project: &str, dataset: &str, out: &mut W, progress: impl Fn(u64, u64)) -> Result<u64, ClientError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let request = ExportRequest {
+            project: project.into(),
+            dataset: dataset.into(),
+        };
+        let mut stream = self.datasets().export_examples(request).await?.into_inner();
+        let (mut records, mut total) = (0u64, 0u64);
+        let io = |source| ClientError::Io {
+            path: "export output".into(),
+            source,
+        };
+        while let Some(chunk) = stream.message().await? {
+            if chunk.total_records > 0 {
+                total = chunk.total_records;
+            }
+            out.write_all(&chunk.data).await.map_err(io)?;
+            records += chunk.records;
+            progress(records, total);
+        }
+        out.flush().await.map_err(io)?;
+        Ok(records)
+    }
+}
+
+fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}

@@ -1,0 +1,47 @@
+//! The built-in demo project `gloss up --demo` loads into an empty data directory: a handful of
+//! short news-style sentences to try the import, listing and export paths on.
+
+use bytes::Bytes;
+use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary};
+
+use crate::error::ServiceError;
+use crate::service::Service;
+
+/// Name of the demo project.
+pub const PROJECT: &str = "demo";
+/// Name of the demo dataset.
+pub const DATASET: &str = "headlines";
+
+const HEADLINES: &str = r#"{"text": "Central bank holds interest rates steady for a third month", "meta": {"section": "business"}}
+{"text": "Local team wins the regional cup after a late penalty", "meta": {"section": "sport"}}
+{"text": "New library opens in the old train station", "meta": {"section": "local"}}
+{"text": "Researchers publish a dataset of coastal bird counts", "meta": {"section": "science"}}
+{"text": "City council approves the budget for cycle lanes", "meta": {"section": "local"}}
+{"text": "Chip maker reports record quarterly revenue", "meta": {"section": "business"}}
+{"text": "Heatwave expected to break by the weekend", "meta": {"section": "weather"}}
+{"text": "National museum returns artefacts to their country of origin", "meta": {"section": "culture"}}
+{"text": "Marathon runner sets a new course record in Lisbon", "meta": {"section": "sport"}}
+{"text": "Hospital trial shows shorter waiting times with evening clinics", "meta": {"section": "health"}}
+{"text": "Storm closes mountain pass for two days", "meta": {"section": "weather"}}
+{"text": "Start-up raises funds to build cheaper heat pumps", "meta": {"section": "business"}}
+"#;
+
+/// Loads the demo project when no project exists yet. Returns the import summary when it did.
+pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceError> {
+    if !service.list_projects().await?.is_empty() {
+        return Ok(None);
+    }
+    service
+        .create_project(PROJECT, "Built-in demo project", "demo-project".into())
+        .await?;
+    let header = ImportHeader {
+        project: PROJECT.into(),
+        dataset: DATASET.into(),
+        format: ImportFormat::Jsonl as i32,
+        create_dataset: true,
+        source_name: "built-in demo".into(),
+        ..ImportHeader::default()
+    };
+    let data = futures::stream::iter([Ok(Bytes::from_static(HEADLINES.as_bytes()))]);
+    service.import(header, data).await.map(Some)
+}

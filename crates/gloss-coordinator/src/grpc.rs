@@ -1,0 +1,135 @@
+//! The public gRPC services: thin adapters from protobuf requests to [`Service`] calls.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use gloss_proto::v1::*;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::ServiceError;
+use crate::service::Service;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// gRPC adapter over the shared service layer.
+#[derive(Clone)]
+pub struct Api {
+    service: Arc<Service>,
+}
+
+impl Api {
+    /// Serves `service` over gRPC.
+    pub fn new(service: Arc<Service>) -> Self {
+        Api { service }
+    }
+}
+
+fn ok<T>(r: Result<T, ServiceError>) -> Reply<T> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl cluster_service_server::ClusterService for Api {
+    async fn get_cluster_status(&self, _: Request<GetClusterStatusRequest>) -> Reply<ClusterStatus> {
+        ok(self.service.cluster_status().await)
+    }
+}
+
+#[tonic::async_trait]
+impl project_service_server::ProjectService for Api {
+    async fn create_project(&self, req: Request<CreateProjectRequest>) -> Reply<Project> {
+        let r = req.into_inner();
+        ok(self.service.create_project(&r.name, &r.description, r.idempotency_key).await)
+    }
+
+    async fn list_projects(&self, _: Request<ListProjectsRequest>) -> Reply<ListProjectsResponse> {
+        ok(self.service.list_projects().await.map(|projects| ListProjectsResponse { projects }))
+    }
+
+    async fn get_project(&self, req: Request<GetProjectRequest>) -> Reply<Project> {
+        ok(self.service.get_project(&req.into_inner().name).await)
+    }
+
+    async fn delete_project(&self, req: Request<DeleteProjectRequest>) -> Reply<DeleteProjectResponse> {
+        let r = req.into_inner();
+        ok(self.service.delete_project(&r.name, r.force).await.map(|_| DeleteProjectResponse {}))
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl dataset_service_server::DatasetService for Api {
+    async fn create_dataset(&self, req: Request<CreateDatasetRequest>) -> Reply<Dataset> {
+        let r = req.into_inner();
+        let create = gloss_proto::v1::CreateDataset {
+            project: r.project,
+            name: r.name,
+            kind: r.kind,
+            description: r.description,
+        };
+        ok(self.service.create_dataset(create).await)
+    }
+
+    async fn list_datasets(&self, req: Request<ListDatasetsRequest>) -> Reply<ListDatasetsResponse> {
+        let r = req.into_inner();
+        ok(self.service.list_datasets(&r.project).await.map(|datasets| ListDatasetsResponse { datasets }))
+    }
+
+    async fn get_dataset(&self, req: Request<GetDatasetRequest>) -> Reply<Dataset> {
+        let r = req.into_inner();
+        ok(self.service.get_dataset(&r.project, &r.name).await)
+    }
+
+    async fn delete_dataset(&self, req: Request<DeleteDatasetRequest>) -> Reply<DeleteDatasetResponse> {
+        let r = req.into_inner();
+        ok(self.service.delete_dataset(&r.project, &r.name).await.map(|_| DeleteDatasetResponse {}))
+    }
+
+    async fn import_examples(&self, req: Request<Streaming<ImportRequest>>) -> Reply<ImportSummary> {
+        let mut stream = req.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(ImportRequest {
+                item: Some(import_request::Item::Header(h)),
+            })) => h,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an import must be its header",
+                ))
+            }
+        };
+        let data = stream.map(|msg| match msg {
+            Ok(ImportRequest {
+                item: Some(import_request::Item::Data(bytes)),
+            }) => Ok(bytes::Bytes::from(bytes)),
+            Ok(_) => Err(ServiceError::InvalidArgument(
+                "only the first message of an import may be a header".into(),
+            )),
+            Err(status) => Err(ServiceError::Unavailable(format!("import stream broke: {status}"))),
+        });
+        ok(self.service.import(header, data.boxed()).await)
+    }
+
+    type ExportExamplesStream = ExportStream;
+
+    async fn export_examples(&self, req: Request<ExportRequest>) -> Reply<ExportStream> {
+        let r = req.into_inner();
+        let rx = self.service.export(&r.project, &r.dataset).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(Status::from));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_examples(&self, req: Request<ListExamplesRequest>) -> Reply<ListExamplesResponse> {
+        let r = req.into_inner();
+        let page = self
+            .service
+            .list_examples(&r.project, &r.dataset, r.page_size, &r.page_token)
+            .await;
+        ok(page.map(|(examples, next_page_token)| ListExamplesResponse {
+            examples,
+            next_page_token,
+        }))
+    }
+}

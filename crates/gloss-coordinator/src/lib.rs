@@ -1,0 +1,243 @@
+//! The Gloss coordinator: one member of the Raft group that holds all durable state. It serves
+//! the public gRPC API (with health and reflection), the internal Raft service, and the HTTP
+//! endpoints, and runs the import/export pipelines.
+//!
+//! Depends on `gloss-raft` for replication, `gloss-state` for what the state means and
+//! `gloss-import` for parsing. Business rules live once, in [`service::Service`]; the gRPC and HTTP
+//! layers only translate. It must never link ML or GPU code.
+
+pub mod demo;
+pub mod error;
+mod export;
+mod grpc;
+mod http;
+pub mod import;
+pub mod metrics;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gloss_core::config::Config;
+use gloss_proto::v1::{
+    cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
+    project_service_server::ProjectServiceServer, raft_service_server::RaftServiceServer,
+};
+use gloss_raft::{NodeInfo, Raft, RaftSettings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use error::ServiceError;
+pub use service::Service;
+
+/// Errors starting or running a coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Raft(#[from] gloss_raft::RaftError),
+    #[error("raft: {0}")]
+    RaftInit(String),
+    #[error("{what} server failed: {message}")]
+    Serve { what: &'static str, message: String },
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// Addresses a running coordinator actually listens on (port 0 resolved).
+#[derive(Clone, Copy, Debug)]
+pub struct BoundAddrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub raft: SocketAddr,
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    service: Arc<Service>,
+    raft: Raft,
+    addrs: BoundAddrs,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, CoordinatorError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CoordinatorError::Bind { what, addr, source })
+}
+
+fn resolve(configured: &str, bound: SocketAddr, listen: SocketAddr) -> String {
+    if listen.port() == 0 && configured == listen.to_string() {
+        bound.to_string()
+    } else {
+        configured.to_string()
+    }
+}
+
+impl Coordinator {
+    /// Opens the data directory, starts Raft and every server. A new single-node group is
+    /// initialised on first start; restarts reuse what is on disk.
+    pub async fn start(config: &Config) -> Result<Coordinator, CoordinatorError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| {
+            CoordinatorError::RaftInit(format!("cannot create data dir {}: {source}", config.data_dir.display()))
+        })?;
+        let raft_listener = bind("raft", config.raft_listen).await?;
+        let grpc_listener = bind("grpc", config.listen).await?;
+        let http_listener = bind("http", config.http).await?;
+        let local = |l: &TcpListener| l.local_addr().expect("bound listener has an address");
+        let addrs = BoundAddrs {
+            grpc: local(&grpc_listener),
+            http: local(&http_listener),
+            raft: local(&raft_listener),
+        };
+        let settings = RaftSettings {
+            snapshot_every: config.snapshot_every,
+            ..RaftSettings::default()
+        };
+        let (raft, state) = gloss_raft::start(config.node_id, &config.data_dir, &settings).await?;
+        let metrics = Arc::new(metrics::Metrics::default());
+        let service = Arc::new(Service::new(
+            raft.clone(),
+            state,
+            service::ServiceSettings {
+                node_id: config.node_id,
+                max_record_bytes: config.max_record_bytes,
+                import_batch: config.import_batch,
+                data_dir: config.data_dir.display().to_string(),
+            },
+            metrics,
+        ));
+        let (shutdown, _) = watch::channel(false);
+        let mut servers = Vec::new();
+        let stop = |rx: watch::Receiver<bool>| async move {
+            let mut rx = rx;
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let raft_server = tonic::transport::Server::builder()
+            .add_service(RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone())).max_decoding_message_size(256 << 20))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stop(shutdown.subscribe()));
+        servers.push(("raft", tokio::spawn(async move { raft_server.await.map_err(|e| e.to_string()) })));
+
+        let api = grpc::Api::new(service.clone());
+        let (mut health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<ClusterServiceServer<grpc::Api>>().await;
+        health.set_serving::<ProjectServiceServer<grpc::Api>>().await;
+        health.set_serving::<DatasetServiceServer<grpc::Api>>().await;
+        fn reflection(b: tonic_reflection::server::Builder<'static>) -> tonic_reflection::server::Builder<'static> {
+            b.register_encoded_file_descriptor_set(gloss_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        }
+        let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+            .build_v1()
+            .map_err(|e| CoordinatorError::Serve { what: "reflection", message: e.to_string() })?;
+        let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+            .build_v1alpha()
+            .map_err(|e| CoordinatorError::Serve { what: "reflection", message: e.to_string() })?;
+        let public = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(ClusterServiceServer::new(api.clone()))
+            .add_service(ProjectServiceServer::new(api.clone()))
+            .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stop(shutdown.subscribe()));
+        servers.push(("grpc", tokio::spawn(async move { public.await.map_err(|e| e.to_string()) })));
+
+        let router = http::router(service.clone());
+        let http_stop = stop(shutdown.subscribe());
+        servers.push((
+            "http",
+            tokio::spawn(async move {
+                axum::serve(http_listener, router)
+                    .with_graceful_shutdown(http_stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+
+        let coordinator = Coordinator {
+            service,
+            raft,
+            addrs,
+            shutdown,
+            servers,
+        };
+        let me = NodeInfo {
+            raft_addr: resolve(&config.advertise, addrs.raft, config.raft_listen),
+            api_addr: resolve(&config.advertise_api, addrs.grpc, config.listen),
+        };
+        coordinator.initialize_single(config.node_id, me).await?;
+        Ok(coordinator)
+    }
+
+    async fn initialize_single(&self, node_id: u64, me: NodeInfo) -> Result<(), CoordinatorError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| CoordinatorError::RaftInit(e.to_string()))?;
+        if !initialized {
+            tracing::info!(node_id, raft = %me.raft_addr, "initialising a new single-node group");
+            self.raft
+                .initialize(BTreeMap::from([(node_id, me)]))
+                .await
+                .map_err(|e| CoordinatorError::RaftInit(e.to_string()))?;
+        }
+        self.raft
+            .wait(Some(Duration::from_secs(30)))
+            .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+            .await
+            .map_err(|e| CoordinatorError::RaftInit(format!("no leader: {e}")))?;
+        let aborted = self.service.abort_orphaned_imports().await?;
+        if aborted > 0 {
+            tracing::info!(aborted, "cleaned up imports interrupted by the last shutdown");
+        }
+        Ok(())
+    }
+
+    /// The shared service layer.
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
+    /// Where the servers listen.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, and stops Raft cleanly.
+    pub async fn shutdown(self) -> Result<(), CoordinatorError> {
+        let _ = self.shutdown.send(true);
+        let mut first_error = None;
+        for (what, handle) in self.servers {
+            match tokio::time::timeout(Duration::from_secs(10), handle).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(message))) => {
+                    first_error.get_or_insert(CoordinatorError::Serve { what, message });
+                }
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(CoordinatorError::Serve { what, message: e.to_string() });
+                }
+                Err(_) => tracing::warn!(server = what, "did not stop within 10s"),
+            }
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            first_error.get_or_insert(CoordinatorError::RaftInit(format!("raft shutdown: {e}")));
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The coordinator's service layer: every business operation once, used by the gRPC API (and
+//! later the web app's JSON API). Writes go through Raft; reads wait for a linearizable barrier
+//! and then read the local state machine.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gloss_proto::v1::{
+    command, command_result, ClusterStatus, Command, CommandResult, Dataset, ImportRecord, Member, Project,
+};
+use gloss_proto::COMMAND_VERSION;
+use gloss_raft::openraft::ServerState;
+use gloss_raft::{Raft, Request, StateHandle};
+use prost::Message;
+
+use crate::error::ServiceError;
+use crate::metrics::Metrics;
+
+/// Settings the service layer needs.
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    pub node_id: u64,
+    pub max_record_bytes: usize,
+    pub import_batch: usize,
+    pub data_dir: String,
+}
+
+/// Shared state of one coordinator's request handlers.
+pub struct Service {
+    pub(crate) raft: Raft,
+    pub(crate) state: StateHandle,
+    pub(crate) settings: ServiceSettings,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Milliseconds since the Unix epoch, stamped into commands by the proposer.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn role(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl Service {
+    /// Builds the service layer over a started Raft node.
+    pub fn new(raft: Raft, state: StateHandle, settings: ServiceSettings, metrics: Arc<Metrics>) -> Self {
+        Service {
+            raft,
+            state,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Replicates a command and returns its result, or the state machine's rejection as an error.
+    pub async fn propose(&self, body: command::Body, idempotency_key: String) -> Result<command_result::Result, ServiceError> {
+        let cmd = Command {
+            version: COMMAND_VERSION,
+            at_ms: now_ms(),
+            idempotency_key,
+            body: Some(body),
+        };
+        let reply = self
+            .raft
+            .client_write(Request {
+                command: cmd.encode_to_vec(),
+            })
+            .await?;
+        let result = CommandResult::decode(reply.data.result.as_slice())
+            .map_err(|e| ServiceError::Internal(format!("undecodable command result: {e}")))?;
+        match result.result {
+            Some(command_result::Result::Error(e)) => Err(e.into()),
+            Some(r) => Ok(r),
+            None => Err(ServiceError::Internal("empty command result".into())),
+        }
+    }
+
+    /// Waits until this node's state machine reflects every write acknowledged before the call.
+    pub async fn read_barrier(&self) -> Result<(), ServiceError> {
+        self.raft.ensure_linearizable().await?;
+        Ok(())
+    }
+
+    /// Creates a project.
+    pub async fn create_project(&self, name: &str, description: &str, key: String) -> Result<Project, ServiceError> {
+        gloss_state::check_name("project", name).map_err(ServiceError::InvalidArgument)?;
+        let body = command::Body::CreateProject(gloss_proto::v1::CreateProject {
+            name: name.into(),
+            description: description.into(),
+        });
+        match self.propose(body, key).await? {
+            command_result::Result::Project(p) => Ok(p),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a project (and, with `force`, its datasets).
+    pub async fn delete_project(&self, name: &str, force: bool) -> Result<(), ServiceError> {
+        let body = command::Body::DeleteProject(gloss_proto::v1::DeleteProject {
+            name: name.into(),
+            force,
+        });
+        self.propose(body, String::new()).await.map(|_| ())
+    }
+
+    /// All projects.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, ServiceError> {
+        self.read_barrier().await?;
+        Ok(gloss_state::read::projects(&self.state.db())?)
+    }
+
+    /// One project.
+    pub async fn get_project(&self, name: &str) -> Result<Project, ServiceError> {
+        self.read_barrier().await?;
+        gloss_state::read::project(&self.state.db(), name)?
+            .ok_or_else(|| ServiceError::NotFound(format!("project {name:?} not found")))
+    }
+
+    /// Creates a dataset.
+    pub async fn create_dataset(&self, req: gloss_proto::v1::CreateDataset) -> Result<Dataset, ServiceError> {
+        gloss_state::check_name("dataset", &req.name).map_err(ServiceError::InvalidArgument)?;
+        match self.propose(command::Body::CreateDataset(req), String::new()).await? {
+            command_result::Result::Dataset(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a dataset.
+    pub async fn delete_dataset(&self, project: &str, name: &str) -> Result<(), ServiceError> {
+        let body = command::Body::DeleteDataset(gloss_proto::v1::DeleteDataset {
+            project: project.into(),
+            name: name.into(),
+        });
+        self.propose(body, String::new()).await.map(|_| ())
+    }
+
+    /// A project's datasets.
+    pub async fn list_datasets(&self, project: &str) -> Result<Vec<Dataset>, ServiceError> {
+        self.read_barrier().await?;
+        let db = self.state.db();
+        if gloss_state::read::project(&db, project)?.is_none() {
+            return Err(ServiceError::NotFound(format!("project {project:?} not found")));
+        }
+        Ok(gloss_state::read::datasets(&db, project)?)
+    }
+
+    /// One dataset.
+    pub async fn get_dataset(&self, project: &str, name: &str) -> Result<Dataset, ServiceError> {
+        self.read_barrier().await?;
+        gloss_state::read::dataset(&self.state.db(), project, name)?
+            .and_then(|r| r.dataset)
+            .ok_or_else(|| ServiceError::NotFound(format!("dataset {project}/{name} not found")))
+    }
+
+    /// Aborts imports this node was streaming before it restarted: their clients are gone.
+    pub async fn abort_orphaned_imports(&self) -> Result<usize, ServiceError> {
+        self.read_barrier().await?;
+        let open = gloss_state::read::open_imports(&self.state.db())?;
+        let mine: Vec<ImportRecord> = open
+            .into_iter()
+            .filter(|i| i.owner_node == self.settings.node_id)
+            .collect();
+        for import in &mine {
+            let body = command::Body::AbortImport(gloss_proto::v1::AbortImport {
+                import_id: import.import_id,
+                reason: "the coordinator streaming it restarted".into(),
+            });
+            self.propose(body, String::new()).await?;
+            tracing::info!(import_id = import.import_id, dataset = %import.dataset, "aborted orphaned import");
+        }
+        Ok(mine.len())
+    }
+
+    /// Raft status of this node and the members it knows.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ServiceError> {
+        let m = self.raft.metrics().borrow().clone();
+        let committed = self
+            .raft
+            .with_raft_state(|st| st.committed.as_ref().map(|c| c.index))
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        let last_log = m.last_log_index.unwrap_or(0);
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id))
+                    .map(|l| l.as_ref().map(|l| l.index).unwrap_or(0));
+                let role = if Some(*id) == m.current_leader {
+                    "leader"
+                } else if !voters.contains(id) {
+                    "learner"
+                } else if *id == m.id {
+                    role(m.state)
+                } else if m.current_leader.is_some() {
+                    "follower"
+                } else {
+                    "unknown"
+                };
+                Member {
+                    node_id: *id,
+                    raft_address: node.raft_addr.clone(),
+                    api_address: node.api_addr.clone(),
+                    role: role.into(),
+                    voter: voters.contains(id),
+                    matched_index: matched,
+                    lag: matched.map(|x| last_log.saturating_sub(x)),
+                }
+            })
+            .collect();
+        Ok(ClusterStatus {
+            node_id: m.id,
+            role: role(m.state).into(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            last_log_index: last_log,
+            commit_index: committed.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            members,
+            version: gloss_core::VERSION.into(),
+            data_dir: self.settings.data_dir.clone(),
+        })
+    }
+}
+
+pub(crate) fn unexpected(r: command_result::Result) -> ServiceError {
+    ServiceError::Internal(format!("unexpected command result {r:?}"))
+}

@@ -1,0 +1,12 @@
+//! Building blocks every Gloss binary shares: the coordinator's configuration (file, `GLOSS_*`
+//! environment and flags, validated once at start-up) and telemetry (structured `tracing` logs,
+//! OTLP trace export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+//!
+//! Depends on nothing else in Gloss. It must never hold business logic or open network
+//! connections other than the OTLP exporter the operator configured.
+
+pub mod config;
+pub mod telemetry;
+
+/// Version of this Gloss build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

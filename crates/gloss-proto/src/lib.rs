@@ -1,0 +1,18 @@
+//! The Gloss wire contract: Rust types and tonic services generated at build time from
+//! `proto/gloss/v1/*.proto`, and the encoded descriptor set that powers gRPC server reflection.
+//!
+//! This crate only holds generated code and tiny conveniences over it; it must never grow
+//! business logic (that lives in `gloss-state` and `gloss-coordinator`).
+
+#![allow(clippy::all, clippy::pedantic, missing_docs)]
+
+/// Version 1 of the Gloss API.
+pub mod v1 {
+    tonic::include_proto!("gloss.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every Gloss proto file, for `tonic-reflection`.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gloss_descriptor.bin"));
+
+/// Version of the encoding of [`v1::Command`] written by this binary.
+pub const COMMAND_VERSION: u32 = 1;

@@ -1,0 +1,108 @@
+//! Gloss's on-disk layout: the RocksDB column families of the Raft log database and of the state
+//! database, and the one module ([`keys`]) that encodes and decodes every key stored in them.
+//!
+//! Depends only on RocksDB. It knows nothing about Raft or commands: higher crates decide what
+//! values mean. It must never encode a key anywhere but in [`keys`], so orderings stay provable.
+
+pub mod keys;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use rocksdb;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+/// Column families of the Raft log database.
+pub mod log_cf {
+    /// Log entries keyed by index (big-endian `u64`).
+    pub const ENTRIES: &str = "log_entries";
+    /// Vote, committed log id and last purged log id.
+    pub const META: &str = "log_meta";
+    /// Every column family of the log database.
+    pub const ALL: &[&str] = &[ENTRIES, META];
+}
+
+/// Column families of the state (state machine) database.
+pub mod state_cf {
+    /// Last applied log id, membership, id counters.
+    pub const META: &str = "sm_meta";
+    /// Projects by name.
+    pub const PROJECTS: &str = "projects";
+    /// Datasets by (project, name).
+    pub const DATASETS: &str = "datasets";
+    /// Example rows by (dataset id, sequence).
+    pub const EXAMPLES: &str = "examples";
+    /// Committed content index: (dataset id, input hash) to sequence.
+    pub const EXAMPLE_INDEX: &str = "example_index";
+    /// Import bookkeeping by import id.
+    pub const IMPORTS: &str = "imports";
+    /// Content index of open imports: (import id, input hash) to sequence.
+    pub const IMPORT_INDEX: &str = "import_index";
+    /// Results of commands that carried an idempotency key.
+    pub const IDEMPOTENCY: &str = "idempotency";
+    /// Every column family of the state database.
+    pub const ALL: &[&str] = &[
+        META,
+        PROJECTS,
+        DATASETS,
+        EXAMPLES,
+        EXAMPLE_INDEX,
+        IMPORTS,
+        IMPORT_INDEX,
+        IDEMPOTENCY,
+    ];
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A key did not have the expected shape.
+    #[error("corrupt key in column family {cf}: {reason}")]
+    Key { cf: &'static str, reason: String },
+    /// A column family the layout requires is missing.
+    #[error("missing column family {0}")]
+    MissingCf(&'static str),
+}
+
+fn options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_max_background_jobs(2);
+    opts.set_bytes_per_sync(1 << 20);
+    // Point lookups on content indexes are mostly misses (new examples): bloom filters make a
+    // miss cost no disk read.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
+/// Opens (creating if needed) a database with the given column families.
+pub fn open(path: &Path, cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
+    let descriptors = cfs
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, options()));
+    Ok(Arc::new(DB::open_cf_descriptors(
+        &options(),
+        path,
+        descriptors,
+    )?))
+}
+
+/// Handle of a column family, or [`StoreError::MissingCf`].
+pub fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name).ok_or(StoreError::MissingCf(name))
+}
+
+/// Write options that make a write durable (fsync of the WAL) before returning.
+pub fn durable() -> rocksdb::WriteOptions {
+    let mut w = rocksdb::WriteOptions::default();
+    w.set_sync(true);
+    w
+}

@@ -1,0 +1,164 @@
+//! The `gloss` command line: `gloss up` (single node for laptops and the quick start),
+//! `gloss coordinator`, and `gloss bench`. Kept as a library so test harnesses can run the exact
+//! same entry point in a child process.
+
+mod bench;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use gloss_coordinator::Coordinator;
+use gloss_core::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(name = "gloss", version, about = "Gloss: a private annotation and distillation cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a single-node Gloss on a local data directory (default ./gloss-data).
+    Up {
+        /// Load the built-in demo project when the data directory holds no project yet.
+        #[arg(long)]
+        demo: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Start a coordinator (a new data directory forms a single-node group).
+    Coordinator {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Benchmarks that print tables.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// Node settings. Each flag can also come from its `GLOSS_*` variable or the config file;
+/// flags win over the environment, which wins over the file.
+#[derive(Args, Clone, Default)]
+struct NodeArgs {
+    /// TOML config file with any of the settings below (snake_case keys).
+    #[arg(long, env = "GLOSS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Raft node id of this coordinator [default: 1].
+    #[arg(long, env = "GLOSS_NODE_ID")]
+    node_id: Option<u64>,
+    /// Data directory [default: gloss-data].
+    #[arg(long, env = "GLOSS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Public gRPC address [default: 127.0.0.1:7070].
+    #[arg(long, env = "GLOSS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// HTTP address for /healthz, /readyz, /metrics and the web app [default: 127.0.0.1:7080].
+    #[arg(long, env = "GLOSS_HTTP")]
+    http: Option<SocketAddr>,
+    /// Internal (Raft) address [default: 127.0.0.1:7071].
+    #[arg(long, env = "GLOSS_RAFT_LISTEN")]
+    raft_listen: Option<SocketAddr>,
+    /// Internal address peers use to reach this node [default: --raft-listen].
+    #[arg(long, env = "GLOSS_ADVERTISE")]
+    advertise: Option<String>,
+    /// Public address clients are sent to for this node [default: --listen].
+    #[arg(long, env = "GLOSS_ADVERTISE_API")]
+    advertise_api: Option<String>,
+    /// Largest accepted import record in bytes [default: 1048576].
+    #[arg(long, env = "GLOSS_MAX_RECORD_BYTES")]
+    max_record_bytes: Option<usize>,
+    /// Examples per replicated import batch [default: 2000].
+    #[arg(long, env = "GLOSS_IMPORT_BATCH")]
+    import_batch: Option<usize>,
+    /// Raft entries between snapshots [default: 20000].
+    #[arg(long, env = "GLOSS_SNAPSHOT_EVERY")]
+    snapshot_every: Option<u64>,
+}
+
+impl NodeArgs {
+    fn config(&self) -> Result<Config> {
+        let flags = Overrides {
+            node_id: self.node_id,
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            http: self.http,
+            raft_listen: self.raft_listen,
+            advertise: self.advertise.clone(),
+            advertise_api: self.advertise_api.clone(),
+            max_record_bytes: self.max_record_bytes,
+            import_batch: self.import_batch,
+            snapshot_every: self.snapshot_every,
+        };
+        let file = match &self.config {
+            Some(path) => Overrides::from_file(path)?,
+            None => Overrides::default(),
+        };
+        Ok(Config::resolve(flags.over(file))?)
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
+    let config = node.config()?;
+    let coordinator = Coordinator::start(&config).await.context("starting the coordinator")?;
+    if demo {
+        match gloss_coordinator::demo::load(coordinator.service()).await? {
+            Some(s) => tracing::info!(imported = s.imported, "demo project loaded: {}/{}", gloss_coordinator::demo::PROJECT, gloss_coordinator::demo::DATASET),
+            None => tracing::info!("data directory already holds projects; demo not loaded"),
+        }
+    }
+    let a = coordinator.addrs();
+    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+    println!("gloss {} is up (node {})", gloss_core::VERSION, config.node_id);
+    println!("  gRPC API   {}   (try: grpcurl -plaintext {} list)", a.grpc, a.grpc);
+    println!("  HTTP       http://{}   (/healthz /readyz /metrics)", a.http);
+    println!("  internal   {}", a.raft);
+    println!("  data       {}", data_dir.display());
+    println!("press Ctrl-C to stop");
+    wait_for_signal().await;
+    println!("stopping…");
+    coordinator.shutdown().await?;
+    println!("stopped cleanly");
+    Ok(())
+}
+
+/// Parses the command line and runs `gloss`; the binary's whole `main`.
+pub fn run_cli() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let _telemetry = gloss_core::telemetry::init("gloss");
+        match cli.command {
+            Command::Up { demo, node } => serve(node, demo).await,
+            Command::Coordinator { node } => serve(node, false).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

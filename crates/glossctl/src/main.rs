@@ -1,0 +1,329 @@
+//! `glossctl`: kubectl-style control of a Gloss cluster over its public gRPC API.
+//!
+//! Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use gloss_client::{Client, ClientError};
+use gloss_proto::v1::*;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use output::Output;
+
+#[derive(Parser)]
+#[command(name = "glossctl", version, about = "Control a Gloss annotation cluster")]
+struct Cli {
+    /// Coordinator addresses (HOST:PORT), comma-separated or repeated; the first reachable is used.
+    #[arg(long, short = 's', global = true, env = "GLOSS_SERVER", value_delimiter = ',', default_value = "127.0.0.1:7070")]
+    server: Vec<String>,
+    /// Output format: `table` or `json`. For `dataset export` this flag names the output file
+    /// instead (`-` for standard output).
+    #[arg(long, short = 'o', global = true)]
+    output: Option<String>,
+    #[command(subcommand)]
+    command: Noun,
+}
+
+#[derive(Subcommand)]
+enum Noun {
+    /// Projects: the unit of data and access control.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Datasets inside a project (PROJECT/DATASET).
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// The coordinator group.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ProjectCmd {
+    /// Create a project.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List projects.
+    List,
+    /// Show one project.
+    Show { name: String },
+    /// Delete a project; --force also deletes its datasets.
+    Delete {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetCmd {
+    /// Create an empty dataset.
+    Create { dataset: String },
+    /// List a project's datasets.
+    List { project: String },
+    /// Show one dataset with its counts.
+    Show { dataset: String },
+    /// Delete a dataset and its examples.
+    Delete { dataset: String },
+    /// Import a file (JSONL, CSV, TSV or plain text); atomic unless --skip-invalid.
+    Import {
+        dataset: String,
+        file: PathBuf,
+        /// jsonl, csv, tsv or text; guessed from the file extension when omitted.
+        #[arg(long)]
+        format: Option<String>,
+        /// CSV/TSV column that holds the text.
+        #[arg(long, default_value = "text")]
+        text_column: String,
+        /// Import the valid records and report the invalid ones.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Fail when the dataset does not exist instead of creating it.
+        #[arg(long)]
+        no_create: bool,
+    },
+    /// Export a dataset as JSON Lines (to -o FILE, or standard output).
+    Export { dataset: String },
+    /// Page through a dataset's examples.
+    Examples {
+        dataset: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Token printed by the previous page.
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Raft status of the coordinator group.
+    Status,
+}
+
+fn split(dataset: &str) -> Result<(String, String)> {
+    match dataset.split_once('/') {
+        Some((p, d)) if !p.is_empty() && !d.is_empty() && !d.contains('/') => Ok((p.into(), d.into())),
+        _ => bail!("dataset must be written PROJECT/DATASET, got {dataset:?}"),
+    }
+}
+
+fn format_for(path: &std::path::Path, given: Option<&str>) -> Result<ImportFormat> {
+    let name = match given {
+        Some(f) => f.to_ascii_lowercase(),
+        None => path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("jsonl")
+            .to_ascii_lowercase(),
+    };
+    Ok(match name.as_str() {
+        "jsonl" | "json" | "ndjson" => ImportFormat::Jsonl,
+        "csv" => ImportFormat::Csv,
+        "tsv" | "tab" => ImportFormat::Tsv,
+        "txt" | "text" => ImportFormat::Text,
+        other => bail!("unknown format {other:?}; use --format jsonl|csv|tsv|text"),
+    })
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    pb
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let exporting = matches!(cli.command, Noun::Dataset(DatasetCmd::Export { .. }));
+    let out = if exporting {
+        Output::Table
+    } else {
+        Output::parse(cli.output.as_deref())?
+    };
+    let client = Client::connect(&cli.server).await?;
+    match cli.command {
+        Noun::Project(cmd) => project(&client, out, cmd).await,
+        Noun::Dataset(DatasetCmd::Export { dataset }) => export(&client, &dataset, cli.output.as_deref()).await,
+        Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
+        Noun::Cluster(ClusterCmd::Status) => {
+            let status = client.cluster().get_cluster_status(GetClusterStatusRequest {}).await?.into_inner();
+            out.cluster(&status)
+        }
+    }
+}
+
+async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
+    let mut api = client.projects();
+    match cmd {
+        ProjectCmd::Create { name, description } => {
+            let p = api
+                .create_project(CreateProjectRequest {
+                    name,
+                    description,
+                    idempotency_key: String::new(),
+                })
+                .await?
+                .into_inner();
+            out.projects(&[p])
+        }
+        ProjectCmd::List => out.projects(&api.list_projects(ListProjectsRequest {}).await?.into_inner().projects),
+        ProjectCmd::Show { name } => out.projects(&[api.get_project(GetProjectRequest { name }).await?.into_inner()]),
+        ProjectCmd::Delete { name, force } => {
+            api.delete_project(DeleteProjectRequest { name: name.clone(), force }).await?;
+            out.done(&format!("project {name} deleted"))
+        }
+    }
+}
+
+async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
+    let mut api = client.datasets();
+    match cmd {
+        DatasetCmd::Create { dataset } => {
+            let (project, name) = split(&dataset)?;
+            let request = CreateDatasetRequest {
+                project,
+                name,
+                kind: DatasetKind::Source as i32,
+                description: String::new(),
+            };
+            out.datasets(&[api.create_dataset(request).await?.into_inner()])
+        }
+        DatasetCmd::List { project } => out.datasets(&api.list_datasets(ListDatasetsRequest { project }).await?.into_inner().datasets),
+        DatasetCmd::Show { dataset } => {
+            let (project, name) = split(&dataset)?;
+            out.datasets(&[api.get_dataset(GetDatasetRequest { project, name }).await?.into_inner()])
+        }
+        DatasetCmd::Delete { dataset } => {
+            let (project, name) = split(&dataset)?;
+            api.delete_dataset(DeleteDatasetRequest { project, name }).await?;
+            out.done(&format!("dataset {dataset} deleted"))
+        }
+        DatasetCmd::Import {
+            dataset,
+            file,
+            format,
+            text_column,
+            skip_invalid,
+            no_create,
+        } => {
+            let (project, name) = split(&dataset)?;
+            let format = format_for(&file, format.as_deref())?;
+            let size = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?.len();
+            let header = ImportHeader {
+                project,
+                dataset: name,
+                format: format as i32,
+                text_column,
+                skip_invalid,
+                create_dataset: !no_create,
+                source_name: file.display().to_string(),
+            };
+            let pb = bar(size, "{spinner} importing {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}");
+            let progress = pb.clone();
+            let result = client.import_file(header, &file, move |sent| progress.set_position(sent)).await;
+            pb.finish_and_clear();
+            match result {
+                Ok(summary) => out.import(&summary),
+                Err(ClientError::ImportRejected { message, summary }) => {
+                    let first = message.lines().next().unwrap_or_default();
+                    eprintln!("error: {first}");
+                    for e in &summary.errors {
+                        eprintln!("  {}", describe(e));
+                    }
+                    if summary.invalid as usize > summary.errors.len() {
+                        eprintln!("  ... and {} more", summary.invalid as usize - summary.errors.len());
+                    }
+                    std::process::exit(1);
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        DatasetCmd::Examples { dataset, limit, page_token } => {
+            let (project, name) = split(&dataset)?;
+            let page = api
+                .list_examples(ListExamplesRequest {
+                    project,
+                    dataset: name,
+                    page_size: limit,
+                    page_token,
+                })
+                .await?
+                .into_inner();
+            out.examples(&page)
+        }
+        DatasetCmd::Export { .. } => unreachable!("handled by export()"),
+    }
+}
+
+fn describe(e: &RecordError) -> String {
+    if e.field.is_empty() {
+        format!("line {}: {}", e.line, e.reason)
+    } else {
+        format!("line {}, field `{}`: {}", e.line, e.field, e.reason)
+    }
+}
+
+async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> {
+    let (project, name) = split(dataset)?;
+    let pb = bar(0, "{spinner} exporting {pos}/{len} records {wide_bar} {per_sec} eta {eta}");
+    let progress = pb.clone();
+    let report = move |done: u64, total: u64| {
+        progress.set_length(total.max(done));
+        progress.set_position(done);
+    };
+    match to {
+        None | Some("-") => {
+            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            client.export(&project, &name, &mut tokio::io::stdout(), report).await?;
+        }
+        Some(path) => {
+            // Write next to the target and rename, so a failed export never leaves a partial file.
+            let tmp = format!("{path}.partial");
+            let file = tokio::fs::File::create(&tmp).await.with_context(|| tmp.clone())?;
+            let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let n = client.export(&project, &name, &mut writer, report).await;
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            };
+            writer.into_inner().sync_all().await.with_context(|| tmp.clone())?;
+            std::fs::rename(&tmp, path).with_context(|| path.to_string())?;
+            pb.finish_and_clear();
+            eprintln!("exported {n} records from {dataset} to {path}");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let status = e.downcast_ref::<tonic::Status>().or(match e.downcast_ref::<ClientError>() {
+                Some(ClientError::Status(s)) => Some(s),
+                _ => None,
+            });
+            let message = match status {
+                Some(s) => format!("{:?}: {}", s.code(), s.message()),
+                None => format!("{e:#}"),
+            };
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

