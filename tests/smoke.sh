@@ -24,7 +24,7 @@ check() {  # check NAME COMMAND... ; the command must succeed
   if out="$("$@" 2>&1)"; then passed=$((passed+1)); echo "ok   $name"
   else failed=$((failed+1)); echo "FAIL $name"; echo "$out" | sed 's/^/     /' | head -20; fi
 }
-contains() { local needle="$1"; shift; "$@" 2>&1 | grep -q -- "$needle"; }
+contains() { local needle="$1" out; shift; out="$("$@" 2>&1)"; grep -qF -- "$needle" <<<"$out"; }
 fails() { ! "$@" >/dev/null 2>&1; }
 ctl() { "$BIN/glossctl" --server 127.0.0.1:$GRPC "$@"; }
 

@@ -40,7 +40,9 @@ pub async fn start_node_in(data_dir: &Path, extra: Overrides) -> Node {
         .over(extra),
     )
     .expect("valid test config");
-    let coordinator = Coordinator::start(&config).await.expect("coordinator starts");
+    let coordinator = Coordinator::start(&config)
+        .await
+        .expect("coordinator starts");
     let client = Client::connect(&[coordinator.addrs().grpc.to_string()])
         .await
         .expect("client connects");
@@ -64,8 +66,14 @@ pub fn jsonl(project: &str, dataset: &str) -> ImportHeader {
 }
 
 /// Imports `body` through the real client.
-pub async fn import(client: &Client, header: ImportHeader, body: impl Into<Vec<u8>>) -> Result<ImportSummary, gloss_client::ClientError> {
-    client.import(header, std::io::Cursor::new(body.into()), |_| {}).await
+pub async fn import(
+    client: &Client,
+    header: ImportHeader,
+    body: impl Into<Vec<u8>>,
+) -> Result<ImportSummary, gloss_client::ClientError> {
+    client
+        .import(header, std::io::Cursor::new(body.into()), |_| {})
+        .await
 }
 
 /// Exports a dataset to a string through the real client.
@@ -138,7 +146,10 @@ impl NodeProcess {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("node at {} not ready within {timeout:?}; log:\n{log}", self.grpc);
+                panic!(
+                    "node at {} not ready within {timeout:?}; log:\n{log}",
+                    self.grpc
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -23,11 +23,16 @@ struct Ledger {
 }
 
 fn body(dataset: &str) -> String {
-    (0..RECORDS).map(|i| format!("{{\"text\":\"{dataset} record {i}\",\"meta\":{{\"i\":{i}}}}}\n")).collect()
+    (0..RECORDS)
+        .map(|i| format!("{{\"text\":\"{dataset} record {i}\",\"meta\":{{\"i\":{i}}}}}\n"))
+        .collect()
 }
 
 async fn count(client: &Client, dataset: &str) -> Option<u64> {
-    let req = GetDatasetRequest { project: "crash".into(), name: dataset.into() };
+    let req = GetDatasetRequest {
+        project: "crash".into(),
+        name: dataset.into(),
+    };
     match client.datasets().get_dataset(req).await {
         Ok(d) => Some(d.into_inner().example_count),
         Err(s) if s.code() == tonic::Code::NotFound => None,
@@ -37,8 +42,16 @@ async fn count(client: &Client, dataset: &str) -> Option<u64> {
 
 async fn verify(client: &Client, ledger: &Ledger) {
     for dataset in &ledger.acked {
-        assert_eq!(count(client, dataset).await, Some(RECORDS), "acknowledged import into {dataset} is incomplete");
-        assert_eq!(export(client, "crash", dataset).await, body(dataset), "export of {dataset} differs");
+        assert_eq!(
+            count(client, dataset).await,
+            Some(RECORDS),
+            "acknowledged import into {dataset} is incomplete"
+        );
+        assert_eq!(
+            export(client, "crash", dataset).await,
+            body(dataset),
+            "export of {dataset} differs"
+        );
     }
     for dataset in &ledger.unknown {
         match count(client, dataset).await {
@@ -49,7 +62,13 @@ async fn verify(client: &Client, ledger: &Ledger) {
     }
 }
 
-async fn importer(client: Client, round: u32, worker: u32, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>) {
+async fn importer(
+    client: Client,
+    round: u32,
+    worker: u32,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
     for k in 0.. {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -70,7 +89,10 @@ async fn importer(client: Client, round: u32, worker: u32, stop: Arc<AtomicBool>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_never_loses_an_acknowledged_import() {
-    let rounds: u32 = std::env::var("GLOSS_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let rounds: u32 = std::env::var("GLOSS_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("node");
     let (grpc, http, raft) = (free_port(), free_port(), free_port());
@@ -80,7 +102,10 @@ async fn kill_9_never_loses_an_acknowledged_import() {
         let node = NodeProcess::start(BINARY, &data, grpc, http, raft);
         let client = node.ready(Duration::from_secs(60)).await;
         if round == 0 {
-            let req = CreateProjectRequest { name: "crash".into(), ..Default::default() };
+            let req = CreateProjectRequest {
+                name: "crash".into(),
+                ..Default::default()
+            };
             client.projects().create_project(req).await.unwrap();
         }
         {
@@ -93,7 +118,15 @@ async fn kill_9_never_loses_an_acknowledged_import() {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..3)
-            .map(|w| tokio::spawn(importer(client.clone(), round, w, stop.clone(), ledger.clone())))
+            .map(|w| {
+                tokio::spawn(importer(
+                    client.clone(),
+                    round,
+                    w,
+                    stop.clone(),
+                    ledger.clone(),
+                ))
+            })
             .collect();
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -114,6 +147,9 @@ async fn kill_9_never_loses_an_acknowledged_import() {
         }
     }
     let ledger = ledger.lock().unwrap();
-    assert!(!ledger.acked.is_empty(), "no import was acknowledged; the test proved nothing");
+    assert!(
+        !ledger.acked.is_empty(),
+        "no import was acknowledged; the test proved nothing"
+    );
     eprintln!("{} acknowledged imports survived {rounds} kills; {} in flight at a kill were all-or-nothing", ledger.acked.len(), ledger.unknown.len());
 }

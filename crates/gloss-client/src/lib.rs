@@ -29,7 +29,7 @@ pub enum ClientError {
     Address(String),
     /// The server answered with an error.
     #[error("{}", .0.message())]
-    Status(#[from] tonic::Status),
+    Status(Box<tonic::Status>),
     /// The server rejected an import; the summary lists the bad records.
     #[error("{message}")]
     ImportRejected {
@@ -38,7 +38,16 @@ pub enum ClientError {
     },
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status(Box::new(status))
+    }
 }
 
 /// A connection to a Gloss cluster.
@@ -103,7 +112,12 @@ impl Client {
 
     /// Streams `reader` into an import described by `header`; `progress` gets the bytes sent so
     /// far. Returns once the server committed (or rejected) the import.
-    pub async fn import<R>(&self, header: ImportHeader, mut reader: R, progress: impl Fn(u64) + Send + 'static) -> Result<ImportSummary, ClientError>
+    pub async fn import<R>(
+        &self,
+        header: ImportHeader,
+        mut reader: R,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<ImportSummary, ClientError>
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
@@ -145,12 +159,25 @@ impl Client {
         let answer = self.datasets().import_examples(stream).await;
         match reading.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ClientError::Io { path: source, source: e }),
-            Err(e) => return Err(ClientError::Io { path: source, source: std::io::Error::other(e) }),
+            Ok(Err(e)) => {
+                return Err(ClientError::Io {
+                    path: source,
+                    source: e,
+                })
+            }
+            Err(e) => {
+                return Err(ClientError::Io {
+                    path: source,
+                    source: std::io::Error::other(e),
+                })
+            }
         }
         match answer {
             Ok(r) => Ok(r.into_inner()),
-            Err(status) if status.code() == tonic::Code::InvalidArgument && !status.details().is_empty() => {
+            Err(status)
+                if status.code() == tonic::Code::InvalidArgument
+                    && !status.details().is_empty() =>
+            {
                 match ImportSummary::decode(status.details()) {
                     Ok(summary) => Err(ClientError::ImportRejected {
                         message: status.message().to_string(),
@@ -164,11 +191,18 @@ impl Client {
     }
 
     /// Imports a local file (see [`Client::import`]).
-    pub async fn import_file(&self, mut header: ImportHeader, path: &Path, progress: impl Fn(u64) + Send + 'static) -> Result<ImportSummary, ClientError> {
-        let file = tokio::fs::File::open(path).await.map_err(|source| ClientError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+    pub async fn import_file(
+        &self,
+        mut header: ImportHeader,
+        path: &Path,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<ImportSummary, ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| ClientError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
         if header.source_name.is_empty() {
             header.source_name = path.display().to_string();
         }
@@ -177,7 +211,13 @@ impl Client {
 
     /// Writes every example of `project/dataset` as JSON Lines to `out`; `progress` gets
     /// (records written, records expected). Returns the number of records.
-    pub async fn export<W>(&self, project: &str, dataset: &str, out: &mut W, progress: impl Fn(u64, u64)) -> Result<u64, ClientError>
+    pub async fn export<W>(
+        &self,
+        project: &str,
+        dataset: &str,
+        out: &mut W,
+        progress: impl Fn(u64, u64),
+    ) -> Result<u64, ClientError>
     where
         W: AsyncWrite + Unpin,
     {
@@ -204,7 +244,9 @@ impl Client {
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

@@ -1,7 +1,9 @@
 //! The coordinator's error enum and its one mapping to `tonic::Status`.
 
 use gloss_proto::v1::{CommandError, ImportSummary};
-use gloss_raft::openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use gloss_raft::openraft::error::{
+    CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
+};
 use gloss_raft::{NodeId, NodeInfo};
 use prost::Message;
 
@@ -93,7 +95,9 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::InvalidArgument(_) => tonic::Status::new(Code::InvalidArgument, message),
             ServiceError::NotFound(_) => tonic::Status::new(Code::NotFound, message),
             ServiceError::AlreadyExists(_) => tonic::Status::new(Code::AlreadyExists, message),
-            ServiceError::FailedPrecondition(_) => tonic::Status::new(Code::FailedPrecondition, message),
+            ServiceError::FailedPrecondition(_) => {
+                tonic::Status::new(Code::FailedPrecondition, message)
+            }
             ServiceError::NotLeader { leader } => {
                 let mut status = tonic::Status::new(Code::Unavailable, message);
                 if let Some(value) = leader.and_then(|l| l.parse().ok()) {
@@ -102,9 +106,11 @@ impl From<ServiceError> for tonic::Status {
                 status
             }
             ServiceError::Unavailable(_) => tonic::Status::new(Code::Unavailable, message),
-            ServiceError::ImportRejected { summary, .. } => {
-                tonic::Status::with_details(Code::InvalidArgument, message, summary.encode_to_vec().into())
-            }
+            ServiceError::ImportRejected { summary, .. } => tonic::Status::with_details(
+                Code::InvalidArgument,
+                message,
+                summary.encode_to_vec().into(),
+            ),
             ServiceError::Internal(_) => tonic::Status::new(Code::Internal, message),
         }
     }

@@ -20,21 +20,33 @@ struct TextOnly {
 
 impl Service {
     /// Streams every visible example of `project/dataset` as JSON Lines chunks.
-    pub async fn export(&self, project: &str, dataset: &str) -> Result<mpsc::Receiver<Result<ExportChunk, ServiceError>>, ServiceError> {
+    pub async fn export(
+        &self,
+        project: &str,
+        dataset: &str,
+    ) -> Result<mpsc::Receiver<Result<ExportChunk, ServiceError>>, ServiceError> {
         self.read_barrier().await?;
         let db = self.state.db();
         let (tx, rx) = mpsc::channel(4);
         let (project, dataset) = (project.to_string(), dataset.to_string());
         // Fail fast on a missing dataset, before the stream starts.
         if gloss_state::read::dataset(&db, &project, &dataset)?.is_none() {
-            return Err(ServiceError::NotFound(format!("dataset {project}/{dataset} not found")));
+            return Err(ServiceError::NotFound(format!(
+                "dataset {project}/{dataset} not found"
+            )));
         }
         tokio::task::spawn_blocking(move || {
             let result = (|| {
                 let snapshot = db.snapshot();
                 let record = gloss_state::read::dataset_at(&db, &snapshot, &project, &dataset)?
-                    .ok_or_else(|| ServiceError::NotFound(format!("dataset {project}/{dataset} not found")))?;
-                let total = record.dataset.as_ref().map(|d| d.example_count).unwrap_or(0);
+                    .ok_or_else(|| {
+                        ServiceError::NotFound(format!("dataset {project}/{dataset} not found"))
+                    })?;
+                let total = record
+                    .dataset
+                    .as_ref()
+                    .map(|d| d.example_count)
+                    .unwrap_or(0);
                 let mut chunk = ExportChunk {
                     total_records: total,
                     ..ExportChunk::default()
@@ -76,7 +88,9 @@ impl Service {
             None
         } else {
             Some(page_token.parse::<u64>().map_err(|_| {
-                ServiceError::InvalidArgument(format!("page_token {page_token:?} is not one this server issued"))
+                ServiceError::InvalidArgument(format!(
+                    "page_token {page_token:?} is not one this server issued"
+                ))
             })?)
         };
         let size = match page_size as usize {
@@ -86,15 +100,21 @@ impl Service {
         self.read_barrier().await?;
         let db = self.state.db();
         let snapshot = db.snapshot();
-        let record = gloss_state::read::dataset_at(&db, &snapshot, project, dataset)?
-            .ok_or_else(|| ServiceError::NotFound(format!("dataset {project}/{dataset} not found")))?;
+        let record =
+            gloss_state::read::dataset_at(&db, &snapshot, project, dataset)?.ok_or_else(|| {
+                ServiceError::NotFound(format!("dataset {project}/{dataset} not found"))
+            })?;
         let mut scan = gloss_state::read::examples_at(&db, &snapshot, &record, after)?;
         let mut page = Vec::with_capacity(size);
         for row in scan.by_ref().take(size) {
             let (seq, row) = row?;
             let text = serde_json::from_str::<TextOnly>(&row.record_json)
                 .map(|t| t.text)
-                .map_err(|e| ServiceError::Internal(format!("stored example {seq} is not a valid record: {e}")))?;
+                .map_err(|e| {
+                    ServiceError::Internal(format!(
+                        "stored example {seq} is not a valid record: {e}"
+                    ))
+                })?;
             page.push(Example {
                 seq,
                 input_hash: gloss_state::hash_hex(&row.input_hash),

@@ -31,7 +31,10 @@ fn ok<T>(r: Result<T, ServiceError>) -> Reply<T> {
 
 #[tonic::async_trait]
 impl cluster_service_server::ClusterService for Api {
-    async fn get_cluster_status(&self, _: Request<GetClusterStatusRequest>) -> Reply<ClusterStatus> {
+    async fn get_cluster_status(
+        &self,
+        _: Request<GetClusterStatusRequest>,
+    ) -> Reply<ClusterStatus> {
         ok(self.service.cluster_status().await)
     }
 }
@@ -40,20 +43,34 @@ impl cluster_service_server::ClusterService for Api {
 impl project_service_server::ProjectService for Api {
     async fn create_project(&self, req: Request<CreateProjectRequest>) -> Reply<Project> {
         let r = req.into_inner();
-        ok(self.service.create_project(&r.name, &r.description, r.idempotency_key).await)
+        ok(self
+            .service
+            .create_project(&r.name, &r.description, r.idempotency_key)
+            .await)
     }
 
     async fn list_projects(&self, _: Request<ListProjectsRequest>) -> Reply<ListProjectsResponse> {
-        ok(self.service.list_projects().await.map(|projects| ListProjectsResponse { projects }))
+        ok(self
+            .service
+            .list_projects()
+            .await
+            .map(|projects| ListProjectsResponse { projects }))
     }
 
     async fn get_project(&self, req: Request<GetProjectRequest>) -> Reply<Project> {
         ok(self.service.get_project(&req.into_inner().name).await)
     }
 
-    async fn delete_project(&self, req: Request<DeleteProjectRequest>) -> Reply<DeleteProjectResponse> {
+    async fn delete_project(
+        &self,
+        req: Request<DeleteProjectRequest>,
+    ) -> Reply<DeleteProjectResponse> {
         let r = req.into_inner();
-        ok(self.service.delete_project(&r.name, r.force).await.map(|_| DeleteProjectResponse {}))
+        ok(self
+            .service
+            .delete_project(&r.name, r.force)
+            .await
+            .map(|_| DeleteProjectResponse {}))
     }
 }
 
@@ -72,9 +89,16 @@ impl dataset_service_server::DatasetService for Api {
         ok(self.service.create_dataset(create).await)
     }
 
-    async fn list_datasets(&self, req: Request<ListDatasetsRequest>) -> Reply<ListDatasetsResponse> {
+    async fn list_datasets(
+        &self,
+        req: Request<ListDatasetsRequest>,
+    ) -> Reply<ListDatasetsResponse> {
         let r = req.into_inner();
-        ok(self.service.list_datasets(&r.project).await.map(|datasets| ListDatasetsResponse { datasets }))
+        ok(self
+            .service
+            .list_datasets(&r.project)
+            .await
+            .map(|datasets| ListDatasetsResponse { datasets }))
     }
 
     async fn get_dataset(&self, req: Request<GetDatasetRequest>) -> Reply<Dataset> {
@@ -82,12 +106,22 @@ impl dataset_service_server::DatasetService for Api {
         ok(self.service.get_dataset(&r.project, &r.name).await)
     }
 
-    async fn delete_dataset(&self, req: Request<DeleteDatasetRequest>) -> Reply<DeleteDatasetResponse> {
+    async fn delete_dataset(
+        &self,
+        req: Request<DeleteDatasetRequest>,
+    ) -> Reply<DeleteDatasetResponse> {
         let r = req.into_inner();
-        ok(self.service.delete_dataset(&r.project, &r.name).await.map(|_| DeleteDatasetResponse {}))
+        ok(self
+            .service
+            .delete_dataset(&r.project, &r.name)
+            .await
+            .map(|_| DeleteDatasetResponse {}))
     }
 
-    async fn import_examples(&self, req: Request<Streaming<ImportRequest>>) -> Reply<ImportSummary> {
+    async fn import_examples(
+        &self,
+        req: Request<Streaming<ImportRequest>>,
+    ) -> Reply<ImportSummary> {
         let mut stream = req.into_inner();
         let header = match stream.next().await {
             Some(Ok(ImportRequest {
@@ -107,7 +141,9 @@ impl dataset_service_server::DatasetService for Api {
             Ok(_) => Err(ServiceError::InvalidArgument(
                 "only the first message of an import may be a header".into(),
             )),
-            Err(status) => Err(ServiceError::Unavailable(format!("import stream broke: {status}"))),
+            Err(status) => Err(ServiceError::Unavailable(format!(
+                "import stream broke: {status}"
+            ))),
         });
         ok(self.service.import(header, data.boxed()).await)
     }
@@ -117,19 +153,25 @@ impl dataset_service_server::DatasetService for Api {
     async fn export_examples(&self, req: Request<ExportRequest>) -> Reply<ExportStream> {
         let r = req.into_inner();
         let rx = self.service.export(&r.project, &r.dataset).await?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(Status::from));
+        let stream =
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn list_examples(&self, req: Request<ListExamplesRequest>) -> Reply<ListExamplesResponse> {
+    async fn list_examples(
+        &self,
+        req: Request<ListExamplesRequest>,
+    ) -> Reply<ListExamplesResponse> {
         let r = req.into_inner();
         let page = self
             .service
             .list_examples(&r.project, &r.dataset, r.page_size, &r.page_token)
             .await;
-        ok(page.map(|(examples, next_page_token)| ListExamplesResponse {
-            examples,
-            next_page_token,
-        }))
+        ok(
+            page.map(|(examples, next_page_token)| ListExamplesResponse {
+                examples,
+                next_page_token,
+            }),
+        )
     }
 }

@@ -29,15 +29,24 @@ async fn readyz(State(service): State<Arc<Service>>) -> impl IntoResponse {
     let m = service.raft.metrics().borrow().clone();
     match (&m.running_state, m.current_leader) {
         (Ok(()), Some(leader)) => (StatusCode::OK, format!("ready (leader {leader})\n")),
-        (Ok(()), None) => (StatusCode::SERVICE_UNAVAILABLE, "no raft leader yet\n".to_string()),
-        (Err(e), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("raft stopped: {e}\n")),
+        (Ok(()), None) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no raft leader yet\n".to_string(),
+        ),
+        (Err(e), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("raft stopped: {e}\n"),
+        ),
     }
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     service.metrics.observe_raft(&service.raft);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         service.metrics.render(),
     )
 }

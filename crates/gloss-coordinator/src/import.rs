@@ -9,8 +9,8 @@ use bytes::{Buf, Bytes};
 use futures::{Stream, StreamExt};
 use gloss_import::{Format, Item, Limits, Parser};
 use gloss_proto::v1::{
-    command, command_result, BeginImport, CommitImport, ImportFormat, ImportHeader, ImportRecord, ImportSummary,
-    RecordError, StageExamples, StagedExample,
+    command, command_result, BeginImport, CommitImport, ImportFormat, ImportHeader, ImportRecord,
+    ImportSummary, RecordError, StageExamples, StagedExample,
 };
 use tokio::sync::mpsc;
 
@@ -67,11 +67,20 @@ fn format_of(header: &ImportHeader) -> Result<Format, ServiceError> {
             text_column: column,
         }),
         Ok(ImportFormat::Text) => Ok(Format::Text),
-        Err(_) => Err(ServiceError::InvalidArgument(format!("unknown import format {}", header.format))),
+        Err(_) => Err(ServiceError::InvalidArgument(format!(
+            "unknown import format {}",
+            header.format
+        ))),
     }
 }
 
-fn parse(reader: ChunkReader, format: Format, limits: Limits, batch: usize, tx: mpsc::Sender<Event>) {
+fn parse(
+    reader: ChunkReader,
+    format: Format,
+    limits: Limits,
+    batch: usize,
+    tx: mpsc::Sender<Event>,
+) {
     let parser = match Parser::new(reader, format, limits) {
         Ok(p) => p,
         Err(e) => {
@@ -124,13 +133,19 @@ fn import_of(r: command_result::Result) -> Result<ImportRecord, ServiceError> {
 impl Service {
     /// Runs one import from `header` and the file's bytes. Returns after the import is committed
     /// (durable on a quorum) or aborted.
-    pub async fn import<S>(&self, header: ImportHeader, data: S) -> Result<ImportSummary, ServiceError>
+    pub async fn import<S>(
+        &self,
+        header: ImportHeader,
+        data: S,
+    ) -> Result<ImportSummary, ServiceError>
     where
         S: Stream<Item = Result<Bytes, ServiceError>> + Send + Unpin + 'static,
     {
         let format = format_of(&header)?;
-        gloss_state::check_name("project", &header.project).map_err(ServiceError::InvalidArgument)?;
-        gloss_state::check_name("dataset", &header.dataset).map_err(ServiceError::InvalidArgument)?;
+        gloss_state::check_name("project", &header.project)
+            .map_err(ServiceError::InvalidArgument)?;
+        gloss_state::check_name("dataset", &header.dataset)
+            .map_err(ServiceError::InvalidArgument)?;
         let begin = command::Body::BeginImport(BeginImport {
             project: header.project.clone(),
             dataset: header.dataset.clone(),
@@ -145,7 +160,13 @@ impl Service {
         match outcome {
             Ok(summary) if summary.committed => {
                 self.metrics.imports(&summary, "committed");
-                tracing::info!(import_id, imported = summary.imported, duplicates = summary.duplicates, invalid = summary.invalid, "import committed");
+                tracing::info!(
+                    import_id,
+                    imported = summary.imported,
+                    duplicates = summary.duplicates,
+                    invalid = summary.invalid,
+                    "import committed"
+                );
                 Ok(summary)
             }
             Ok(summary) => {
@@ -182,7 +203,13 @@ impl Service {
         self.propose(body, String::new()).await.map(|_| ())
     }
 
-    async fn run_import<S>(&self, header: &ImportHeader, import_id: u64, format: Format, mut data: S) -> Result<ImportSummary, ServiceError>
+    async fn run_import<S>(
+        &self,
+        header: &ImportHeader,
+        import_id: u64,
+        format: Format,
+        mut data: S,
+    ) -> Result<ImportSummary, ServiceError>
     where
         S: Stream<Item = Result<Bytes, ServiceError>> + Send + Unpin + 'static,
     {
@@ -196,7 +223,8 @@ impl Service {
             rx: chunk_rx,
             current: Bytes::new(),
         };
-        let parser = tokio::task::spawn_blocking(move || parse(reader, format, limits, batch, event_tx));
+        let parser =
+            tokio::task::spawn_blocking(move || parse(reader, format, limits, batch, event_tx));
         let pump = tokio::spawn(async move {
             let mut bytes = 0u64;
             while let Some(chunk) = data.next().await {
@@ -219,7 +247,10 @@ impl Service {
                     if summary.invalid > 0 && !header.skip_invalid {
                         continue; // rejected anyway: keep reading only to report every error
                     }
-                    let body = command::Body::StageExamples(StageExamples { import_id, examples });
+                    let body = command::Body::StageExamples(StageExamples {
+                        import_id,
+                        examples,
+                    });
                     import_of(self.propose(body, String::new()).await?)?;
                 }
                 Event::Invalid(e) => {

@@ -89,7 +89,10 @@ impl Coordinator {
     /// initialised on first start; restarts reuse what is on disk.
     pub async fn start(config: &Config) -> Result<Coordinator, CoordinatorError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| {
-            CoordinatorError::RaftInit(format!("cannot create data dir {}: {source}", config.data_dir.display()))
+            CoordinatorError::RaftInit(format!(
+                "cannot create data dir {}: {source}",
+                config.data_dir.display()
+            ))
         })?;
         let raft_listener = bind("raft", config.raft_listen).await?;
         let grpc_listener = bind("grpc", config.listen).await?;
@@ -125,25 +128,48 @@ impl Coordinator {
         };
 
         let raft_server = tonic::transport::Server::builder()
-            .add_service(RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone())).max_decoding_message_size(256 << 20))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(raft_listener), stop(shutdown.subscribe()));
-        servers.push(("raft", tokio::spawn(async move { raft_server.await.map_err(|e| e.to_string()) })));
+            .add_service(
+                RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone()))
+                    .max_decoding_message_size(256 << 20),
+            )
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(raft_listener),
+                stop(shutdown.subscribe()),
+            );
+        servers.push((
+            "raft",
+            tokio::spawn(async move { raft_server.await.map_err(|e| e.to_string()) }),
+        ));
 
         let api = grpc::Api::new(service.clone());
         let (mut health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<ClusterServiceServer<grpc::Api>>().await;
-        health.set_serving::<ProjectServiceServer<grpc::Api>>().await;
-        health.set_serving::<DatasetServiceServer<grpc::Api>>().await;
-        fn reflection(b: tonic_reflection::server::Builder<'static>) -> tonic_reflection::server::Builder<'static> {
+        health
+            .set_serving::<ClusterServiceServer<grpc::Api>>()
+            .await;
+        health
+            .set_serving::<ProjectServiceServer<grpc::Api>>()
+            .await;
+        health
+            .set_serving::<DatasetServiceServer<grpc::Api>>()
+            .await;
+        fn reflection(
+            b: tonic_reflection::server::Builder<'static>,
+        ) -> tonic_reflection::server::Builder<'static> {
             b.register_encoded_file_descriptor_set(gloss_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         }
         let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
             .build_v1()
-            .map_err(|e| CoordinatorError::Serve { what: "reflection", message: e.to_string() })?;
+            .map_err(|e| CoordinatorError::Serve {
+                what: "reflection",
+                message: e.to_string(),
+            })?;
         let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
             .build_v1alpha()
-            .map_err(|e| CoordinatorError::Serve { what: "reflection", message: e.to_string() })?;
+            .map_err(|e| CoordinatorError::Serve {
+                what: "reflection",
+                message: e.to_string(),
+            })?;
         let public = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -151,8 +177,14 @@ impl Coordinator {
             .add_service(ClusterServiceServer::new(api.clone()))
             .add_service(ProjectServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), stop(shutdown.subscribe()));
-        servers.push(("grpc", tokio::spawn(async move { public.await.map_err(|e| e.to_string()) })));
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(grpc_listener),
+                stop(shutdown.subscribe()),
+            );
+        servers.push((
+            "grpc",
+            tokio::spawn(async move { public.await.map_err(|e| e.to_string()) }),
+        ));
 
         let router = http::router(service.clone());
         let http_stop = stop(shutdown.subscribe());
@@ -201,7 +233,10 @@ impl Coordinator {
             .map_err(|e| CoordinatorError::RaftInit(format!("no leader: {e}")))?;
         let aborted = self.service.abort_orphaned_imports().await?;
         if aborted > 0 {
-            tracing::info!(aborted, "cleaned up imports interrupted by the last shutdown");
+            tracing::info!(
+                aborted,
+                "cleaned up imports interrupted by the last shutdown"
+            );
         }
         Ok(())
     }
@@ -227,7 +262,10 @@ impl Coordinator {
                     first_error.get_or_insert(CoordinatorError::Serve { what, message });
                 }
                 Ok(Err(e)) => {
-                    first_error.get_or_insert(CoordinatorError::Serve { what, message: e.to_string() });
+                    first_error.get_or_insert(CoordinatorError::Serve {
+                        what,
+                        message: e.to_string(),
+                    });
                 }
                 Err(_) => tracing::warn!(server = what, "did not stop within 10s"),
             }

@@ -44,12 +44,36 @@ impl Default for Metrics {
             records: Family::default(),
         };
         registry.register("raft_term", "Current Raft term", m.term.clone());
-        registry.register("raft_last_log_index", "Last index in the local Raft log", m.last_log_index.clone());
-        registry.register("raft_applied_index", "Last index applied to the local state machine", m.applied_index.clone());
-        registry.register("raft_is_leader", "1 when this coordinator leads the group", m.is_leader.clone());
-        registry.register("raft_leader_changes", "Leader changes observed by this coordinator", m.leader_changes.clone());
-        registry.register("imports", "Finished imports by outcome (committed, rejected, failed)", m.imports.clone());
-        registry.register("import_records", "Imported records by outcome (imported, duplicate, invalid)", m.records.clone());
+        registry.register(
+            "raft_last_log_index",
+            "Last index in the local Raft log",
+            m.last_log_index.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Last index applied to the local state machine",
+            m.applied_index.clone(),
+        );
+        registry.register(
+            "raft_is_leader",
+            "1 when this coordinator leads the group",
+            m.is_leader.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Leader changes observed by this coordinator",
+            m.leader_changes.clone(),
+        );
+        registry.register(
+            "imports",
+            "Finished imports by outcome (committed, rejected, failed)",
+            m.imports.clone(),
+        );
+        registry.register(
+            "import_records",
+            "Imported records by outcome (imported, duplicate, invalid)",
+            m.records.clone(),
+        );
         *m.registry.lock().expect("metrics lock") = registry;
         m
     }
@@ -60,18 +84,27 @@ impl Metrics {
     pub fn imports(&self, s: &ImportSummary, outcome: &str) {
         let label = |o: &str| Outcome { outcome: o.into() };
         self.imports.get_or_create(&label(outcome)).inc();
-        self.records.get_or_create(&label("imported")).inc_by(s.imported);
-        self.records.get_or_create(&label("duplicate")).inc_by(s.duplicates);
-        self.records.get_or_create(&label("invalid")).inc_by(s.invalid);
+        self.records
+            .get_or_create(&label("imported"))
+            .inc_by(s.imported);
+        self.records
+            .get_or_create(&label("duplicate"))
+            .inc_by(s.duplicates);
+        self.records
+            .get_or_create(&label("invalid"))
+            .inc_by(s.invalid);
     }
 
     /// Folds the latest Raft metrics in.
     pub fn observe_raft(&self, raft: &Raft) {
         let m = raft.metrics().borrow().clone();
         self.term.set(m.current_term as i64);
-        self.last_log_index.set(m.last_log_index.unwrap_or(0) as i64);
-        self.applied_index.set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
-        self.is_leader.set(i64::from(m.current_leader == Some(m.id)));
+        self.last_log_index
+            .set(m.last_log_index.unwrap_or(0) as i64);
+        self.applied_index
+            .set(m.last_applied.map(|l| l.index).unwrap_or(0) as i64);
+        self.is_leader
+            .set(i64::from(m.current_leader == Some(m.id)));
         let mut last = self.last_leader.lock().expect("metrics lock");
         if m.current_leader.is_some() && *last != m.current_leader {
             if last.is_some() {
@@ -85,7 +118,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics lock");
-        prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gloss_proto::v1::{
-    command, command_result, ClusterStatus, Command, CommandResult, Dataset, ImportRecord, Member, Project,
+    command, command_result, ClusterStatus, Command, CommandResult, Dataset, ImportRecord, Member,
+    Project,
 };
 use gloss_proto::COMMAND_VERSION;
 use gloss_raft::openraft::ServerState;
@@ -53,7 +54,12 @@ fn role(state: ServerState) -> &'static str {
 
 impl Service {
     /// Builds the service layer over a started Raft node.
-    pub fn new(raft: Raft, state: StateHandle, settings: ServiceSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        raft: Raft,
+        state: StateHandle,
+        settings: ServiceSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Service {
             raft,
             state,
@@ -63,7 +69,11 @@ impl Service {
     }
 
     /// Replicates a command and returns its result, or the state machine's rejection as an error.
-    pub async fn propose(&self, body: command::Body, idempotency_key: String) -> Result<command_result::Result, ServiceError> {
+    pub async fn propose(
+        &self,
+        body: command::Body,
+        idempotency_key: String,
+    ) -> Result<command_result::Result, ServiceError> {
         let cmd = Command {
             version: COMMAND_VERSION,
             at_ms: now_ms(),
@@ -92,7 +102,12 @@ impl Service {
     }
 
     /// Creates a project.
-    pub async fn create_project(&self, name: &str, description: &str, key: String) -> Result<Project, ServiceError> {
+    pub async fn create_project(
+        &self,
+        name: &str,
+        description: &str,
+        key: String,
+    ) -> Result<Project, ServiceError> {
         gloss_state::check_name("project", name).map_err(ServiceError::InvalidArgument)?;
         let body = command::Body::CreateProject(gloss_proto::v1::CreateProject {
             name: name.into(),
@@ -127,9 +142,15 @@ impl Service {
     }
 
     /// Creates a dataset.
-    pub async fn create_dataset(&self, req: gloss_proto::v1::CreateDataset) -> Result<Dataset, ServiceError> {
+    pub async fn create_dataset(
+        &self,
+        req: gloss_proto::v1::CreateDataset,
+    ) -> Result<Dataset, ServiceError> {
         gloss_state::check_name("dataset", &req.name).map_err(ServiceError::InvalidArgument)?;
-        match self.propose(command::Body::CreateDataset(req), String::new()).await? {
+        match self
+            .propose(command::Body::CreateDataset(req), String::new())
+            .await?
+        {
             command_result::Result::Dataset(d) => Ok(d),
             other => Err(unexpected(other)),
         }
@@ -149,7 +170,9 @@ impl Service {
         self.read_barrier().await?;
         let db = self.state.db();
         if gloss_state::read::project(&db, project)?.is_none() {
-            return Err(ServiceError::NotFound(format!("project {project:?} not found")));
+            return Err(ServiceError::NotFound(format!(
+                "project {project:?} not found"
+            )));
         }
         Ok(gloss_state::read::datasets(&db, project)?)
     }
@@ -231,6 +254,7 @@ impl Service {
             commit_index: committed.unwrap_or(0),
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             members,
             version: gloss_core::VERSION.into(),
             data_dir: self.settings.data_dir.clone(),

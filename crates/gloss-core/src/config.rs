@@ -24,7 +24,10 @@ pub enum ConfigError {
     },
     /// A setting has an unusable value.
     #[error("invalid setting `{setting}`: {reason}")]
-    Invalid { setting: &'static str, reason: String },
+    Invalid {
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 /// Settings as they may appear in a file or on the command line; every one is optional.

@@ -28,9 +28,15 @@ pub fn init(service: &'static str) -> Telemetry {
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info,openraft=warn,h2=warn,tower=warn".into());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
-    let registry = tracing_subscriber::registry().with(EnvFilter::new(filter)).with(fmt);
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let registry = tracing_subscriber::registry()
+        .with(EnvFilter::new(filter))
+        .with(fmt);
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
     let Some(endpoint) = endpoint else {
         let _ = registry.try_init();
         return Telemetry { provider: None };
@@ -42,13 +48,14 @@ pub fn init(service: &'static str) -> Telemetry {
         Ok(exporter) => {
             let provider = opentelemetry_sdk::trace::TracerProvider::builder()
                 .with_batch_exporter(exporter, opentelemetry_sdk::runtime::Tokio)
-                .with_resource(opentelemetry_sdk::Resource::new([opentelemetry::KeyValue::new(
-                    "service.name",
-                    service,
-                )]))
+                .with_resource(opentelemetry_sdk::Resource::new([
+                    opentelemetry::KeyValue::new("service.name", service),
+                ]))
                 .build();
             let tracer = provider.tracer(service);
-            let _ = registry.with(tracing_opentelemetry::layer().with_tracer(tracer)).try_init();
+            let _ = registry
+                .with(tracing_opentelemetry::layer().with_tracer(tracer))
+                .try_init();
             tracing::info!(%endpoint, "exporting traces over OTLP");
             Telemetry {
                 provider: Some(provider),

@@ -344,7 +344,8 @@ fn jsonl_round_trip_keeps_every_field_in_order() {
     assert_eq!(records[1].json, lines[1]);
     assert_eq!(records[1].text, "second \"quoted\" \u{1} é");
     // The record is kept as written: spacing, number spellings and huge integers survive.
-    let spaced = r#"{ "b" : 1.50 , "text" : "t" , "a" : [ 1e3 , 123456789012345678901234567890 ] }"#;
+    let spaced =
+        r#"{ "b" : 1.50 , "text" : "t" , "a" : [ 1e3 , 123456789012345678901234567890 ] }"#;
     assert_eq!(
         valid(parse(format!("  {spaced}\t\r\n").as_bytes(), Format::Jsonl))[0].json,
         spaced

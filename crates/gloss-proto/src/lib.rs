@@ -12,7 +12,8 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of every Gloss proto file, for `tonic-reflection`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gloss_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/gloss_descriptor.bin"));
 
 /// Version of the encoding of [`v1::Command`] written by this binary.
 pub const COMMAND_VERSION: u32 = 1;

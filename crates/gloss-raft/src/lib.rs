@@ -126,7 +126,9 @@ impl RaftSettings {
             election_timeout_max: self.election_timeout_ms * 2,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             snapshot_max_chunk_size: self.snapshot_chunk_bytes,
-            max_in_snapshot_log_to_keep: 1_000,
+            // Keep a tail of log behind each snapshot so a briefly lagging follower catches up
+            // from the log rather than a whole snapshot.
+            max_in_snapshot_log_to_keep: self.snapshot_every.min(1_000),
             max_payload_entries: 64,
             ..Default::default()
         };
@@ -145,6 +147,13 @@ pub async fn start(
     let sm = StateMachineStore::open(data_dir)?;
     let handle = sm.handle();
     let config = std::sync::Arc::new(settings.openraft_config()?);
-    let raft = Raft::new(node_id, config, network::GrpcNetworkFactory::default(), log, sm).await?;
+    let raft = Raft::new(
+        node_id,
+        config,
+        network::GrpcNetworkFactory::default(),
+        log,
+        sm,
+    )
+    .await?;
     Ok((raft, handle))
 }

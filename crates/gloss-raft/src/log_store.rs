@@ -53,7 +53,12 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let meta = cf(&self.db, log_cf::META).map_err(write_err)?;
         let opts = if sync { durable() } else { Default::default() };
         self.db
@@ -87,7 +92,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let entries = cf(&self.db, log_cf::ENTRIES).map_err(read_err)?;
         let from = keys::log_index(start);
         let mut out = Vec::new();
-        for kv in self.db.iterator_cf(entries, IteratorMode::From(&from, Direction::Forward)) {
+        for kv in self
+            .db
+            .iterator_cf(entries, IteratorMode::From(&from, Direction::Forward))
+        {
             let (k, v) = kv.map_err(read_err)?;
             let index = keys::decode_log_index(&k).map_err(read_err)?;
             if !range.contains(&index) {
@@ -124,17 +132,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta(keys::meta::VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError> {
         // Not fsynced: after a crash the committed index is recomputed from a quorum; this only
         // lets a restarted node re-apply what it already knew was committed.
         self.put_meta(keys::meta::COMMITTED, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError> {
-        Ok(self.meta::<Option<LogId<NodeId>>>(keys::meta::COMMITTED)?.flatten())
+        Ok(self
+            .meta::<Option<LogId<NodeId>>>(keys::meta::COMMITTED)?
+            .flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -145,14 +162,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(log, keys::log_index(entry.log_id.index), encode(&entry));
         }
         let result = self.db.write_opt(batch, &durable());
-        callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        callback.log_io_completed(
+            result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
         result.map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {
         let log = cf(&self.db, log_cf::ENTRIES).map_err(write_err)?;
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(log, keys::log_index(log_id.index), keys::log_index(u64::MAX));
+        batch.delete_range_cf(
+            log,
+            keys::log_index(log_id.index),
+            keys::log_index(u64::MAX),
+        );
         batch.delete_cf(log, keys::log_index(u64::MAX));
         self.db.write_opt(batch, &durable()).map_err(write_err)
     }

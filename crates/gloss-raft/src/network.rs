@@ -7,7 +7,9 @@ use std::time::Duration;
 use gloss_proto::v1::raft_service_client::RaftServiceClient;
 use gloss_proto::v1::raft_service_server::RaftService;
 use gloss_proto::v1::RaftPayload;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -65,13 +67,20 @@ impl GrpcNetwork {
         Ok(client)
     }
 
-    async fn call<Req, Resp, E>(&mut self, rpc: Rpc, req: &Req, option: &RPCOption) -> Result<Resp, RpcError<E>>
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcError<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let mut client = self.client().map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = self
+            .client()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data: encode(req) });
         request.set_timeout(option.hard_ttl());
         let reply = match rpc {
@@ -82,7 +91,12 @@ impl GrpcNetwork {
         let payload = match reply {
             Ok(r) => r.into_inner(),
             Err(status) => {
-                let e = TransportError(format!("{} from node {}: {}", status.code(), self.target, status.message()));
+                let e = TransportError(format!(
+                    "{} from node {}: {}",
+                    status.code(),
+                    self.target,
+                    status.message()
+                ));
                 if status.code() == tonic::Code::Unavailable {
                     self.client = None;
                     return Err(RPCError::Unreachable(Unreachable::new(&e)));
@@ -90,7 +104,8 @@ impl GrpcNetwork {
                 return Err(RPCError::Network(NetworkError::new(&e)));
             }
         };
-        let result: Result<Resp, E> = decode(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> =
+            decode(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -115,7 +130,8 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<RaftError<NodeId, InstallSnapshotError>>>
+    {
         self.call(Rpc::Snapshot, &rpc, &option).await
     }
 
@@ -141,26 +157,38 @@ impl RaftGrpc {
 }
 
 fn request<T: DeserializeOwned>(req: tonic::Request<RaftPayload>) -> Result<T, tonic::Status> {
-    decode(&req.into_inner().data).map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft message: {e}")))
+    decode(&req.into_inner().data)
+        .map_err(|e| tonic::Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
 
 fn reply<T: Serialize>(result: &T) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
-    Ok(tonic::Response::new(RaftPayload { data: encode(result) }))
+    Ok(tonic::Response::new(RaftPayload {
+        data: encode(result),
+    }))
 }
 
 #[tonic::async_trait]
 impl RaftService for RaftGrpc {
-    async fn append_entries(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn append_entries(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: AppendEntriesRequest<TypeConfig> = request(req)?;
         reply(&self.raft.append_entries(req).await)
     }
 
-    async fn vote(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn vote(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: VoteRequest<NodeId> = request(req)?;
         reply(&self.raft.vote(req).await)
     }
 
-    async fn install_snapshot(&self, req: tonic::Request<RaftPayload>) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+    async fn install_snapshot(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: InstallSnapshotRequest<TypeConfig> = request(req)?;
         reply(&self.raft.install_snapshot(req).await)
     }

@@ -13,7 +13,9 @@ use gloss_proto::v1::Command;
 use gloss_store::rocksdb::{checkpoint::Checkpoint, WriteBatch, DB};
 use gloss_store::{cf, keys, state_cf};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageIOError, StoredMembership};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageIOError, StoredMembership,
+};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncSeekExt;
@@ -172,14 +174,21 @@ impl Shared {
     }
 
     /// Makes `file` (already in the snapshots directory) the current snapshot and drops the rest.
-    fn set_current_snapshot(&self, meta: &SnapshotMeta<NodeId, NodeInfo>, file: &str) -> Result<(), StorageError> {
+    fn set_current_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        file: &str,
+    ) -> Result<(), StorageError> {
         let info = SnapshotInfo {
             meta: meta.clone(),
             file: file.into(),
         };
         let json = serde_json::to_vec(&info).map_err(snap_err)?;
         write_atomically(&self.snapshots().join("current.json"), &json).map_err(snap_err)?;
-        for entry in std::fs::read_dir(self.snapshots()).map_err(snap_err)?.flatten() {
+        for entry in std::fs::read_dir(self.snapshots())
+            .map_err(snap_err)?
+            .flatten()
+        {
             let name = entry.file_name();
             if name.to_string_lossy().ends_with(".tar") && name.to_string_lossy() != file {
                 let _ = std::fs::remove_file(entry.path());
@@ -207,7 +216,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-fn build_snapshot_file(shared: &Shared) -> Result<(SnapshotMeta<NodeId, NodeInfo>, PathBuf), StorageError> {
+fn build_snapshot_file(
+    shared: &Shared,
+) -> Result<(SnapshotMeta<NodeId, NodeInfo>, PathBuf), StorageError> {
     let n = shared.unique();
     let ckpt = shared.root.join("tmp").join(format!("checkpoint-{n}"));
     let (last_applied, membership) = {
@@ -234,7 +245,10 @@ fn build_snapshot_file(shared: &Shared) -> Result<(SnapshotMeta<NodeId, NodeInfo
         let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
         tar.append_dir_all(".", &ckpt).map_err(snap_err)?;
         let out = tar.into_inner().map_err(snap_err)?;
-        out.into_inner().map_err(|e| snap_err(e.into_error()))?.sync_all().map_err(snap_err)?;
+        out.into_inner()
+            .map_err(|e| snap_err(e.into_error()))?
+            .sync_all()
+            .map_err(snap_err)?;
     }
     let final_path = shared.snapshots().join(&file_name);
     std::fs::rename(&tmp_tar, &final_path).map_err(snap_err)?;
@@ -263,13 +277,20 @@ fn install_snapshot_file(
     let db = gloss_store::open(&dir, state_cf::ALL).map_err(snap_err)?;
     let (applied, _) = applied_state(&db)?;
     if applied != meta.last_log_id {
-        let msg = format!("snapshot {} holds state up to {applied:?}, expected {:?}", meta.snapshot_id, meta.last_log_id);
+        let msg = format!(
+            "snapshot {} holds state up to {applied:?}, expected {:?}",
+            meta.snapshot_id, meta.last_log_id
+        );
         return Err(snap_err(std::io::Error::other(msg)));
     }
     let old = {
         let _guard = shared.apply_lock.lock().expect("apply lock poisoned");
         let mut slot = shared.db.write().expect("state lock poisoned");
-        write_atomically(&shared.root.join("state/CURRENT"), generation.to_string().as_bytes()).map_err(snap_err)?;
+        write_atomically(
+            &shared.root.join("state/CURRENT"),
+            generation.to_string().as_bytes(),
+        )
+        .map_err(snap_err)?;
         shared.generation.store(generation, Ordering::SeqCst);
         std::mem::replace(&mut *slot, db)
     };
@@ -336,7 +357,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let path = self.shared.root.join("tmp").join(format!("receiving-{}.tar", self.shared.unique()));
+        let path = self
+            .shared
+            .root
+            .join("tmp")
+            .join(format!("receiving-{}.tar", self.shared.unique()));
         let file = tokio::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -354,17 +379,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         // Copy the received bytes under the snapshots directory: they become this node's current
         // snapshot, served to others in turn.
-        let file_name = format!("snap-{}-installed-{}.tar", meta.snapshot_id, self.shared.unique());
+        let file_name = format!(
+            "snap-{}-installed-{}.tar",
+            meta.snapshot_id,
+            self.shared.unique()
+        );
         let path = self.shared.snapshots().join(&file_name);
         snapshot.rewind().await.map_err(snap_err)?;
         let mut out = tokio::fs::File::create(&path).await.map_err(snap_err)?;
-        tokio::io::copy(&mut *snapshot, &mut out).await.map_err(snap_err)?;
+        tokio::io::copy(&mut *snapshot, &mut out)
+            .await
+            .map_err(snap_err)?;
         out.sync_all().await.map_err(snap_err)?;
         let shared = self.shared.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || install_snapshot_file(&shared, &meta, &path, &file_name))
-            .await
-            .map_err(snap_err)?
+        tokio::task::spawn_blocking(move || {
+            install_snapshot_file(&shared, &meta, &path, &file_name)
+        })
+        .await
+        .map_err(snap_err)?
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

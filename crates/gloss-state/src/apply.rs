@@ -8,7 +8,7 @@ use gloss_proto::v1::{
     DatasetKind, DatasetRecord, ExampleRow, ImportRecord, Project, StageExamples,
 };
 use gloss_proto::COMMAND_VERSION;
-use gloss_store::rocksdb::{IteratorMode, Direction, WriteBatch, DB};
+use gloss_store::rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use gloss_store::{cf, keys, state_cf};
 use prost::Message;
 
@@ -36,8 +36,11 @@ pub fn apply(db: &DB, cmd: &Command, batch: &mut WriteBatch) -> Result<CommandRe
         Some(body) => tx.apply_body(cmd.at_ms, body)?,
     };
     if !cmd.idempotency_key.is_empty() {
-        tx.batch
-            .put_cf(idem_cf, keys::idempotency(&cmd.idempotency_key), result.encode_to_vec());
+        tx.batch.put_cf(
+            idem_cf,
+            keys::idempotency(&cmd.idempotency_key),
+            result.encode_to_vec(),
+        );
     }
     Ok(result)
 }
@@ -54,13 +57,19 @@ fn ok(result: command_result::Result) -> CommandResult {
 }
 
 impl Tx<'_> {
-    fn apply_body(&mut self, at_ms: i64, body: &command::Body) -> Result<CommandResult, StateError> {
+    fn apply_body(
+        &mut self,
+        at_ms: i64,
+        body: &command::Body,
+    ) -> Result<CommandResult, StateError> {
         use command::Body;
         match body {
             Body::CreateProject(c) => self.create_project(at_ms, &c.name, &c.description),
             Body::DeleteProject(c) => self.delete_project(&c.name, c.force),
             Body::CreateDataset(c) => Ok(match self.create_dataset(at_ms, c)? {
-                Ok(rec) => ok(command_result::Result::Dataset(rec.dataset.unwrap_or_default())),
+                Ok(rec) => ok(command_result::Result::Dataset(
+                    rec.dataset.unwrap_or_default(),
+                )),
                 Err(rejection) => rejection,
             }),
             Body::DeleteDataset(c) => self.delete_dataset(&c.project, &c.name),
@@ -71,8 +80,14 @@ impl Tx<'_> {
         }
     }
 
-    fn put<M: Message>(&mut self, cf_name: &'static str, key: &[u8], value: &M) -> Result<(), StateError> {
-        self.batch.put_cf(cf(self.db, cf_name)?, key, value.encode_to_vec());
+    fn put<M: Message>(
+        &mut self,
+        cf_name: &'static str,
+        key: &[u8],
+        value: &M,
+    ) -> Result<(), StateError> {
+        self.batch
+            .put_cf(cf(self.db, cf_name)?, key, value.encode_to_vec());
         Ok(())
     }
 
@@ -86,12 +101,20 @@ impl Tx<'_> {
         Ok(id)
     }
 
-    fn create_project(&mut self, at_ms: i64, name: &str, description: &str) -> Result<CommandResult, StateError> {
+    fn create_project(
+        &mut self,
+        at_ms: i64,
+        name: &str,
+        description: &str,
+    ) -> Result<CommandResult, StateError> {
         if let Err(reason) = check_name("project", name) {
             return Ok(rejected(code::INVALID_ARGUMENT, reason));
         }
         if read::project(self.db, name)?.is_some() {
-            return Ok(rejected(code::ALREADY_EXISTS, format!("project {name:?} already exists")));
+            return Ok(rejected(
+                code::ALREADY_EXISTS,
+                format!("project {name:?} already exists"),
+            ));
         }
         let project = Project {
             name: name.into(),
@@ -105,7 +128,10 @@ impl Tx<'_> {
 
     fn delete_project(&mut self, name: &str, force: bool) -> Result<CommandResult, StateError> {
         let Some(_) = read::project(self.db, name)? else {
-            return Ok(rejected(code::NOT_FOUND, format!("project {name:?} not found")));
+            return Ok(rejected(
+                code::NOT_FOUND,
+                format!("project {name:?} not found"),
+            ));
         };
         let datasets = read::datasets(self.db, name)?;
         if !datasets.is_empty() && !force {
@@ -120,17 +146,25 @@ impl Tx<'_> {
         for d in &datasets {
             self.drop_dataset(name, &d.name)?;
         }
-        self.batch.delete_cf(cf(self.db, state_cf::PROJECTS)?, keys::project(name));
+        self.batch
+            .delete_cf(cf(self.db, state_cf::PROJECTS)?, keys::project(name));
         Ok(ok(command_result::Result::Ok(true)))
     }
 
     /// Creates a dataset, or returns the rejection to give back.
-    fn create_dataset(&mut self, at_ms: i64, c: &CreateDataset) -> Result<Result<DatasetRecord, CommandResult>, StateError> {
+    fn create_dataset(
+        &mut self,
+        at_ms: i64,
+        c: &CreateDataset,
+    ) -> Result<Result<DatasetRecord, CommandResult>, StateError> {
         if let Err(reason) = check_name("dataset", &c.name) {
             return Ok(Err(rejected(code::INVALID_ARGUMENT, reason)));
         }
         let Some(mut project) = read::project(self.db, &c.project)? else {
-            return Ok(Err(rejected(code::NOT_FOUND, format!("project {:?} not found", c.project))));
+            return Ok(Err(rejected(
+                code::NOT_FOUND,
+                format!("project {:?} not found", c.project),
+            )));
         };
         if read::dataset(self.db, &c.project, &c.name)?.is_some() {
             return Ok(Err(rejected(
@@ -155,7 +189,11 @@ impl Tx<'_> {
             next_seq: 1,
             open_imports: Vec::new(),
         };
-        self.put(state_cf::DATASETS, &keys::dataset(&c.project, &c.name), &rec)?;
+        self.put(
+            state_cf::DATASETS,
+            &keys::dataset(&c.project, &c.name),
+            &rec,
+        )?;
         project.dataset_count += 1;
         self.put(state_cf::PROJECTS, &keys::project(&c.project), &project)?;
         Ok(Ok(rec))
@@ -163,7 +201,10 @@ impl Tx<'_> {
 
     fn delete_dataset(&mut self, project: &str, name: &str) -> Result<CommandResult, StateError> {
         if read::dataset(self.db, project, name)?.is_none() {
-            return Ok(rejected(code::NOT_FOUND, format!("dataset {project}/{name} not found")));
+            return Ok(rejected(
+                code::NOT_FOUND,
+                format!("dataset {project}/{name} not found"),
+            ));
         }
         self.drop_dataset(project, name)?;
         if let Some(mut p) = read::project(self.db, project)? {
@@ -180,8 +221,11 @@ impl Tx<'_> {
         };
         let id = rec.dataset_id;
         for cf_name in [state_cf::EXAMPLES, state_cf::EXAMPLE_INDEX] {
-            self.batch
-                .delete_range_cf(cf(self.db, cf_name)?, keys::id_prefix(id), keys::id_prefix(id + 1));
+            self.batch.delete_range_cf(
+                cf(self.db, cf_name)?,
+                keys::id_prefix(id),
+                keys::id_prefix(id + 1),
+            );
         }
         for import_id in &rec.open_imports {
             if let Some(mut imp) = read::import(self.db, *import_id)? {
@@ -191,7 +235,10 @@ impl Tx<'_> {
             }
             self.clear_import_index(*import_id)?;
         }
-        self.batch.delete_cf(cf(self.db, state_cf::DATASETS)?, keys::dataset(project, name));
+        self.batch.delete_cf(
+            cf(self.db, state_cf::DATASETS)?,
+            keys::dataset(project, name),
+        );
         Ok(())
     }
 
@@ -238,15 +285,25 @@ impl Tx<'_> {
             ..ImportRecord::default()
         };
         rec.open_imports.push(import.import_id);
-        self.put(state_cf::DATASETS, &keys::dataset(&c.project, &c.dataset), &rec)?;
+        self.put(
+            state_cf::DATASETS,
+            &keys::dataset(&c.project, &c.dataset),
+            &rec,
+        )?;
         self.put(state_cf::IMPORTS, &keys::import(import.import_id), &import)?;
         Ok(ok(command_result::Result::Import(import)))
     }
 
     /// The open import and its dataset, or the rejection to give back.
-    fn open_import(&self, import_id: u64) -> Result<Result<(ImportRecord, DatasetRecord), CommandResult>, StateError> {
+    fn open_import(
+        &self,
+        import_id: u64,
+    ) -> Result<Result<(ImportRecord, DatasetRecord), CommandResult>, StateError> {
         let Some(import) = read::import(self.db, import_id)? else {
-            return Ok(Err(rejected(code::NOT_FOUND, format!("import {import_id} not found"))));
+            return Ok(Err(rejected(
+                code::NOT_FOUND,
+                format!("import {import_id} not found"),
+            )));
         };
         if import.state != import_state::OPEN {
             return Ok(Err(rejected(
@@ -258,7 +315,10 @@ impl Tx<'_> {
             Some(ds) if ds.dataset_id == import.dataset_id => Ok(Ok((import, ds))),
             _ => Ok(Err(rejected(
                 code::FAILED_PRECONDITION,
-                format!("dataset {}/{} of import {import_id} was deleted", import.project, import.dataset),
+                format!(
+                    "dataset {}/{} of import {import_id} was deleted",
+                    import.project, import.dataset
+                ),
             ))),
         }
     }
@@ -278,13 +338,22 @@ impl Tx<'_> {
             let Ok(hash_bytes) = <[u8; 16]>::try_from(ex.input_hash.as_slice()) else {
                 return Ok(rejected(
                     code::INVALID_ARGUMENT,
-                    format!("example {i} of the batch has a {}-byte input hash, expected 16", ex.input_hash.len()),
+                    format!(
+                        "example {i} of the batch has a {}-byte input hash, expected 16",
+                        ex.input_hash.len()
+                    ),
                 ));
             };
             let hash = u128::from_be_bytes(hash_bytes);
             let duplicate = !seen.insert(hash)
-                || self.db.get_pinned_cf(index_cf, keys::hash_entry(ds.dataset_id, hash))?.is_some()
-                || self.db.get_pinned_cf(staged_cf, keys::hash_entry(import.import_id, hash))?.is_some();
+                || self
+                    .db
+                    .get_pinned_cf(index_cf, keys::hash_entry(ds.dataset_id, hash))?
+                    .is_some()
+                || self
+                    .db
+                    .get_pinned_cf(staged_cf, keys::hash_entry(import.import_id, hash))?
+                    .is_some();
             if duplicate {
                 import.duplicates += 1;
                 continue;
@@ -296,19 +365,33 @@ impl Tx<'_> {
                 record_json: ex.record_json.clone(),
                 import_id: import.import_id,
             };
-            self.batch
-                .put_cf(examples_cf, keys::example(ds.dataset_id, seq), row.encode_to_vec());
-            self.batch
-                .put_cf(staged_cf, keys::hash_entry(import.import_id, hash), seq.to_be_bytes());
+            self.batch.put_cf(
+                examples_cf,
+                keys::example(ds.dataset_id, seq),
+                row.encode_to_vec(),
+            );
+            self.batch.put_cf(
+                staged_cf,
+                keys::hash_entry(import.import_id, hash),
+                seq.to_be_bytes(),
+            );
             import.staged += 1;
             import.staged_bytes += ex.record_json.len() as u64;
         }
-        self.put(state_cf::DATASETS, &keys::dataset(&import.project, &import.dataset), &ds)?;
+        self.put(
+            state_cf::DATASETS,
+            &keys::dataset(&import.project, &import.dataset),
+            &ds,
+        )?;
         self.put(state_cf::IMPORTS, &keys::import(import.import_id), &import)?;
         Ok(ok(command_result::Result::Import(import)))
     }
 
-    fn commit_import(&mut self, at_ms: i64, c: &gloss_proto::v1::CommitImport) -> Result<CommandResult, StateError> {
+    fn commit_import(
+        &mut self,
+        at_ms: i64,
+        c: &gloss_proto::v1::CommitImport,
+    ) -> Result<CommandResult, StateError> {
         let (mut import, mut ds) = match self.open_import(c.import_id)? {
             Ok(x) => x,
             Err(rejection) => return Ok(rejection),
@@ -357,14 +440,26 @@ impl Tx<'_> {
             d.total_bytes += bytes;
             d.import_count += 1;
         }
-        self.put(state_cf::DATASETS, &keys::dataset(&import.project, &import.dataset), &ds)?;
+        self.put(
+            state_cf::DATASETS,
+            &keys::dataset(&import.project, &import.dataset),
+            &ds,
+        )?;
         self.put(state_cf::IMPORTS, &keys::import(import.import_id), &import)?;
         Ok(ok(command_result::Result::Import(import)))
     }
 
-    fn abort_import(&mut self, at_ms: i64, import_id: u64, reason: &str) -> Result<CommandResult, StateError> {
+    fn abort_import(
+        &mut self,
+        at_ms: i64,
+        import_id: u64,
+        reason: &str,
+    ) -> Result<CommandResult, StateError> {
         let Some(mut import) = read::import(self.db, import_id)? else {
-            return Ok(rejected(code::NOT_FOUND, format!("import {import_id} not found")));
+            return Ok(rejected(
+                code::NOT_FOUND,
+                format!("import {import_id} not found"),
+            ));
         };
         if import.state != import_state::OPEN {
             return Ok(rejected(
@@ -387,10 +482,15 @@ impl Tx<'_> {
                     break;
                 }
                 let seq = keys::decode_u64_value(&v)?;
-                self.batch.delete_cf(examples_cf, keys::example(ds.dataset_id, seq));
+                self.batch
+                    .delete_cf(examples_cf, keys::example(ds.dataset_id, seq));
             }
             ds.open_imports.retain(|id| *id != import_id);
-            self.put(state_cf::DATASETS, &keys::dataset(&import.project, &import.dataset), &ds)?;
+            self.put(
+                state_cf::DATASETS,
+                &keys::dataset(&import.project, &import.dataset),
+                &ds,
+            )?;
         }
         self.clear_import_index(import_id)?;
         import.state = import_state::ABORTED;

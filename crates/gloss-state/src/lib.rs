@@ -63,7 +63,10 @@ pub mod import_state {
 pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
     if name.is_empty() || name.len() > 64 {
-        return Err(format!("{kind} name must be 1-64 characters, got {}", name.len()));
+        return Err(format!(
+            "{kind} name must be 1-64 characters, got {}",
+            name.len()
+        ));
     }
     if !name.chars().all(ok_char) {
         return Err(format!(
@@ -71,7 +74,9 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
         ));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!("{kind} name {name:?} must start with a letter or digit"));
+        return Err(format!(
+            "{kind} name {name:?} must start with a letter or digit"
+        ));
     }
     Ok(())
 }

@@ -4,13 +4,18 @@
 use std::collections::HashSet;
 
 use gloss_proto::v1::{Dataset, DatasetRecord, ExampleRow, ImportRecord, Project};
-use gloss_store::rocksdb::{DBAccess, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions, DB};
+use gloss_store::rocksdb::{
+    DBAccess, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions, DB,
+};
 use gloss_store::{cf, keys, state_cf};
 use prost::Message;
 
 use crate::StateError;
 
-pub(crate) fn decode<M: Message + Default>(what: &'static str, bytes: &[u8]) -> Result<M, StateError> {
+pub(crate) fn decode<M: Message + Default>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, StateError> {
     M::decode(bytes).map_err(|source| StateError::Corrupt { what, source })
 }
 
@@ -39,7 +44,10 @@ pub fn dataset(db: &DB, project: &str, name: &str) -> Result<Option<DatasetRecor
 pub fn datasets(db: &DB, project: &str) -> Result<Vec<Dataset>, StateError> {
     let prefix = keys::dataset_prefix(project);
     let mut out = Vec::new();
-    let iter = db.iterator_cf(cf(db, state_cf::DATASETS)?, IteratorMode::From(&prefix, Direction::Forward));
+    let iter = db.iterator_cf(
+        cf(db, state_cf::DATASETS)?,
+        IteratorMode::From(&prefix, Direction::Forward),
+    );
     for kv in iter {
         let (k, v) = kv?;
         if !k.starts_with(&prefix) {
@@ -157,6 +165,10 @@ pub fn examples_at<'a>(
 ) -> Result<ExampleScan<'a, DB>, StateError> {
     let examples = cf(db, state_cf::EXAMPLES)?;
     Ok(ExampleScan::new(record, after_seq, |from| {
-        db.iterator_cf_opt(examples, scan_options(Some(snapshot)), IteratorMode::From(from, Direction::Forward))
+        db.iterator_cf_opt(
+            examples,
+            scan_options(Some(snapshot)),
+            IteratorMode::From(from, Direction::Forward),
+        )
     }))
 }

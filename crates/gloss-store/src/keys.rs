@@ -18,7 +18,12 @@ fn u64_at(cf: &'static str, bytes: &[u8], at: usize) -> Result<u64, StoreError> 
         .get(at..at + 8)
         .and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
-        .ok_or_else(|| err(cf, format!("expected u64 at byte {at}, key is {} bytes", bytes.len())))
+        .ok_or_else(|| {
+            err(
+                cf,
+                format!("expected u64 at byte {at}, key is {} bytes", bytes.len()),
+            )
+        })
 }
 
 /// Key of a log entry.
@@ -29,7 +34,10 @@ pub fn log_index(index: u64) -> [u8; 8] {
 /// Index from a log entry key.
 pub fn decode_log_index(key: &[u8]) -> Result<u64, StoreError> {
     if key.len() != 8 {
-        return Err(err("log_entries", format!("key is {} bytes, expected 8", key.len())));
+        return Err(err(
+            "log_entries",
+            format!("key is {} bytes, expected 8", key.len()),
+        ));
     }
     u64_at("log_entries", key, 0)
 }
@@ -98,7 +106,10 @@ pub fn example(dataset_id: u64, seq: u64) -> [u8; 16] {
 /// (dataset id, sequence) from an example key.
 pub fn decode_example(key: &[u8]) -> Result<(u64, u64), StoreError> {
     if key.len() != 16 {
-        return Err(err("examples", format!("key is {} bytes, expected 16", key.len())));
+        return Err(err(
+            "examples",
+            format!("key is {} bytes, expected 16", key.len()),
+        ));
     }
     Ok((u64_at("examples", key, 0)?, u64_at("examples", key, 8)?))
 }
@@ -119,7 +130,10 @@ pub fn hash_entry(owner_id: u64, hash: u128) -> [u8; 24] {
 /// (owner id, input hash) from a content index key.
 pub fn decode_hash_entry(key: &[u8]) -> Result<(u64, u128), StoreError> {
     if key.len() != 24 {
-        return Err(err("index", format!("key is {} bytes, expected 24", key.len())));
+        return Err(err(
+            "index",
+            format!("key is {} bytes, expected 24", key.len()),
+        ));
     }
     let hash = u128::from_be_bytes(key[8..].try_into().expect("length checked"));
     Ok((u64_at("index", key, 0)?, hash))

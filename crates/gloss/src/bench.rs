@@ -29,9 +29,36 @@ pub enum BenchCmd {
 }
 
 const WORDS: &[&str] = &[
-    "annotation", "model", "river", "market", "quiet", "signal", "harbour", "report", "engine", "garden", "winter",
-    "council", "rapid", "museum", "ledger", "patient", "orbit", "violet", "bridge", "sample", "forest", "lantern",
-    "thunder", "copper", "meadow", "station", "teacher", "student", "gold", "review",
+    "annotation",
+    "model",
+    "river",
+    "market",
+    "quiet",
+    "signal",
+    "harbour",
+    "report",
+    "engine",
+    "garden",
+    "winter",
+    "council",
+    "rapid",
+    "museum",
+    "ledger",
+    "patient",
+    "orbit",
+    "violet",
+    "bridge",
+    "sample",
+    "forest",
+    "lantern",
+    "thunder",
+    "copper",
+    "meadow",
+    "station",
+    "teacher",
+    "student",
+    "gold",
+    "review",
 ];
 
 /// Writes `n` JSONL records with unique ~200-byte texts.
@@ -66,7 +93,11 @@ fn peak_rss_mib() -> f64 {
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
-    let BenchCmd::Import { examples, dir, batch } = cmd;
+    let BenchCmd::Import {
+        examples,
+        dir,
+        batch,
+    } = cmd;
     let temp = tempfile::tempdir()?;
     let data_dir = dir.unwrap_or_else(|| temp.path().join("data"));
     let input = temp.path().join("input.jsonl");
@@ -99,15 +130,21 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
     };
     eprintln!("importing {:.1} MB…", input_bytes as f64 / 1e6);
     let started = Instant::now();
-    let summary = client.import_file(header, &input, |_| {}).await.context("import")?;
+    let summary = client
+        .import_file(header, &input, |_| {})
+        .await
+        .context("import")?;
     let import_s = started.elapsed().as_secs_f64();
     let rss_after_import = peak_rss_mib();
 
     eprintln!("exporting…");
     let out_path = temp.path().join("export.jsonl");
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(&out_path).await?);
+    let mut out =
+        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(&out_path).await?);
     let started = Instant::now();
-    let exported = client.export("bench", "generated", &mut out, |_, _| {}).await?;
+    let exported = client
+        .export("bench", "generated", &mut out, |_, _| {})
+        .await?;
     let export_s = started.elapsed().as_secs_f64();
     let export_bytes = std::fs::metadata(&out_path)?.len();
     coordinator.shutdown().await?;
@@ -118,15 +155,30 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
     println!("|-----------------------------|--------------|");
     println!("| examples generated          | {examples:>12} |");
     println!("| examples imported           | {:>12} |", summary.imported);
-    println!("| input size (MB)             | {:>12.1} |", input_bytes as f64 / 1e6);
+    println!(
+        "| input size (MB)             | {:>12.1} |",
+        input_bytes as f64 / 1e6
+    );
     println!("| import time (s)             | {import_s:>12.2} |");
-    println!("| import examples/s           | {:>12.0} |", summary.imported as f64 / import_s);
-    println!("| import MB/s                 | {:>12.1} |", mb(input_bytes, import_s));
+    println!(
+        "| import examples/s           | {:>12.0} |",
+        summary.imported as f64 / import_s
+    );
+    println!(
+        "| import MB/s                 | {:>12.1} |",
+        mb(input_bytes, import_s)
+    );
     println!("| peak RSS after import (MiB) | {rss_after_import:>12.0} |");
     println!("| examples exported           | {exported:>12} |");
     println!("| export time (s)             | {export_s:>12.2} |");
-    println!("| export examples/s           | {:>12.0} |", exported as f64 / export_s);
-    println!("| export MB/s                 | {:>12.1} |", mb(export_bytes, export_s));
+    println!(
+        "| export examples/s           | {:>12.0} |",
+        exported as f64 / export_s
+    );
+    println!(
+        "| export MB/s                 | {:>12.1} |",
+        mb(export_bytes, export_s)
+    );
     println!("| peak RSS overall (MiB)      | {:>12.0} |", peak_rss_mib());
     Ok(())
 }

@@ -14,7 +14,11 @@ use gloss_coordinator::Coordinator;
 use gloss_core::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "gloss", version, about = "Gloss: a private annotation and distillation cluster")]
+#[command(
+    name = "gloss",
+    version,
+    about = "Gloss: a private annotation and distillation cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,7 +109,8 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -117,18 +122,35 @@ async fn wait_for_signal() {
 
 async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
     let config = node.config()?;
-    let coordinator = Coordinator::start(&config).await.context("starting the coordinator")?;
+    let coordinator = Coordinator::start(&config)
+        .await
+        .context("starting the coordinator")?;
     if demo {
         match gloss_coordinator::demo::load(coordinator.service()).await? {
-            Some(s) => tracing::info!(imported = s.imported, "demo project loaded: {}/{}", gloss_coordinator::demo::PROJECT, gloss_coordinator::demo::DATASET),
+            Some(s) => tracing::info!(
+                imported = s.imported,
+                "demo project loaded: {}/{}",
+                gloss_coordinator::demo::PROJECT,
+                gloss_coordinator::demo::DATASET
+            ),
             None => tracing::info!("data directory already holds projects; demo not loaded"),
         }
     }
     let a = coordinator.addrs();
     let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
-    println!("gloss {} is up (node {})", gloss_core::VERSION, config.node_id);
-    println!("  gRPC API   {}   (try: grpcurl -plaintext {} list)", a.grpc, a.grpc);
-    println!("  HTTP       http://{}   (/healthz /readyz /metrics)", a.http);
+    println!(
+        "gloss {} is up (node {})",
+        gloss_core::VERSION,
+        config.node_id
+    );
+    println!(
+        "  gRPC API   {}   (try: grpcurl -plaintext {} list)",
+        a.grpc, a.grpc
+    );
+    println!(
+        "  HTTP       http://{}   (/healthz /readyz /metrics)",
+        a.http
+    );
     println!("  internal   {}", a.raft);
     println!("  data       {}", data_dir.display());
     println!("press Ctrl-C to stop");

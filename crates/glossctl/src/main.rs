@@ -16,10 +16,21 @@ use indicatif::{ProgressBar, ProgressStyle};
 use output::Output;
 
 #[derive(Parser)]
-#[command(name = "glossctl", version, about = "Control a Gloss annotation cluster")]
+#[command(
+    name = "glossctl",
+    version,
+    about = "Control a Gloss annotation cluster"
+)]
 struct Cli {
     /// Coordinator addresses (HOST:PORT), comma-separated or repeated; the first reachable is used.
-    #[arg(long, short = 's', global = true, env = "GLOSS_SERVER", value_delimiter = ',', default_value = "127.0.0.1:7070")]
+    #[arg(
+        long,
+        short = 's',
+        global = true,
+        env = "GLOSS_SERVER",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7070"
+    )]
     server: Vec<String>,
     /// Output format: `table` or `json`. For `dataset export` this flag names the output file
     /// instead (`-` for standard output).
@@ -110,7 +121,9 @@ enum ClusterCmd {
 
 fn split(dataset: &str) -> Result<(String, String)> {
     match dataset.split_once('/') {
-        Some((p, d)) if !p.is_empty() && !d.is_empty() && !d.contains('/') => Ok((p.into(), d.into())),
+        Some((p, d)) if !p.is_empty() && !d.is_empty() && !d.contains('/') => {
+            Ok((p.into(), d.into()))
+        }
         _ => bail!("dataset must be written PROJECT/DATASET, got {dataset:?}"),
     }
 }
@@ -149,10 +162,16 @@ async fn run(cli: Cli) -> Result<()> {
     let client = Client::connect(&cli.server).await?;
     match cli.command {
         Noun::Project(cmd) => project(&client, out, cmd).await,
-        Noun::Dataset(DatasetCmd::Export { dataset }) => export(&client, &dataset, cli.output.as_deref()).await,
+        Noun::Dataset(DatasetCmd::Export { dataset }) => {
+            export(&client, &dataset, cli.output.as_deref()).await
+        }
         Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
         Noun::Cluster(ClusterCmd::Status) => {
-            let status = client.cluster().get_cluster_status(GetClusterStatusRequest {}).await?.into_inner();
+            let status = client
+                .cluster()
+                .get_cluster_status(GetClusterStatusRequest {})
+                .await?
+                .into_inner();
             out.cluster(&status)
         }
     }
@@ -172,10 +191,22 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
                 .into_inner();
             out.projects(&[p])
         }
-        ProjectCmd::List => out.projects(&api.list_projects(ListProjectsRequest {}).await?.into_inner().projects),
-        ProjectCmd::Show { name } => out.projects(&[api.get_project(GetProjectRequest { name }).await?.into_inner()]),
+        ProjectCmd::List => out.projects(
+            &api.list_projects(ListProjectsRequest {})
+                .await?
+                .into_inner()
+                .projects,
+        ),
+        ProjectCmd::Show { name } => out.projects(&[api
+            .get_project(GetProjectRequest { name })
+            .await?
+            .into_inner()]),
         ProjectCmd::Delete { name, force } => {
-            api.delete_project(DeleteProjectRequest { name: name.clone(), force }).await?;
+            api.delete_project(DeleteProjectRequest {
+                name: name.clone(),
+                force,
+            })
+            .await?;
             out.done(&format!("project {name} deleted"))
         }
     }
@@ -194,14 +225,23 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
             };
             out.datasets(&[api.create_dataset(request).await?.into_inner()])
         }
-        DatasetCmd::List { project } => out.datasets(&api.list_datasets(ListDatasetsRequest { project }).await?.into_inner().datasets),
+        DatasetCmd::List { project } => out.datasets(
+            &api.list_datasets(ListDatasetsRequest { project })
+                .await?
+                .into_inner()
+                .datasets,
+        ),
         DatasetCmd::Show { dataset } => {
             let (project, name) = split(&dataset)?;
-            out.datasets(&[api.get_dataset(GetDatasetRequest { project, name }).await?.into_inner()])
+            out.datasets(&[api
+                .get_dataset(GetDatasetRequest { project, name })
+                .await?
+                .into_inner()])
         }
         DatasetCmd::Delete { dataset } => {
             let (project, name) = split(&dataset)?;
-            api.delete_dataset(DeleteDatasetRequest { project, name }).await?;
+            api.delete_dataset(DeleteDatasetRequest { project, name })
+                .await?;
             out.done(&format!("dataset {dataset} deleted"))
         }
         DatasetCmd::Import {
@@ -214,7 +254,9 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
         } => {
             let (project, name) = split(&dataset)?;
             let format = format_for(&file, format.as_deref())?;
-            let size = std::fs::metadata(&file).with_context(|| format!("{}", file.display()))?.len();
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("{}", file.display()))?
+                .len();
             let header = ImportHeader {
                 project,
                 dataset: name,
@@ -224,9 +266,14 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
                 create_dataset: !no_create,
                 source_name: file.display().to_string(),
             };
-            let pb = bar(size, "{spinner} importing {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}");
+            let pb = bar(
+                size,
+                "{spinner} importing {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+            );
             let progress = pb.clone();
-            let result = client.import_file(header, &file, move |sent| progress.set_position(sent)).await;
+            let result = client
+                .import_file(header, &file, move |sent| progress.set_position(sent))
+                .await;
             pb.finish_and_clear();
             match result {
                 Ok(summary) => out.import(&summary),
@@ -237,14 +284,21 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
                         eprintln!("  {}", describe(e));
                     }
                     if summary.invalid as usize > summary.errors.len() {
-                        eprintln!("  ... and {} more", summary.invalid as usize - summary.errors.len());
+                        eprintln!(
+                            "  ... and {} more",
+                            summary.invalid as usize - summary.errors.len()
+                        );
                     }
                     std::process::exit(1);
                 }
                 Err(e) => Err(e.into()),
             }
         }
-        DatasetCmd::Examples { dataset, limit, page_token } => {
+        DatasetCmd::Examples {
+            dataset,
+            limit,
+            page_token,
+        } => {
             let (project, name) = split(&dataset)?;
             let page = api
                 .list_examples(ListExamplesRequest {
@@ -271,7 +325,10 @@ fn describe(e: &RecordError) -> String {
 
 async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> {
     let (project, name) = split(dataset)?;
-    let pb = bar(0, "{spinner} exporting {pos}/{len} records {wide_bar} {per_sec} eta {eta}");
+    let pb = bar(
+        0,
+        "{spinner} exporting {pos}/{len} records {wide_bar} {per_sec} eta {eta}",
+    );
     let progress = pb.clone();
     let report = move |done: u64, total: u64| {
         progress.set_length(total.max(done));
@@ -280,12 +337,16 @@ async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> 
     match to {
         None | Some("-") => {
             pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            client.export(&project, &name, &mut tokio::io::stdout(), report).await?;
+            client
+                .export(&project, &name, &mut tokio::io::stdout(), report)
+                .await?;
         }
         Some(path) => {
             // Write next to the target and rename, so a failed export never leaves a partial file.
             let tmp = format!("{path}.partial");
-            let file = tokio::fs::File::create(&tmp).await.with_context(|| tmp.clone())?;
+            let file = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| tmp.clone())?;
             let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
             let n = client.export(&project, &name, &mut writer, report).await;
             let n = match n {
@@ -295,7 +356,11 @@ async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> 
                     return Err(e.into());
                 }
             };
-            writer.into_inner().sync_all().await.with_context(|| tmp.clone())?;
+            writer
+                .into_inner()
+                .sync_all()
+                .await
+                .with_context(|| tmp.clone())?;
             std::fs::rename(&tmp, path).with_context(|| path.to_string())?;
             pb.finish_and_clear();
             eprintln!("exported {n} records from {dataset} to {path}");
@@ -314,10 +379,12 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let status = e.downcast_ref::<tonic::Status>().or(match e.downcast_ref::<ClientError>() {
-                Some(ClientError::Status(s)) => Some(s),
-                _ => None,
-            });
+            let status =
+                e.downcast_ref::<tonic::Status>()
+                    .or(match e.downcast_ref::<ClientError>() {
+                        Some(ClientError::Status(s)) => Some(s.as_ref()),
+                        _ => None,
+                    });
             let message = match status {
                 Some(s) => format!("{:?}: {}", s.code(), s.message()),
                 None => format!("{e:#}"),

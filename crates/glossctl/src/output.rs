@@ -1,7 +1,9 @@
 //! Rendering results as aligned tables for people or JSON (proto3 JSON mapping) for scripts.
 
 use anyhow::{bail, Result};
-use gloss_proto::v1::{ClusterStatus, Dataset, DatasetKind, ImportSummary, ListExamplesResponse, Project};
+use gloss_proto::v1::{
+    ClusterStatus, Dataset, DatasetKind, ImportSummary, ListExamplesResponse, Project,
+};
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 
@@ -43,7 +45,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
@@ -88,7 +94,13 @@ impl Output {
         }
         let rows = projects
             .iter()
-            .map(|p| vec![p.name.clone(), p.dataset_count.to_string(), p.description.clone()])
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.dataset_count.to_string(),
+                    p.description.clone(),
+                ]
+            })
             .collect();
         table(&["NAME", "DATASETS", "DESCRIPTION"], rows);
         Ok(())
@@ -140,7 +152,11 @@ impl Output {
                 if e.text.chars().count() > 80 {
                     text.push('…');
                 }
-                vec![e.seq.to_string(), e.input_hash[..12].to_string(), text.replace('\n', " ")]
+                vec![
+                    e.seq.to_string(),
+                    e.input_hash[..12].to_string(),
+                    text.replace('\n', " "),
+                ]
             })
             .collect();
         table(&["SEQ", "HASH", "TEXT"], rows);
@@ -155,7 +171,7 @@ impl Output {
             return json("gloss.v1.ClusterStatus", std::slice::from_ref(s));
         }
         println!(
-            "node {} ({}) term {} leader {} | log {} commit {} applied {} snapshot {} | gloss {} data {}",
+            "node {} ({}) term {} leader {} | log {} commit {} applied {} snapshot {} purged {} | gloss {} data {}",
             s.node_id,
             s.role,
             s.term,
@@ -164,6 +180,7 @@ impl Output {
             s.commit_index,
             s.applied_index,
             s.snapshot_index,
+            s.purged_index,
             s.version,
             s.data_dir
         );
@@ -182,7 +199,10 @@ impl Output {
                 ]
             })
             .collect();
-        table(&["ID", "ROLE", "VOTE", "RAFT", "API", "MATCHED", "LAG"], rows);
+        table(
+            &["ID", "ROLE", "VOTE", "RAFT", "API", "MATCHED", "LAG"],
+            rows,
+        );
         Ok(())
     }
 }
