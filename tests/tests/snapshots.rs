@@ -33,26 +33,20 @@ async fn state_survives_restart_after_snapshot_and_log_compaction() {
             .imported,
         3000
     );
-    let mut status = node
-        .client
-        .cluster()
-        .get_cluster_status(GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    for _ in 0..50 {
-        if status.snapshot_index >= 100 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        status = node
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = node
             .client
             .cluster()
             .get_cluster_status(GetClusterStatusRequest {})
             .await
             .unwrap()
             .into_inner();
-    }
+        if status.snapshot_index >= 100 || started.elapsed().as_secs() > 5 {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert!(
         status.snapshot_index >= 100,
         "no snapshot was built: {status:?}"

@@ -145,7 +145,14 @@ impl dataset_service_server::DatasetService for Api {
                 "import stream broke: {status}"
             ))),
         });
-        ok(self.service.import(header, data.boxed()).await)
+        // Run the import in its own task: if the client goes away and tonic drops this handler,
+        // the import still sees the broken stream and aborts instead of staying open.
+        let service = self.service.clone();
+        let import = tokio::spawn(async move { service.import(header, data.boxed()).await });
+        match import.await {
+            Ok(result) => ok(result),
+            Err(e) => Err(Status::internal(format!("import task failed: {e}"))),
+        }
     }
 
     type ExportExamplesStream = ExportStream;

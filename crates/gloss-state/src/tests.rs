@@ -1,6 +1,6 @@
 use gloss_proto::v1::{
     command, command_result, BeginImport, Command, CommandResult, CommitImport, CreateProject,
-    StageExamples, StagedExample,
+    ImportRecord, StageExamples, StagedExample,
 };
 use gloss_store::rocksdb::{WriteBatch, DB};
 use gloss_store::state_cf;
@@ -31,7 +31,7 @@ fn run(db: &DB, body: command::Body, key: &str) -> CommandResult {
     r
 }
 
-fn import_of(r: CommandResult) -> gloss_proto::v1::ImportRecord {
+fn import_of(r: CommandResult) -> ImportRecord {
     match r.result {
         Some(command_result::Result::Import(i)) => i,
         other => panic!("expected an import, got {other:?}"),
@@ -59,15 +59,19 @@ fn xxh(text: &str) -> u128 {
     })
 }
 
-fn setup(db: &DB) -> u64 {
-    run(
-        db,
-        command::Body::CreateProject(CreateProject {
-            name: "news".into(),
-            description: String::new(),
-        }),
-        "",
-    );
+fn create_project(db: &DB, name: &str, key: &str) -> CommandResult {
+    let body = command::Body::CreateProject(CreateProject {
+        name: name.into(),
+        description: String::new(),
+    });
+    run(db, body, key)
+}
+
+/// Opens an import into news/raw (creating both on first use) and returns its id.
+fn begin(db: &DB) -> u64 {
+    if read::project(db, "news").unwrap().is_none() {
+        create_project(db, "news", "");
+    }
     let begin = BeginImport {
         project: "news".into(),
         dataset: "raw".into(),
@@ -77,105 +81,65 @@ fn setup(db: &DB) -> u64 {
     import_of(run(db, command::Body::BeginImport(begin), "")).import_id
 }
 
+fn stage(db: &DB, import_id: u64, texts: &[&str]) -> CommandResult {
+    let examples = texts.iter().map(|t| ex(t)).collect();
+    run(
+        db,
+        command::Body::StageExamples(StageExamples {
+            import_id,
+            examples,
+        }),
+        "",
+    )
+}
+
+fn commit(db: &DB, import_id: u64) -> ImportRecord {
+    let body = command::Body::CommitImport(CommitImport {
+        import_id,
+        ..Default::default()
+    });
+    import_of(run(db, body, ""))
+}
+
 fn visible(db: &DB) -> Vec<String> {
     let rec = read::dataset(db, "news", "raw").unwrap().unwrap();
-    let cf = db.cf_handle(state_cf::EXAMPLES).unwrap();
-    read::ExampleScan::new(&rec, None, |from| {
-        db.iterator_cf(
-            cf,
-            gloss_store::rocksdb::IteratorMode::From(
-                from,
-                gloss_store::rocksdb::Direction::Forward,
-            ),
-        )
-    })
-    .map(|r| r.unwrap().1.record_json)
-    .collect()
+    let snapshot = db.snapshot();
+    read::examples_at(db, &snapshot, &rec, None)
+        .unwrap()
+        .map(|r| r.unwrap().1.record_json)
+        .collect()
+}
+
+fn dataset(db: &DB) -> gloss_proto::v1::Dataset {
+    read::dataset(db, "news", "raw")
+        .unwrap()
+        .unwrap()
+        .dataset
+        .unwrap()
 }
 
 #[test]
 fn staged_examples_stay_invisible_until_commit() {
     let d = db();
-    let id = setup(&d.db);
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id,
-            examples: vec![ex("a"), ex("b")],
-        }),
-        "",
-    );
+    let id = begin(&d.db);
+    stage(&d.db, id, &["a", "b"]);
     assert!(visible(&d.db).is_empty());
-    let done = import_of(run(
-        &d.db,
-        command::Body::CommitImport(CommitImport {
-            import_id: id,
-            records_read: 2,
-            ..Default::default()
-        }),
-        "",
-    ));
-    assert_eq!(done.imported, 2);
+    assert_eq!(commit(&d.db, id).imported, 2);
     assert_eq!(visible(&d.db).len(), 2);
-    let ds = read::dataset(&d.db, "news", "raw")
-        .unwrap()
-        .unwrap()
-        .dataset
-        .unwrap();
-    assert_eq!(ds.example_count, 2);
+    assert_eq!(dataset(&d.db).example_count, 2);
 }
 
 #[test]
 fn duplicates_inside_and_across_imports_are_skipped_and_counted() {
     let d = db();
-    let id = setup(&d.db);
-    let r = import_of(run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id,
-            examples: vec![ex("a"), ex("a"), ex("b")],
-        }),
-        "",
-    ));
+    let id = begin(&d.db);
+    let r = import_of(stage(&d.db, id, &["a", "a", "b"]));
     assert_eq!((r.staged, r.duplicates), (2, 1));
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id,
-            examples: vec![ex("b")],
-        }),
-        "",
-    );
-    run(
-        &d.db,
-        command::Body::CommitImport(CommitImport {
-            import_id: id,
-            ..Default::default()
-        }),
-        "",
-    );
-    let begin = BeginImport {
-        project: "news".into(),
-        dataset: "raw".into(),
-        ..Default::default()
-    };
-    let id2 = import_of(run(&d.db, command::Body::BeginImport(begin), "")).import_id;
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id2,
-            examples: vec![ex("a"), ex("c")],
-        }),
-        "",
-    );
-    let done = import_of(run(
-        &d.db,
-        command::Body::CommitImport(CommitImport {
-            import_id: id2,
-            ..Default::default()
-        }),
-        "",
-    ));
+    stage(&d.db, id, &["b"]);
+    commit(&d.db, id);
+    let id2 = begin(&d.db);
+    stage(&d.db, id2, &["a", "c"]);
+    let done = commit(&d.db, id2);
     assert_eq!((done.imported, done.duplicates), (1, 1));
     assert_eq!(visible(&d.db).len(), 3);
 }
@@ -183,45 +147,11 @@ fn duplicates_inside_and_across_imports_are_skipped_and_counted() {
 #[test]
 fn concurrent_imports_of_the_same_text_keep_one_copy() {
     let d = db();
-    let id1 = setup(&d.db);
-    let begin = BeginImport {
-        project: "news".into(),
-        dataset: "raw".into(),
-        ..Default::default()
-    };
-    let id2 = import_of(run(&d.db, command::Body::BeginImport(begin), "")).import_id;
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id1,
-            examples: vec![ex("same")],
-        }),
-        "",
-    );
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id2,
-            examples: vec![ex("same")],
-        }),
-        "",
-    );
-    run(
-        &d.db,
-        command::Body::CommitImport(CommitImport {
-            import_id: id1,
-            ..Default::default()
-        }),
-        "",
-    );
-    let second = import_of(run(
-        &d.db,
-        command::Body::CommitImport(CommitImport {
-            import_id: id2,
-            ..Default::default()
-        }),
-        "",
-    ));
+    let (id1, id2) = (begin(&d.db), begin(&d.db));
+    stage(&d.db, id1, &["same"]);
+    stage(&d.db, id2, &["same"]);
+    commit(&d.db, id1);
+    let second = commit(&d.db, id2);
     assert_eq!((second.imported, second.duplicates), (0, 1));
     assert_eq!(visible(&d.db).len(), 1);
 }
@@ -229,84 +159,33 @@ fn concurrent_imports_of_the_same_text_keep_one_copy() {
 #[test]
 fn abort_leaves_the_dataset_exactly_as_before() {
     let d = db();
-    let id = setup(&d.db);
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id,
-            examples: vec![ex("kept")],
-        }),
-        "",
-    );
-    run(
-        &d.db,
-        command::Body::CommitImport(CommitImport {
-            import_id: id,
-            ..Default::default()
-        }),
-        "",
-    );
-    let before = read::dataset(&d.db, "news", "raw")
-        .unwrap()
-        .unwrap()
-        .dataset;
-    let begin = BeginImport {
-        project: "news".into(),
-        dataset: "raw".into(),
-        ..Default::default()
-    };
-    let id2 = import_of(run(&d.db, command::Body::BeginImport(begin), "")).import_id;
-    run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id2,
-            examples: vec![ex("dropped"), ex("kept")],
-        }),
-        "",
-    );
-    let aborted = import_of(run(
-        &d.db,
-        command::Body::AbortImport(gloss_proto::v1::AbortImport {
-            import_id: id2,
-            reason: "bad".into(),
-        }),
-        "",
-    ));
-    assert_eq!(aborted.abort_reason, "bad");
-    assert_eq!(
-        read::dataset(&d.db, "news", "raw")
-            .unwrap()
-            .unwrap()
-            .dataset,
-        before
-    );
+    let id = begin(&d.db);
+    stage(&d.db, id, &["kept"]);
+    commit(&d.db, id);
+    let before = dataset(&d.db);
+    let id2 = begin(&d.db);
+    stage(&d.db, id2, &["dropped", "kept"]);
+    let abort = command::Body::AbortImport(gloss_proto::v1::AbortImport {
+        import_id: id2,
+        reason: "bad".into(),
+    });
+    assert_eq!(import_of(run(&d.db, abort, "")).abort_reason, "bad");
+    assert_eq!(dataset(&d.db), before);
     assert_eq!(visible(&d.db), vec!["{\"text\":\"kept\"}".to_string()]);
     // Staging into an aborted import is refused.
-    let r = run(
-        &d.db,
-        command::Body::StageExamples(StageExamples {
-            import_id: id2,
-            examples: vec![ex("x")],
-        }),
-        "",
+    assert_eq!(
+        error_code(&stage(&d.db, id2, &["x"])),
+        Some("failed_precondition")
     );
-    assert_eq!(error_code(&r), Some("failed_precondition"));
 }
 
 #[test]
 fn idempotency_key_returns_the_first_result() {
     let d = db();
-    let body = || {
-        command::Body::CreateProject(CreateProject {
-            name: "p".into(),
-            description: String::new(),
-        })
-    };
-    let first = run(&d.db, body(), "k1");
-    let again = run(&d.db, body(), "k1");
-    assert_eq!(first, again);
+    let first = create_project(&d.db, "p", "k1");
+    assert_eq!(first, create_project(&d.db, "p", "k1"));
     assert_eq!(
-        error_code(&run(&d.db, body(), "k2")),
+        error_code(&create_project(&d.db, "p", "k2")),
         Some("already_exists")
     );
 }
@@ -314,15 +193,10 @@ fn idempotency_key_returns_the_first_result() {
 #[test]
 fn bad_names_and_missing_parents_are_rejected() {
     let d = db();
-    let r = run(
-        &d.db,
-        command::Body::CreateProject(CreateProject {
-            name: "Bad Name".into(),
-            description: String::new(),
-        }),
-        "",
+    assert_eq!(
+        error_code(&create_project(&d.db, "Bad Name", "")),
+        Some("invalid_argument")
     );
-    assert_eq!(error_code(&r), Some("invalid_argument"));
     let begin = BeginImport {
         project: "none".into(),
         dataset: "raw".into(),
