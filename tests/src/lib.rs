@@ -29,17 +29,14 @@ pub async fn start_node() -> Node {
 /// Starts a single-node coordinator on `data_dir` with extra settings.
 pub async fn start_node_in(data_dir: &Path, extra: Overrides) -> Node {
     let any: Option<SocketAddr> = "127.0.0.1:0".parse().ok();
-    let config = Config::resolve(
-        Overrides {
-            data_dir: Some(data_dir.to_path_buf()),
-            listen: any,
-            http: any,
-            raft_listen: any,
-            ..Overrides::default()
-        }
-        .over(extra),
-    )
-    .expect("valid test config");
+    let defaults = Overrides {
+        data_dir: Some(data_dir.to_path_buf()),
+        listen: any,
+        http: any,
+        raft_listen: any,
+        ..Overrides::default()
+    };
+    let config = Config::resolve(extra.over(defaults)).expect("valid test config");
     let coordinator = Coordinator::start(&config)
         .await
         .expect("coordinator starts");

@@ -152,6 +152,7 @@ impl Service {
             create_dataset: header.create_dataset,
             source_name: header.source_name.clone(),
             owner_node: self.settings.node_id,
+            owner_boot: self.boot(),
         });
         let import = import_of(self.propose(begin, String::new()).await?)?;
         let import_id = import.import_id;

@@ -85,8 +85,9 @@ fn resolve(configured: &str, bound: SocketAddr, listen: SocketAddr) -> String {
 }
 
 impl Coordinator {
-    /// Opens the data directory, starts Raft and every server. A new single-node group is
-    /// initialised on first start; restarts reuse what is on disk.
+    /// Opens the data directory, starts Raft and every server. On first start the group is
+    /// formed from `initial_members` (or as a single-node group); restarts reuse what is on
+    /// disk. Returns without waiting for a leader: see [`Coordinator::wait_for_leader`].
     pub async fn start(config: &Config) -> Result<Coordinator, CoordinatorError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| {
             CoordinatorError::RaftInit(format!(
@@ -209,36 +210,95 @@ impl Coordinator {
             raft_addr: resolve(&config.advertise, addrs.raft, config.raft_listen),
             api_addr: resolve(&config.advertise_api, addrs.grpc, config.listen),
         };
-        coordinator.initialize_single(config.node_id, me).await?;
+        coordinator.initialize(config, me).await?;
+        coordinator.spawn_orphan_cleanup();
         Ok(coordinator)
     }
 
-    async fn initialize_single(&self, node_id: u64, me: NodeInfo) -> Result<(), CoordinatorError> {
+    /// Forms the group on first start. Every member calls this with the same member list; openraft
+    /// accepts it only on a node whose log is empty, so the group forms exactly once whatever the
+    /// start order, and a restarted node keeps the membership it has on disk.
+    async fn initialize(&self, config: &Config, me: NodeInfo) -> Result<(), CoordinatorError> {
         let initialized = self
             .raft
             .is_initialized()
             .await
             .map_err(|e| CoordinatorError::RaftInit(e.to_string()))?;
-        if !initialized {
-            tracing::info!(node_id, raft = %me.raft_addr, "initialising a new single-node group");
-            self.raft
-                .initialize(BTreeMap::from([(node_id, me)]))
-                .await
-                .map_err(|e| CoordinatorError::RaftInit(e.to_string()))?;
+        if initialized {
+            return Ok(());
         }
-        self.raft
-            .wait(Some(Duration::from_secs(30)))
+        let members: BTreeMap<u64, NodeInfo> = if config.initial_members.is_empty() {
+            BTreeMap::from([(config.node_id, me)])
+        } else {
+            config
+                .initial_members
+                .iter()
+                .map(|(id, raft_addr)| {
+                    let node = if *id == config.node_id {
+                        me.clone()
+                    } else {
+                        NodeInfo {
+                            raft_addr: raft_addr.clone(),
+                            api_addr: String::new(),
+                        }
+                    };
+                    (*id, node)
+                })
+                .collect()
+        };
+        tracing::info!(
+            node_id = config.node_id,
+            members = members.len(),
+            "initialising a new group"
+        );
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(gloss_raft::openraft::error::RaftError::APIError(
+                gloss_raft::openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(()), // another member's initialisation reached us first
+            Err(e) => Err(CoordinatorError::RaftInit(e.to_string())),
+        }
+    }
+
+    /// Aborts, once a leader is known, the imports an earlier run of this node left open.
+    fn spawn_orphan_cleanup(&self) {
+        let service = self.service.clone();
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                match service.abort_orphaned_imports().await {
+                    Ok(0) => return,
+                    Ok(aborted) => {
+                        tracing::info!(
+                            aborted,
+                            "cleaned up imports interrupted by the last shutdown"
+                        );
+                        return;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "orphaned import cleanup will retry"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
+
+    /// Waits until the group has a leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, CoordinatorError> {
+        let m = self
+            .raft
+            .wait(Some(timeout))
             .metrics(|m| m.current_leader.is_some(), "a leader is elected")
             .await
             .map_err(|e| CoordinatorError::RaftInit(format!("no leader: {e}")))?;
-        let aborted = self.service.abort_orphaned_imports().await?;
-        if aborted > 0 {
-            tracing::info!(
-                aborted,
-                "cleaned up imports interrupted by the last shutdown"
-            );
-        }
-        Ok(())
+        Ok(m.current_leader.unwrap_or_default())
+    }
+
+    /// The leader this node currently knows, if any.
+    pub fn current_leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
     }
 
     /// The shared service layer.

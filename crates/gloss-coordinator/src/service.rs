@@ -3,15 +3,16 @@
 //! and then read the local state machine.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gloss_proto::v1::{
     command, command_result, ClusterStatus, Command, CommandResult, Dataset, ImportRecord, Member,
     Project,
 };
 use gloss_proto::COMMAND_VERSION;
+use gloss_raft::network::{ForwardError, Forwarder};
 use gloss_raft::openraft::ServerState;
-use gloss_raft::{Raft, Request, StateHandle};
+use gloss_raft::{NodeInfo, Raft, Request, StateHandle};
 use prost::Message;
 
 use crate::error::ServiceError;
@@ -32,7 +33,13 @@ pub struct Service {
     pub(crate) state: StateHandle,
     pub(crate) settings: ServiceSettings,
     pub(crate) metrics: Arc<Metrics>,
+    forwarder: Forwarder,
+    /// Start time of this process, stamped on the imports it owns.
+    boot: i64,
 }
+
+/// How long a request waits for a leader (during an election) before giving up.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 
 /// Milliseconds since the Unix epoch, stamped into commands by the proposer.
 pub fn now_ms() -> i64 {
@@ -65,6 +72,67 @@ impl Service {
             state,
             settings,
             metrics,
+            forwarder: Forwarder::default(),
+            boot: now_ms(),
+        }
+    }
+
+    /// This coordinator's node id.
+    pub fn node_id(&self) -> u64 {
+        self.settings.node_id
+    }
+
+    /// Start time of this process, as stamped on the imports it owns.
+    pub fn boot(&self) -> i64 {
+        self.boot
+    }
+
+    /// Pauses before a retry while an election settles; fails once `deadline` has passed.
+    async fn wait_before_retry(&self, deadline: Instant, why: &str) -> Result<(), ServiceError> {
+        if Instant::now() >= deadline {
+            return Err(ServiceError::Unavailable(format!("no raft leader: {why}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    /// Replicates an encoded command: locally when this node leads, otherwise through the
+    /// leader. Only a refusal proves a command was not applied, so after any other failure a
+    /// forwarded command is retried only when its idempotency key makes the retry harmless.
+    async fn replicate(&self, command: Vec<u8>, retry_safe: bool) -> Result<Vec<u8>, ServiceError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let leader: Option<NodeInfo> = match self
+                .raft
+                .client_write(Request {
+                    command: command.clone(),
+                })
+                .await
+            {
+                Ok(reply) => return Ok(reply.data.result),
+                Err(e) => match e.forward_to_leader() {
+                    Some(f) => f.leader_node.clone(),
+                    None => return Err(e.into()),
+                },
+            };
+            let why = match leader {
+                None => "election in progress".to_string(),
+                Some(node) => match self
+                    .forwarder
+                    .forward(&node.raft_addr, command.clone())
+                    .await
+                {
+                    Ok(result) => return Ok(result),
+                    Err(e @ ForwardError::NotLeader { .. }) => e.to_string(),
+                    Err(e) if retry_safe => e.to_string(),
+                    Err(e) => {
+                        return Err(ServiceError::Unavailable(format!(
+                            "{e}; retry with an idempotency key"
+                        )))
+                    }
+                },
+            };
+            self.wait_before_retry(deadline, &why).await?;
         }
     }
 
@@ -74,19 +142,15 @@ impl Service {
         body: command::Body,
         idempotency_key: String,
     ) -> Result<command_result::Result, ServiceError> {
+        let retry_safe = !idempotency_key.is_empty();
         let cmd = Command {
             version: COMMAND_VERSION,
             at_ms: now_ms(),
             idempotency_key,
             body: Some(body),
         };
-        let reply = self
-            .raft
-            .client_write(Request {
-                command: cmd.encode_to_vec(),
-            })
-            .await?;
-        let result = CommandResult::decode(reply.data.result.as_slice())
+        let reply = self.replicate(cmd.encode_to_vec(), retry_safe).await?;
+        let result = CommandResult::decode(reply.as_slice())
             .map_err(|e| ServiceError::Internal(format!("undecodable command result: {e}")))?;
         match result.result {
             Some(command_result::Result::Error(e)) => Err(e.into()),
@@ -97,8 +161,34 @@ impl Service {
 
     /// Waits until this node's state machine reflects every write acknowledged before the call.
     pub async fn read_barrier(&self) -> Result<(), ServiceError> {
-        self.raft.ensure_linearizable().await?;
-        Ok(())
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let leader: Option<NodeInfo> = match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.forward_to_leader() {
+                    Some(f) => f.leader_node.clone(),
+                    None => return Err(e.into()),
+                },
+            };
+            let why = match leader {
+                None => "election in progress".to_string(),
+                Some(node) => match self.forwarder.read_index(&node.raft_addr).await {
+                    Ok(index) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        self.raft
+                            .wait(Some(left.max(Duration::from_secs(1))))
+                            .applied_index_at_least(Some(index), "read index applied")
+                            .await
+                            .map_err(|e| {
+                                ServiceError::Unavailable(format!("catching up to the leader: {e}"))
+                            })?;
+                        return Ok(());
+                    }
+                    Err(e) => e.to_string(),
+                },
+            };
+            self.wait_before_retry(deadline, &why).await?;
+        }
     }
 
     /// Creates a project.
@@ -191,7 +281,7 @@ impl Service {
         let open = gloss_state::read::open_imports(&self.state.db())?;
         let mine: Vec<ImportRecord> = open
             .into_iter()
-            .filter(|i| i.owner_node == self.settings.node_id)
+            .filter(|i| i.owner_node == self.settings.node_id && i.owner_boot != self.boot)
             .collect();
         for import in &mine {
             let body = command::Body::AbortImport(gloss_proto::v1::AbortImport {

@@ -54,6 +54,9 @@ pub struct Overrides {
     pub import_batch: Option<usize>,
     /// Raft entries between snapshots.
     pub snapshot_every: Option<u64>,
+    /// Members of a new group, `ID=HOST:PORT,...` (internal addresses). Every member is given
+    /// the same list; the group forms once, whatever order the members start in.
+    pub initial_members: Option<String>,
 }
 
 impl Overrides {
@@ -82,6 +85,7 @@ impl Overrides {
             max_record_bytes: self.max_record_bytes.or(lower.max_record_bytes),
             import_batch: self.import_batch.or(lower.import_batch),
             snapshot_every: self.snapshot_every.or(lower.snapshot_every),
+            initial_members: self.initial_members.or(lower.initial_members),
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct Config {
     pub max_record_bytes: usize,
     pub import_batch: usize,
     pub snapshot_every: u64,
+    /// Initial members (node id, internal address); empty means a single-node group of this node.
+    pub initial_members: Vec<(u64, String)>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -121,6 +127,10 @@ impl Config {
             max_record_bytes: o.max_record_bytes.unwrap_or(1 << 20),
             import_batch: o.import_batch.unwrap_or(2_000),
             snapshot_every: o.snapshot_every.unwrap_or(20_000),
+            initial_members: match &o.initial_members {
+                Some(list) => parse_members(list)?,
+                None => Vec::new(),
+            },
         };
         c.validate()?;
         Ok(c)
@@ -154,8 +164,53 @@ impl Config {
         if self.advertise.parse::<SocketAddr>().is_err() && !self.advertise.contains(':') {
             return invalid("advertise", "must be HOST:PORT");
         }
+        if !self.initial_members.is_empty()
+            && !self
+                .initial_members
+                .iter()
+                .any(|(id, _)| *id == self.node_id)
+        {
+            return invalid(
+                "initial_members",
+                &format!("does not list this node (node_id {})", self.node_id),
+            );
+        }
         Ok(())
     }
+}
+
+/// Parses `ID=HOST:PORT,ID=HOST:PORT`.
+fn parse_members(list: &str) -> Result<Vec<(u64, String)>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        setting: "initial_members",
+        reason,
+    };
+    let mut members: Vec<(u64, String)> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("{item:?} is not ID=HOST:PORT")))?;
+        let id: u64 = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            invalid(format!(
+                "{id:?} in {item:?} is not a node id (a number >= 1)"
+            ))
+        })?;
+        let addr = addr.trim();
+        if !addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            return Err(invalid(format!("{addr:?} in {item:?} is not HOST:PORT")));
+        }
+        if members.iter().any(|(other, _)| *other == id) {
+            return Err(invalid(format!("node id {id} is listed twice")));
+        }
+        members.push((id, addr.to_string()));
+    }
+    if members.is_empty() {
+        return Err(invalid("is empty".into()));
+    }
+    Ok(members)
 }
 
 #[cfg(test)]
@@ -185,6 +240,32 @@ mod tests {
         let c = Config::resolve(flags.over(file)).unwrap();
         assert_eq!(c.node_id, 5);
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn initial_members_parse_and_must_list_this_node() {
+        let c = Config::resolve(Overrides {
+            node_id: Some(2),
+            initial_members: Some("1=h1:7071, 2=h2:7071,3=10.0.0.3:7071".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.initial_members.len(), 3);
+        assert_eq!(c.initial_members[1], (2, "h2:7071".to_string()));
+        for (bad, needle) in [
+            ("1=h1:7071", "does not list"),
+            ("2=h2", "HOST:PORT"),
+            ("x=h:1", "node id"),
+            ("2=a:1,2=b:1", "twice"),
+        ] {
+            let err = Config::resolve(Overrides {
+                node_id: Some(2),
+                initial_members: Some(bad.into()),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(needle), "{bad}: {err}");
+        }
     }
 
     #[test]

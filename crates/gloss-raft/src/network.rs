@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use gloss_proto::v1::raft_service_client::RaftServiceClient;
 use gloss_proto::v1::raft_service_server::RaftService;
-use gloss_proto::v1::RaftPayload;
+use gloss_proto::v1::{
+    ForwardRequest, ForwardResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
+};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -20,7 +22,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::log_store::{decode, encode};
-use crate::{NodeId, NodeInfo, Raft, TypeConfig};
+use crate::{NodeId, NodeInfo, Raft, Request, TypeConfig};
 
 /// Builds one [`GrpcNetwork`] per peer.
 #[derive(Clone, Default)]
@@ -191,5 +193,137 @@ impl RaftService for RaftGrpc {
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: InstallSnapshotRequest<TypeConfig> = request(req)?;
         reply(&self.raft.install_snapshot(req).await)
+    }
+
+    async fn forward(
+        &self,
+        req: tonic::Request<ForwardRequest>,
+    ) -> Result<tonic::Response<ForwardResponse>, tonic::Status> {
+        let command = req.into_inner().command;
+        match self.raft.client_write(Request { command }).await {
+            Ok(r) => Ok(tonic::Response::new(ForwardResponse {
+                result: r.data.result,
+            })),
+            Err(e) => Err(not_leader_status(e.forward_to_leader(), &e)),
+        }
+    }
+
+    async fn read_index(
+        &self,
+        _: tonic::Request<ReadIndexRequest>,
+    ) -> Result<tonic::Response<ReadIndexResponse>, tonic::Status> {
+        match self.raft.ensure_linearizable().await {
+            Ok(index) => Ok(tonic::Response::new(ReadIndexResponse {
+                index: index.map(|l| l.index).unwrap_or(0),
+            })),
+            Err(e) => Err(not_leader_status(e.forward_to_leader(), &e)),
+        }
+    }
+}
+
+/// Metadata key naming the leader's internal address when a node that is no longer leader
+/// refuses a forwarded request.
+pub const LEADER_RAFT_METADATA: &str = "gloss-leader-raft";
+
+fn not_leader_status(
+    forward: Option<&openraft::error::ForwardToLeader<NodeId, NodeInfo>>,
+    e: &dyn std::fmt::Display,
+) -> tonic::Status {
+    let Some(f) = forward else {
+        return tonic::Status::unavailable(e.to_string());
+    };
+    let mut status = tonic::Status::unavailable(format!("not the leader: {e}"));
+    if let Some(addr) = f
+        .leader_node
+        .as_ref()
+        .and_then(|n| n.raft_addr.parse().ok())
+    {
+        status.metadata_mut().insert(LEADER_RAFT_METADATA, addr);
+    }
+    status
+}
+
+/// Client side of [`RaftGrpc`]'s `forward` and `read_index`: how a follower reaches the leader
+/// on behalf of its clients. Channels are kept per address.
+#[derive(Clone, Default)]
+pub struct Forwarder {
+    channels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
+}
+
+/// Why a forwarded call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The addressed node is not (or no longer) the leader; the leader it knows, if any.
+    #[error("{addr} is not the leader")]
+    NotLeader {
+        addr: String,
+        leader: Option<String>,
+    },
+    /// The leader could not be reached or failed.
+    #[error("forwarding to {addr} failed: {message}")]
+    Failed { addr: String, message: String },
+}
+
+impl Forwarder {
+    fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, ForwardError> {
+        let mut channels = self.channels.lock().expect("forwarder lock poisoned");
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
+                    ForwardError::Failed {
+                        addr: addr.into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                let channel = endpoint
+                    .connect_timeout(Duration::from_secs(1))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(addr.into(), channel.clone());
+                channel
+            }
+        };
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20))
+    }
+
+    fn error(addr: &str, status: tonic::Status) -> ForwardError {
+        if status.code() == tonic::Code::Unavailable
+            && status.message().starts_with("not the leader")
+        {
+            let leader = status
+                .metadata()
+                .get(LEADER_RAFT_METADATA)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return ForwardError::NotLeader {
+                addr: addr.into(),
+                leader,
+            };
+        }
+        ForwardError::Failed {
+            addr: addr.into(),
+            message: format!("{}: {}", status.code(), status.message()),
+        }
+    }
+
+    /// Has the leader at `addr` replicate `command`; returns the encoded `CommandResult`.
+    pub async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<Vec<u8>, ForwardError> {
+        let mut client = self.client(addr)?;
+        match client.forward(ForwardRequest { command }).await {
+            Ok(r) => Ok(r.into_inner().result),
+            Err(status) => Err(Self::error(addr, status)),
+        }
+    }
+
+    /// Asks the leader at `addr` for its current read index.
+    pub async fn read_index(&self, addr: &str) -> Result<u64, ForwardError> {
+        let mut client = self.client(addr)?;
+        match client.read_index(ReadIndexRequest {}).await {
+            Ok(r) => Ok(r.into_inner().index),
+            Err(status) => Err(Self::error(addr, status)),
+        }
     }
 }

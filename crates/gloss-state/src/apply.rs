@@ -282,6 +282,7 @@ impl Tx<'_> {
             started_at_ms: at_ms,
             source_name: c.source_name.clone(),
             owner_node: c.owner_node,
+            owner_boot: c.owner_boot,
             ..ImportRecord::default()
         };
         rec.open_imports.push(import.import_id);

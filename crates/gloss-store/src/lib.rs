@@ -67,6 +67,13 @@ pub enum StoreError {
     MissingCf(&'static str),
 }
 
+/// One block cache for every column family of every database in the process, so read caching
+/// has a fixed memory budget however many column families exist.
+fn block_cache() -> &'static rocksdb::Cache {
+    static CACHE: std::sync::OnceLock<rocksdb::Cache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| rocksdb::Cache::new_lru_cache(64 << 20))
+}
+
 fn options() -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -74,11 +81,14 @@ fn options() -> Options {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
+    // Memtables of all column families of one database share this budget; without it each of
+    // them may hold 2 x 64 MiB.
+    opts.set_db_write_buffer_size(128 << 20);
     // Point lookups on content indexes are mostly misses (new examples): bloom filters make a
     // miss cost no disk read.
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
-    table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+    table.set_block_cache(block_cache());
     opts.set_block_based_table_factory(&table);
     opts
 }

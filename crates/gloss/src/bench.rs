@@ -113,6 +113,9 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
         ..Overrides::default()
     })?;
     let coordinator = Coordinator::start(&config).await?;
+    coordinator
+        .wait_for_leader(std::time::Duration::from_secs(30))
+        .await?;
     let client = Client::connect(&[coordinator.addrs().grpc.to_string()]).await?;
     client
         .projects()

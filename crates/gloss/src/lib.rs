@@ -7,6 +7,7 @@ mod bench;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -81,6 +82,10 @@ struct NodeArgs {
     /// Raft entries between snapshots [default: 20000].
     #[arg(long, env = "GLOSS_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
+    /// Members of a new group as ID=HOST:PORT,... (internal addresses), the same on every
+    /// member [default: this node alone].
+    #[arg(long, env = "GLOSS_INITIAL_MEMBERS")]
+    initial_members: Option<String>,
 }
 
 impl NodeArgs {
@@ -96,6 +101,7 @@ impl NodeArgs {
             max_record_bytes: self.max_record_bytes,
             import_batch: self.import_batch,
             snapshot_every: self.snapshot_every,
+            initial_members: self.initial_members.clone(),
         };
         let file = match &self.config {
             Some(path) => Overrides::from_file(path)?,
@@ -126,6 +132,7 @@ async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
         .await
         .context("starting the coordinator")?;
     if demo {
+        coordinator.wait_for_leader(Duration::from_secs(30)).await?;
         match gloss_coordinator::demo::load(coordinator.service()).await? {
             Some(s) => tracing::info!(
                 imported = s.imported,
