@@ -35,7 +35,8 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Start a coordinator (a new data directory forms a single-node group).
+    /// Start a coordinator. A new data directory forms a group from --initial-members (or a
+    /// single-node group without it).
     Coordinator {
         #[command(flatten)]
         node: NodeArgs,
