@@ -7,6 +7,8 @@ use futures::{Stream, StreamExt};
 use gloss_proto::v1::*;
 use tonic::{Request, Response, Status, Streaming};
 
+use gloss_raft::membership::MembershipChange;
+
 use crate::error::ServiceError;
 use crate::service::Service;
 
@@ -36,6 +38,39 @@ impl cluster_service_server::ClusterService for Api {
         _: Request<GetClusterStatusRequest>,
     ) -> Reply<ClusterStatus> {
         ok(self.service.cluster_status().await)
+    }
+
+    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Reply<ClusterStatus> {
+        let r = req.into_inner();
+        if r.node_id == 0 || r.raft_address.is_empty() {
+            return Err(Status::invalid_argument(
+                "add_learner needs a node_id >= 1 and a raft_address",
+            ));
+        }
+        let change = MembershipChange::AddLearner {
+            node_id: r.node_id,
+            node: gloss_raft::NodeInfo {
+                raft_addr: r.raft_address,
+                api_addr: r.api_address,
+            },
+        };
+        ok(self.service.change_membership(change).await)
+    }
+
+    async fn promote_member(&self, req: Request<PromoteMemberRequest>) -> Reply<ClusterStatus> {
+        let node_id = req.into_inner().node_id;
+        ok(self
+            .service
+            .change_membership(MembershipChange::Promote { node_id })
+            .await)
+    }
+
+    async fn remove_member(&self, req: Request<RemoveMemberRequest>) -> Reply<ClusterStatus> {
+        let node_id = req.into_inner().node_id;
+        ok(self
+            .service
+            .change_membership(MembershipChange::Remove { node_id })
+            .await)
     }
 }
 

@@ -227,6 +227,13 @@ impl Coordinator {
         if initialized {
             return Ok(());
         }
+        if config.join {
+            tracing::info!(
+                node_id = config.node_id,
+                "waiting to be added to a group (--join)"
+            );
+            return Ok(());
+        }
         let members: BTreeMap<u64, NodeInfo> = if config.initial_members.is_empty() {
             BTreeMap::from([(config.node_id, me)])
         } else {

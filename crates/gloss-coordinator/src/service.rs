@@ -10,7 +10,9 @@ use gloss_proto::v1::{
     Project,
 };
 use gloss_proto::COMMAND_VERSION;
+use gloss_raft::membership::MembershipChange;
 use gloss_raft::network::{ForwardError, Forwarder};
+use gloss_raft::openraft::error::{ClientWriteError, RaftError};
 use gloss_raft::openraft::ServerState;
 use gloss_raft::{NodeInfo, Raft, Request, StateHandle};
 use prost::Message;
@@ -40,6 +42,28 @@ pub struct Service {
 
 /// How long a request waits for a leader (during an election) before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a leader-only operation did not run on this node.
+enum Redirect {
+    /// Another node leads (when known): try there.
+    To(Option<NodeInfo>),
+    /// It failed for another reason.
+    Fail(ServiceError),
+}
+
+impl<E> From<RaftError<u64, E>> for Redirect
+where
+    E: gloss_raft::openraft::TryAsRef<gloss_raft::openraft::error::ForwardToLeader<u64, NodeInfo>>
+        + std::error::Error,
+    ServiceError: From<RaftError<u64, E>>,
+{
+    fn from(e: RaftError<u64, E>) -> Self {
+        match e.forward_to_leader::<NodeInfo>() {
+            Some(f) => Redirect::To(f.leader_node.clone()),
+            None => Redirect::Fail(e.into()),
+        }
+    }
+}
 
 /// Milliseconds since the Unix epoch, stamped into commands by the proposer.
 pub fn now_ms() -> i64 {
@@ -87,42 +111,30 @@ impl Service {
         self.boot
     }
 
-    /// Pauses before a retry while an election settles; fails once `deadline` has passed.
-    async fn wait_before_retry(&self, deadline: Instant, why: &str) -> Result<(), ServiceError> {
-        if Instant::now() >= deadline {
-            return Err(ServiceError::Unavailable(format!("no raft leader: {why}")));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        Ok(())
-    }
-
-    /// Replicates an encoded command: locally when this node leads, otherwise through the
-    /// leader. Only a refusal proves a command was not applied, so after any other failure a
-    /// forwarded command is retried only when its idempotency key makes the retry harmless.
-    async fn replicate(&self, command: Vec<u8>, retry_safe: bool) -> Result<Vec<u8>, ServiceError> {
+    /// Runs `local` on this node; when it answers that another node leads, runs `remote` against
+    /// the leader's internal address instead. Retries while an election settles, for at most
+    /// [`LEADER_WAIT`]. A refusal by a non-leader proves nothing was done, so it is always
+    /// retried; other failures of `remote` are retried only when `retry_safe`.
+    async fn via_leader<T, L, LF, R, RF>(
+        &self,
+        retry_safe: bool,
+        mut local: L,
+        mut remote: R,
+    ) -> Result<T, ServiceError>
+    where
+        L: FnMut() -> LF,
+        LF: std::future::Future<Output = Result<T, Redirect>>,
+        R: FnMut(String) -> RF,
+        RF: std::future::Future<Output = Result<T, ForwardError>>,
+    {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            let leader: Option<NodeInfo> = match self
-                .raft
-                .client_write(Request {
-                    command: command.clone(),
-                })
-                .await
-            {
-                Ok(reply) => return Ok(reply.data.result),
-                Err(e) => match e.forward_to_leader() {
-                    Some(f) => f.leader_node.clone(),
-                    None => return Err(e.into()),
-                },
-            };
-            let why = match leader {
-                None => "election in progress".to_string(),
-                Some(node) => match self
-                    .forwarder
-                    .forward(&node.raft_addr, command.clone())
-                    .await
-                {
-                    Ok(result) => return Ok(result),
+            let why = match local().await {
+                Ok(v) => return Ok(v),
+                Err(Redirect::Fail(e)) => return Err(e),
+                Err(Redirect::To(None)) => "election in progress".to_string(),
+                Err(Redirect::To(Some(leader))) => match remote(leader.raft_addr).await {
+                    Ok(v) => return Ok(v),
                     Err(e @ ForwardError::NotLeader { .. }) => e.to_string(),
                     Err(e) if retry_safe => e.to_string(),
                     Err(e) => {
@@ -132,8 +144,33 @@ impl Service {
                     }
                 },
             };
-            self.wait_before_retry(deadline, &why).await?;
+            if Instant::now() >= deadline {
+                return Err(ServiceError::Unavailable(format!("no raft leader: {why}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Replicates an encoded command: locally when this node leads, otherwise through the leader.
+    async fn replicate(&self, command: Vec<u8>, retry_safe: bool) -> Result<Vec<u8>, ServiceError> {
+        self.via_leader(
+            retry_safe,
+            || async {
+                let request = Request {
+                    command: command.clone(),
+                };
+                self.raft
+                    .client_write(request)
+                    .await
+                    .map(|r| r.data.result)
+                    .map_err(Redirect::from)
+            },
+            |addr| {
+                let command = command.clone();
+                async move { self.forwarder.forward(&addr, command).await }
+            },
+        )
+        .await
     }
 
     /// Replicates a command and returns its result, or the state machine's rejection as an error.
@@ -161,34 +198,30 @@ impl Service {
 
     /// Waits until this node's state machine reflects every write acknowledged before the call.
     pub async fn read_barrier(&self) -> Result<(), ServiceError> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            let leader: Option<NodeInfo> = match self.raft.ensure_linearizable().await {
-                Ok(_) => return Ok(()),
-                Err(e) => match e.forward_to_leader() {
-                    Some(f) => f.leader_node.clone(),
-                    None => return Err(e.into()),
+        let index = self
+            .via_leader(
+                true,
+                || async {
+                    self.raft
+                        .ensure_linearizable()
+                        .await
+                        .map(|_| None)
+                        .map_err(Redirect::from)
                 },
-            };
-            let why = match leader {
-                None => "election in progress".to_string(),
-                Some(node) => match self.forwarder.read_index(&node.raft_addr).await {
-                    Ok(index) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        self.raft
-                            .wait(Some(left.max(Duration::from_secs(1))))
-                            .applied_index_at_least(Some(index), "read index applied")
-                            .await
-                            .map_err(|e| {
-                                ServiceError::Unavailable(format!("catching up to the leader: {e}"))
-                            })?;
-                        return Ok(());
-                    }
-                    Err(e) => e.to_string(),
-                },
-            };
-            self.wait_before_retry(deadline, &why).await?;
+                |addr| async move { self.forwarder.read_index(&addr).await.map(Some) },
+            )
+            .await?;
+        if let Some(index) = index {
+            // On a follower: read once this node has applied what the leader had.
+            self.raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(index), "read index applied")
+                .await
+                .map_err(|e| {
+                    ServiceError::Unavailable(format!("catching up to the leader: {e}"))
+                })?;
         }
+        Ok(())
     }
 
     /// Creates a project.
@@ -292,6 +325,40 @@ impl Service {
             tracing::info!(import_id = import.import_id, dataset = %import.dataset, "aborted orphaned import");
         }
         Ok(mine.len())
+    }
+
+    /// Applies a membership change on the leader (forwarding it there from a follower) and
+    /// returns the status afterwards.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<ClusterStatus, ServiceError> {
+        tracing::info!(?change, "membership change requested");
+        // Adding, promoting and removing are harmless to repeat, so retries are safe.
+        let outcome = self
+            .via_leader(
+                true,
+                || async {
+                    match change.apply(&self.raft).await {
+                        Err(e) if e.forward_to_leader::<NodeInfo>().is_some() => {
+                            Err(Redirect::from(e))
+                        }
+                        other => Ok(other),
+                    }
+                },
+                |addr| {
+                    let change = change.clone();
+                    async move { self.forwarder.change_membership(&addr, &change).await }
+                },
+            )
+            .await?;
+        outcome.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                ServiceError::FailedPrecondition(c.to_string())
+            }
+            other => ServiceError::from(other),
+        })?;
+        self.cluster_status().await
     }
 
     /// Raft status of this node and the members it knows.

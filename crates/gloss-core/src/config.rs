@@ -57,6 +57,8 @@ pub struct Overrides {
     /// Members of a new group, `ID=HOST:PORT,...` (internal addresses). Every member is given
     /// the same list; the group forms once, whatever order the members start in.
     pub initial_members: Option<String>,
+    /// Start without forming a group: wait to be added with `glossctl cluster add-learner`.
+    pub join: Option<bool>,
 }
 
 impl Overrides {
@@ -86,6 +88,7 @@ impl Overrides {
             import_batch: self.import_batch.or(lower.import_batch),
             snapshot_every: self.snapshot_every.or(lower.snapshot_every),
             initial_members: self.initial_members.or(lower.initial_members),
+            join: self.join.or(lower.join),
         }
     }
 }
@@ -105,6 +108,8 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Initial members (node id, internal address); empty means a single-node group of this node.
     pub initial_members: Vec<(u64, String)>,
+    /// Never form a group; wait to be added to an existing one.
+    pub join: bool,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -131,6 +136,7 @@ impl Config {
                 Some(list) => parse_members(list)?,
                 None => Vec::new(),
             },
+            join: o.join.unwrap_or(false),
         };
         c.validate()?;
         Ok(c)

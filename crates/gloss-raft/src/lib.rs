@@ -7,6 +7,7 @@
 //! It must never interpret commands itself, and never hold a whole snapshot or state in memory.
 
 mod log_store;
+pub mod membership;
 pub mod network;
 mod state_machine;
 

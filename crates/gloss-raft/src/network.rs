@@ -22,6 +22,7 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::log_store::{decode, encode};
+use crate::membership::{ChangeError, MembershipChange};
 use crate::{NodeId, NodeInfo, Raft, Request, TypeConfig};
 
 /// Builds one [`GrpcNetwork`] per peer.
@@ -208,6 +209,14 @@ impl RaftService for RaftGrpc {
         }
     }
 
+    async fn change_membership(
+        &self,
+        req: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let change: MembershipChange = request(req)?;
+        reply(&change.apply(&self.raft).await)
+    }
+
     async fn read_index(
         &self,
         _: tonic::Request<ReadIndexRequest>,
@@ -316,6 +325,27 @@ impl Forwarder {
             Ok(r) => Ok(r.into_inner().result),
             Err(status) => Err(Self::error(addr, status)),
         }
+    }
+
+    /// Has the leader at `addr` apply a membership change; the leader's own refusal comes back
+    /// as `Ok(Err(..))`.
+    pub async fn change_membership(
+        &self,
+        addr: &str,
+        change: &MembershipChange,
+    ) -> Result<Result<(), ChangeError>, ForwardError> {
+        let mut client = self.client(addr)?;
+        let payload = RaftPayload {
+            data: encode(change),
+        };
+        let reply = client
+            .change_membership(payload)
+            .await
+            .map_err(|s| Self::error(addr, s))?;
+        decode(&reply.into_inner().data).map_err(|e| ForwardError::Failed {
+            addr: addr.into(),
+            message: format!("undecodable answer: {e}"),
+        })
     }
 
     /// Asks the leader at `addr` for its current read index.

@@ -87,6 +87,10 @@ struct NodeArgs {
     /// member [default: this node alone].
     #[arg(long, env = "GLOSS_INITIAL_MEMBERS")]
     initial_members: Option<String>,
+    /// Do not form a group on an empty data directory; wait to be added to an existing one
+    /// (`glossctl cluster add-learner`), e.g. to replace a dead coordinator.
+    #[arg(long, env = "GLOSS_JOIN")]
+    join: bool,
 }
 
 impl NodeArgs {
@@ -103,6 +107,7 @@ impl NodeArgs {
             import_batch: self.import_batch,
             snapshot_every: self.snapshot_every,
             initial_members: self.initial_members.clone(),
+            join: self.join.then_some(true),
         };
         let file = match &self.config {
             Some(path) => Overrides::from_file(path)?,

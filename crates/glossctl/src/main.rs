@@ -117,6 +117,19 @@ enum DatasetCmd {
 enum ClusterCmd {
     /// Raft status of the coordinator group.
     Status,
+    /// Add a coordinator as a learner; returns once it has caught up.
+    AddLearner {
+        node_id: u64,
+        /// Its internal (Raft) address, HOST:PORT.
+        raft_address: String,
+        /// Its public gRPC address, HOST:PORT.
+        #[arg(long, default_value = "")]
+        api_address: String,
+    },
+    /// Make a learner a voter.
+    Promote { node_id: u64 },
+    /// Remove a voter or learner from the group.
+    Remove { node_id: u64 },
 }
 
 fn split(dataset: &str) -> Result<(String, String)> {
@@ -166,13 +179,30 @@ async fn run(cli: Cli) -> Result<()> {
             export(&client, &dataset, cli.output.as_deref()).await
         }
         Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
-        Noun::Cluster(ClusterCmd::Status) => {
-            let status = client
-                .cluster()
-                .get_cluster_status(GetClusterStatusRequest {})
-                .await?
-                .into_inner();
-            out.cluster(&status)
+        Noun::Cluster(cmd) => {
+            let mut api = client.cluster();
+            let status = match cmd {
+                ClusterCmd::Status => api.get_cluster_status(GetClusterStatusRequest {}).await?,
+                ClusterCmd::AddLearner {
+                    node_id,
+                    raft_address,
+                    api_address,
+                } => {
+                    let req = AddLearnerRequest {
+                        node_id,
+                        raft_address,
+                        api_address,
+                    };
+                    api.add_learner(req).await?
+                }
+                ClusterCmd::Promote { node_id } => {
+                    api.promote_member(PromoteMemberRequest { node_id }).await?
+                }
+                ClusterCmd::Remove { node_id } => {
+                    api.remove_member(RemoveMemberRequest { node_id }).await?
+                }
+            };
+            out.cluster(&status.into_inner())
         }
     }
 }
