@@ -101,6 +101,18 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `binary up` on `data_dir` with the given ports, logging to `data_dir/../node.log`.
     pub fn start(binary: &str, data_dir: &Path, grpc: u16, http: u16, raft: u16) -> NodeProcess {
+        Self::start_with(binary, data_dir, grpc, http, raft, &[])
+    }
+
+    /// Like [`NodeProcess::start`], with extra command-line arguments.
+    pub fn start_with(
+        binary: &str,
+        data_dir: &Path,
+        grpc: u16,
+        http: u16,
+        raft: u16,
+        extra: &[String],
+    ) -> NodeProcess {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -115,6 +127,7 @@ impl NodeProcess {
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
             .args(["--import-batch", "500"])
+            .args(extra)
             .env("GLOSS_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -298,7 +298,16 @@ impl Forwarder {
             .max_encoding_message_size(256 << 20))
     }
 
-    fn error(addr: &str, status: tonic::Status) -> ForwardError {
+    fn error(&self, addr: &str, status: tonic::Status) -> ForwardError {
+        if status.code() == tonic::Code::Unavailable
+            && !status.message().starts_with("not the leader")
+        {
+            // The connection is broken (the node died or restarted): dial afresh next time.
+            self.channels
+                .lock()
+                .expect("forwarder lock poisoned")
+                .remove(addr);
+        }
         if status.code() == tonic::Code::Unavailable
             && status.message().starts_with("not the leader")
         {
@@ -323,7 +332,7 @@ impl Forwarder {
         let mut client = self.client(addr)?;
         match client.forward(ForwardRequest { command }).await {
             Ok(r) => Ok(r.into_inner().result),
-            Err(status) => Err(Self::error(addr, status)),
+            Err(status) => Err(self.error(addr, status)),
         }
     }
 
@@ -341,7 +350,7 @@ impl Forwarder {
         let reply = client
             .change_membership(payload)
             .await
-            .map_err(|s| Self::error(addr, s))?;
+            .map_err(|s| self.error(addr, s))?;
         decode(&reply.into_inner().data).map_err(|e| ForwardError::Failed {
             addr: addr.into(),
             message: format!("undecodable answer: {e}"),
@@ -353,7 +362,7 @@ impl Forwarder {
         let mut client = self.client(addr)?;
         match client.read_index(ReadIndexRequest {}).await {
             Ok(r) => Ok(r.into_inner().index),
-            Err(status) => Err(Self::error(addr, status)),
+            Err(status) => Err(self.error(addr, status)),
         }
     }
 }
