@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gloss_client::Client;
 use gloss_coordinator::Coordinator;
+pub use gloss_coordinator::Faults;
 use gloss_core::config::{Config, Overrides};
 use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary};
 
@@ -28,6 +29,39 @@ pub async fn start_node() -> Node {
 
 /// Starts a single-node coordinator on `data_dir` with extra settings.
 pub async fn start_node_in(data_dir: &Path, extra: Overrides) -> Node {
+    start_node_with(data_dir, extra, None).await
+}
+
+/// Starts `n` coordinators forming one group under `dir`, sharing `faults`; `extra` adds
+/// settings for node `id`.
+pub async fn start_group(
+    dir: &Path,
+    n: u64,
+    faults: Option<Faults>,
+    extra: impl Fn(u64) -> Overrides,
+) -> Vec<Node> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let members: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let id = i as u64 + 1;
+        let settings = extra(id).over(Overrides {
+            node_id: Some(id),
+            raft_listen: format!("127.0.0.1:{port}").parse().ok(),
+            initial_members: Some(members.join(",")),
+            ..Overrides::default()
+        });
+        nodes.push(start_node_with(&dir.join(format!("n{id}")), settings, faults.clone()).await);
+    }
+    nodes
+}
+
+/// Starts a coordinator on `data_dir` with extra settings and injected network faults.
+pub async fn start_node_with(data_dir: &Path, extra: Overrides, faults: Option<Faults>) -> Node {
     let any: Option<SocketAddr> = "127.0.0.1:0".parse().ok();
     let defaults = Overrides {
         data_dir: Some(data_dir.to_path_buf()),
@@ -37,7 +71,7 @@ pub async fn start_node_in(data_dir: &Path, extra: Overrides) -> Node {
         ..Overrides::default()
     };
     let config = Config::resolve(extra.over(defaults)).expect("valid test config");
-    let coordinator = Coordinator::start(&config)
+    let coordinator = Coordinator::start_with_faults(&config, faults)
         .await
         .expect("coordinator starts");
     let client = Client::connect(&[coordinator.addrs().grpc.to_string()])

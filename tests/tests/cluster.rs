@@ -8,27 +8,7 @@ use gloss_core::config::Overrides;
 use gloss_proto::v1::{
     CreateProjectRequest, GetClusterStatusRequest, GetDatasetRequest, ListProjectsRequest,
 };
-use gloss_tests::{export, free_port, import, jsonl, start_node_in, Node};
-
-async fn start_group(dir: &std::path::Path, n: u64) -> Vec<Node> {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let members: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect();
-    let mut nodes = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let settings = Overrides {
-            node_id: Some(i as u64 + 1),
-            raft_listen: format!("127.0.0.1:{port}").parse().ok(),
-            initial_members: Some(members.join(",")),
-            ..Overrides::default()
-        };
-        nodes.push(start_node_in(&dir.join(format!("n{}", i + 1)), settings).await);
-    }
-    nodes
-}
+use gloss_tests::{export, free_port, import, jsonl, start_group, start_node_in, Node};
 
 async fn leader_of(node: &Node) -> u64 {
     node.coordinator
@@ -40,7 +20,7 @@ async fn leader_of(node: &Node) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_coordinator_takes_writes_and_serves_current_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_group(dir.path(), 3).await;
+    let nodes = start_group(dir.path(), 3, None, |_| Overrides::default()).await;
     let leader = leader_of(&nodes[0]).await;
     for n in &nodes {
         assert_eq!(
@@ -97,9 +77,9 @@ async fn any_coordinator_takes_writes_and_serves_current_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_losing_the_leader() {
+async fn an_acknowledged_write_survives_the_loss_of_a_minority_and_a_leader_change() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = start_group(dir.path(), 3).await;
+    let mut nodes = start_group(dir.path(), 3, None, |_| Overrides::default()).await;
     let leader = leader_of(&nodes[0]).await;
     let req = CreateProjectRequest {
         name: "keep".into(),

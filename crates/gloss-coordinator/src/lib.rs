@@ -25,6 +25,7 @@ use gloss_proto::v1::{
     cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
     project_service_server::ProjectServiceServer, raft_service_server::RaftServiceServer,
 };
+pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,6 +90,15 @@ impl Coordinator {
     /// formed from `initial_members` (or as a single-node group); restarts reuse what is on
     /// disk. Returns without waiting for a leader: see [`Coordinator::wait_for_leader`].
     pub async fn start(config: &Config) -> Result<Coordinator, CoordinatorError> {
+        Self::start_with_faults(config, None).await
+    }
+
+    /// [`Coordinator::start`] with injected network faults on its outgoing internal traffic
+    /// (cluster sandbox tests).
+    pub async fn start_with_faults(
+        config: &Config,
+        faults: Option<Faults>,
+    ) -> Result<Coordinator, CoordinatorError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| {
             CoordinatorError::RaftInit(format!(
                 "cannot create data dir {}: {source}",
@@ -106,6 +116,7 @@ impl Coordinator {
         };
         let settings = RaftSettings {
             snapshot_every: config.snapshot_every,
+            faults: faults.clone(),
             ..RaftSettings::default()
         };
         let (raft, state) = gloss_raft::start(config.node_id, &config.data_dir, &settings).await?;
@@ -120,6 +131,7 @@ impl Coordinator {
                 data_dir: config.data_dir.display().to_string(),
             },
             metrics,
+            gloss_raft::network::Forwarder::new(config.node_id, faults),
         ));
         let (shutdown, _) = watch::channel(false);
         let mut servers = Vec::new();
@@ -240,14 +252,13 @@ impl Coordinator {
             config
                 .initial_members
                 .iter()
+                // Every member must propose exactly the same membership: it becomes log entry 0
+                // on each of them. Public addresses are not known for the others, so none is
+                // recorded here.
                 .map(|(id, raft_addr)| {
-                    let node = if *id == config.node_id {
-                        me.clone()
-                    } else {
-                        NodeInfo {
-                            raft_addr: raft_addr.clone(),
-                            api_addr: String::new(),
-                        }
+                    let node = NodeInfo {
+                        raft_addr: raft_addr.clone(),
+                        api_addr: String::new(),
                     };
                     (*id, node)
                 })
@@ -301,6 +312,24 @@ impl Coordinator {
             .await
             .map_err(|e| CoordinatorError::RaftInit(format!("no leader: {e}")))?;
         Ok(m.current_leader.unwrap_or_default())
+    }
+
+    /// Raft view of this node: (term, whether it is the leader, last applied index).
+    pub fn raft_view(&self) -> (u64, bool, u64) {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        (
+            m.current_term,
+            m.state == gloss_raft::openraft::ServerState::Leader,
+            applied,
+        )
+    }
+
+    /// A live view of this node's Raft metrics.
+    pub fn raft_metrics(
+        &self,
+    ) -> tokio::sync::watch::Receiver<gloss_raft::openraft::RaftMetrics<u64, NodeInfo>> {
+        self.raft.metrics()
     }
 
     /// The leader this node currently knows, if any.

@@ -12,7 +12,7 @@ use gloss_proto::v1::{
 use gloss_proto::COMMAND_VERSION;
 use gloss_raft::membership::MembershipChange;
 use gloss_raft::network::{ForwardError, Forwarder};
-use gloss_raft::openraft::error::{ClientWriteError, RaftError};
+use gloss_raft::openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use gloss_raft::openraft::ServerState;
 use gloss_raft::{NodeInfo, Raft, Request, StateHandle};
 use prost::Message;
@@ -46,7 +46,9 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// Why a leader-only operation did not run on this node.
 enum Redirect {
     /// Another node leads (when known): try there.
-    To(Option<NodeInfo>),
+    To(Option<(u64, NodeInfo)>),
+    /// Not possible yet (an earlier change is still settling): try again shortly.
+    Wait(String),
     /// It failed for another reason.
     Fail(ServiceError),
 }
@@ -59,7 +61,7 @@ where
 {
     fn from(e: RaftError<u64, E>) -> Self {
         match e.forward_to_leader::<NodeInfo>() {
-            Some(f) => Redirect::To(f.leader_node.clone()),
+            Some(f) => Redirect::To(f.leader_id.zip(f.leader_node.clone())),
             None => Redirect::Fail(e.into()),
         }
     }
@@ -90,15 +92,21 @@ impl Service {
         state: StateHandle,
         settings: ServiceSettings,
         metrics: Arc<Metrics>,
+        forwarder: Forwarder,
     ) -> Self {
         Service {
             raft,
             state,
             settings,
             metrics,
-            forwarder: Forwarder::default(),
+            forwarder,
             boot: now_ms(),
         }
+    }
+
+    /// Digest of this node's whole state machine (equal on replicas that applied the same log).
+    pub fn state_digest(&self) -> Result<Vec<(&'static str, u128)>, ServiceError> {
+        Ok(gloss_state::read::digest(&self.state.db())?)
     }
 
     /// This coordinator's node id.
@@ -124,7 +132,7 @@ impl Service {
     where
         L: FnMut() -> LF,
         LF: std::future::Future<Output = Result<T, Redirect>>,
-        R: FnMut(String) -> RF,
+        R: FnMut(u64, String) -> RF,
         RF: std::future::Future<Output = Result<T, ForwardError>>,
     {
         let deadline = Instant::now() + LEADER_WAIT;
@@ -133,7 +141,8 @@ impl Service {
                 Ok(v) => return Ok(v),
                 Err(Redirect::Fail(e)) => return Err(e),
                 Err(Redirect::To(None)) => "election in progress".to_string(),
-                Err(Redirect::To(Some(leader))) => match remote(leader.raft_addr).await {
+                Err(Redirect::Wait(why)) => why,
+                Err(Redirect::To(Some((id, leader)))) => match remote(id, leader.raft_addr).await {
                     Ok(v) => return Ok(v),
                     Err(e @ ForwardError::NotLeader { .. }) => e.to_string(),
                     Err(e) if retry_safe => e.to_string(),
@@ -165,9 +174,9 @@ impl Service {
                     .map(|r| r.data.result)
                     .map_err(Redirect::from)
             },
-            |addr| {
+            |id, addr| {
                 let command = command.clone();
-                async move { self.forwarder.forward(&addr, command).await }
+                async move { self.forwarder.forward(id, &addr, command).await }
             },
         )
         .await
@@ -208,7 +217,7 @@ impl Service {
                         .map(|_| None)
                         .map_err(Redirect::from)
                 },
-                |addr| async move { self.forwarder.read_index(&addr).await.map(Some) },
+                |id, addr| async move { self.forwarder.read_index(id, &addr).await.map(Some) },
             )
             .await?;
         if let Some(index) = index {
@@ -343,12 +352,15 @@ impl Service {
                         Err(e) if e.forward_to_leader::<NodeInfo>().is_some() => {
                             Err(Redirect::from(e))
                         }
+                        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                            ChangeMembershipError::InProgress(p),
+                        ))) => Err(Redirect::Wait(p.to_string())),
                         other => Ok(other),
                     }
                 },
-                |addr| {
+                |id, addr| {
                     let change = change.clone();
-                    async move { self.forwarder.change_membership(&addr, &change).await }
+                    async move { self.forwarder.change_membership(id, &addr, &change).await }
                 },
             )
             .await?;

@@ -6,6 +6,7 @@
 //! Depends on `gloss-state` for what commands mean and `gloss-store` for the on-disk layout.
 //! It must never interpret commands itself, and never hold a whole snapshot or state in memory.
 
+pub mod faults;
 mod log_store;
 pub mod membership;
 pub mod network;
@@ -105,6 +106,8 @@ pub struct RaftSettings {
     pub snapshot_every: u64,
     /// Bytes per snapshot chunk on the wire.
     pub snapshot_chunk_bytes: u64,
+    /// Injected network faults (tests only).
+    pub faults: Option<faults::Faults>,
 }
 
 impl Default for RaftSettings {
@@ -114,6 +117,7 @@ impl Default for RaftSettings {
             election_timeout_ms: 500,
             snapshot_every: 20_000,
             snapshot_chunk_bytes: 4 << 20,
+            faults: None,
         }
     }
 }
@@ -151,7 +155,7 @@ pub async fn start(
     let raft = Raft::new(
         node_id,
         config,
-        network::GrpcNetworkFactory::default(),
+        network::GrpcNetworkFactory::new(node_id, settings.faults.clone()),
         log,
         sm,
     )

@@ -21,28 +21,43 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::faults::Faults;
 use crate::log_store::{decode, encode};
 use crate::membership::{ChangeError, MembershipChange};
 use crate::{NodeId, NodeInfo, Raft, Request, TypeConfig};
 
 /// Builds one [`GrpcNetwork`] per peer.
-#[derive(Clone, Default)]
-pub struct GrpcNetworkFactory {}
+#[derive(Clone)]
+pub struct GrpcNetworkFactory {
+    from: NodeId,
+    faults: Option<Faults>,
+}
+
+impl GrpcNetworkFactory {
+    /// Network of node `from`, with injected faults in tests.
+    pub fn new(from: NodeId, faults: Option<Faults>) -> Self {
+        GrpcNetworkFactory { from, faults }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
     type Network = GrpcNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> GrpcNetwork {
         GrpcNetwork {
+            from: self.from,
             target,
             addr: node.raft_addr.clone(),
             client: None,
+            faults: self.faults.clone(),
         }
     }
 }
 
 /// Connection to one peer, dialled lazily and re-dialled after transport failures.
 pub struct GrpcNetwork {
+    from: NodeId,
+    faults: Option<Faults>,
     target: NodeId,
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
@@ -81,6 +96,9 @@ impl GrpcNetwork {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        crate::faults::pass(&self.faults, self.from, self.target)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let mut client = self
             .client()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
@@ -254,8 +272,10 @@ fn not_leader_status(
 
 /// Client side of [`RaftGrpc`]'s `forward` and `read_index`: how a follower reaches the leader
 /// on behalf of its clients. Channels are kept per address.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Forwarder {
+    from: NodeId,
+    faults: Option<Faults>,
     channels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
 }
 
@@ -274,6 +294,30 @@ pub enum ForwardError {
 }
 
 impl Forwarder {
+    /// Forwarder of node `from`, with injected faults in tests.
+    pub fn new(from: NodeId, faults: Option<Faults>) -> Self {
+        Forwarder {
+            from,
+            faults,
+            channels: Default::default(),
+        }
+    }
+
+    /// A client for node `to` at `addr`, once the link to it lets the message through.
+    async fn reach(
+        &self,
+        to: NodeId,
+        addr: &str,
+    ) -> Result<RaftServiceClient<Channel>, ForwardError> {
+        crate::faults::pass(&self.faults, self.from, to)
+            .await
+            .map_err(|e| ForwardError::Failed {
+                addr: addr.into(),
+                message: e.to_string(),
+            })?;
+        self.client(addr)
+    }
+
     fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, ForwardError> {
         let mut channels = self.channels.lock().expect("forwarder lock poisoned");
         let channel = match channels.get(addr) {
@@ -328,8 +372,13 @@ impl Forwarder {
     }
 
     /// Has the leader at `addr` replicate `command`; returns the encoded `CommandResult`.
-    pub async fn forward(&self, addr: &str, command: Vec<u8>) -> Result<Vec<u8>, ForwardError> {
-        let mut client = self.client(addr)?;
+    pub async fn forward(
+        &self,
+        to: NodeId,
+        addr: &str,
+        command: Vec<u8>,
+    ) -> Result<Vec<u8>, ForwardError> {
+        let mut client = self.reach(to, addr).await?;
         match client.forward(ForwardRequest { command }).await {
             Ok(r) => Ok(r.into_inner().result),
             Err(status) => Err(self.error(addr, status)),
@@ -340,10 +389,11 @@ impl Forwarder {
     /// as `Ok(Err(..))`.
     pub async fn change_membership(
         &self,
+        to: NodeId,
         addr: &str,
         change: &MembershipChange,
     ) -> Result<Result<(), ChangeError>, ForwardError> {
-        let mut client = self.client(addr)?;
+        let mut client = self.reach(to, addr).await?;
         let payload = RaftPayload {
             data: encode(change),
         };
@@ -358,8 +408,8 @@ impl Forwarder {
     }
 
     /// Asks the leader at `addr` for its current read index.
-    pub async fn read_index(&self, addr: &str) -> Result<u64, ForwardError> {
-        let mut client = self.client(addr)?;
+    pub async fn read_index(&self, to: NodeId, addr: &str) -> Result<u64, ForwardError> {
+        let mut client = self.reach(to, addr).await?;
         match client.read_index(ReadIndexRequest {}).await {
             Ok(r) => Ok(r.into_inner().index),
             Err(status) => Err(self.error(addr, status)),

@@ -172,3 +172,20 @@ pub fn examples_at<'a>(
         )
     }))
 }
+
+/// Digest of every key and value of each state column family, to compare replicas.
+pub fn digest(db: &DB) -> Result<Vec<(&'static str, u128)>, StateError> {
+    let mut out = Vec::with_capacity(state_cf::ALL.len());
+    for name in state_cf::ALL {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for kv in db.iterator_cf(cf(db, name)?, IteratorMode::Start) {
+            let (k, v) = kv?;
+            for part in [&k, &v] {
+                hasher.update(&(part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+        }
+        out.push((*name, hasher.digest128()));
+    }
+    Ok(out)
+}
