@@ -6,6 +6,25 @@
 //! Depends on `gloss-state` for what commands mean and `gloss-store` for the on-disk layout.
 //! It must never interpret commands itself, and never hold a whole snapshot or state in memory.
 
+/// Returns an injected storage error from the enclosing function when the named failpoint is
+/// configured (feature `failpoints` only; compiled out otherwise).
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            if fail::eval($name, |_| ()).is_some() {
+                return Err($crate::injected($name));
+            }
+        }
+    };
+}
+
+#[cfg(feature = "failpoints")]
+pub(crate) fn injected(point: &str) -> StorageError {
+    let e = std::io::Error::other(format!("injected failure at {point}"));
+    openraft::StorageIOError::write_state_machine(&e).into()
+}
+
 pub mod faults;
 mod log_store;
 pub mod membership;

@@ -161,7 +161,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(log, keys::log_index(entry.log_id.index), encode(&entry));
         }
+        failpoint!("log-append-before");
         let result = self.db.write_opt(batch, &durable());
+        failpoint!("log-append-after");
         callback.log_io_completed(
             result
                 .as_ref()

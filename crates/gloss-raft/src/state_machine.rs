@@ -238,6 +238,7 @@ fn build_snapshot_file(
         last_membership: membership,
         snapshot_id: snapshot_id.clone(),
     };
+    failpoint!("snapshot-build-after-checkpoint");
     let file_name = format!("snap-{snapshot_id}.tar");
     let tmp_tar = shared.root.join("tmp").join(&file_name);
     {
@@ -283,6 +284,7 @@ fn install_snapshot_file(
         );
         return Err(snap_err(std::io::Error::other(msg)));
     }
+    failpoint!("snapshot-install-before-swap");
     let old = {
         let _guard = shared.apply_lock.lock().expect("apply lock poisoned");
         let mut slot = shared.db.write().expect("state lock poisoned");
@@ -344,7 +346,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             };
             batch.put_cf(meta, keys::meta::LAST_APPLIED, encode(&Some(entry.log_id)));
+            failpoint!("apply-before-write");
             db.write(batch).map_err(sm_err)?;
+            failpoint!("apply-after-write");
             replies.push(reply);
         }
         Ok(replies)
