@@ -1,7 +1,7 @@
 //! Test harness for Gloss: start coordinators in-process on loopback port 0, or as child
 //! processes that tests can `kill -9`, and talk to them with the real client.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,22 +40,10 @@ pub async fn start_group(
     faults: Option<Faults>,
     extra: impl Fn(u64) -> Overrides,
 ) -> Vec<Node> {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let members: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect();
     let mut nodes = Vec::new();
-    for (i, port) in ports.iter().enumerate() {
-        let id = i as u64 + 1;
-        let settings = extra(id).over(Overrides {
-            node_id: Some(id),
-            raft_listen: format!("127.0.0.1:{port}").parse().ok(),
-            initial_members: Some(members.join(",")),
-            ..Overrides::default()
-        });
-        nodes.push(start_node_with(&dir.join(format!("n{id}")), settings, faults.clone()).await);
+    for (id, base) in (1..).zip(gloss_coordinator::sandbox::loopback_group(dir, n)) {
+        let data_dir = dir.join(format!("n{id}"));
+        nodes.push(start_node_with(&data_dir, extra(id).over(base), faults.clone()).await);
     }
     nodes
 }
@@ -117,13 +105,7 @@ pub async fn export(client: &Client, project: &str, dataset: &str) -> String {
     String::from_utf8(out).expect("export is UTF-8")
 }
 
-/// A free loopback port (bound and released; good enough for tests on one machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use gloss_coordinator::sandbox::free_port;
 
 /// A `gloss` coordinator running as a child process.
 pub struct NodeProcess {

@@ -13,6 +13,7 @@ mod grpc;
 mod http;
 pub mod import;
 pub mod metrics;
+pub mod sandbox;
 pub mod service;
 
 use std::collections::BTreeMap;

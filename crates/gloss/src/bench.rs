@@ -1,9 +1,14 @@
-//! `gloss bench import`: imports generated examples into a fresh single-node coordinator over
-//! loopback gRPC (fsync on every Raft append), exports them back, and prints a table.
+//! Benchmarks that print tables:
+//! - `gloss bench import`: imports generated examples into a fresh single-node coordinator over
+//!   loopback gRPC (fsync on every Raft append), exports them back;
+//! - `gloss bench raft`: replicated writes through a 3-node group (and a single node) on loopback
+//!   at several client concurrencies, beside a plain RocksDB fsync write loop, the physical floor.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -25,6 +30,12 @@ pub enum BenchCmd {
         /// Examples per replicated batch.
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
+    },
+    /// Replicated write throughput and latency at 1, 16, 64 and 256 concurrent clients.
+    Raft {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
     },
 }
 
@@ -93,11 +104,17 @@ fn peak_rss_mib() -> f64 {
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
-    let BenchCmd::Import {
-        examples,
-        dir,
-        batch,
-    } = cmd;
+    match cmd {
+        BenchCmd::Import {
+            examples,
+            dir,
+            batch,
+        } => import(examples, dir, batch).await,
+        BenchCmd::Raft { seconds } => raft(Duration::from_secs(seconds)).await,
+    }
+}
+
+async fn import(examples: u64, dir: Option<PathBuf>, batch: usize) -> Result<()> {
     let temp = tempfile::tempdir()?;
     let data_dir = dir.unwrap_or_else(|| temp.path().join("data"));
     let input = temp.path().join("input.jsonl");
@@ -183,5 +200,116 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
         mb(export_bytes, export_s)
     );
     println!("| peak RSS overall (MiB)      | {:>12.0} |", peak_rss_mib());
+    Ok(())
+}
+
+/// Commits per second and latency percentiles of one measurement.
+struct Row {
+    commits_per_s: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `clients` concurrent clients each creating projects (one Raft entry per write) for `span`.
+async fn measure(server: &str, clients: usize, span: Duration, tag: &str) -> Result<Row> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = Client::connect(&[server.to_string()]).await?;
+        let stop = stop.clone();
+        let tag = format!("{tag}-{c}");
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let req = gloss_proto::v1::CreateProjectRequest {
+                    name: format!("{tag}-{k}"),
+                    ..Default::default()
+                };
+                let started = Instant::now();
+                if client.projects().create_project(req).await.is_ok() {
+                    latencies.push(started.elapsed());
+                }
+                k += 1;
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(span).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    Ok(Row {
+        commits_per_s: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    })
+}
+
+/// A plain single-writer RocksDB loop with fsync on every write: the floor for one log.
+fn rocksdb_floor(dir: &std::path::Path, span: Duration) -> Result<f64> {
+    let db = gloss_store::open(dir, &["floor"])?;
+    let cf = gloss_store::cf(&db, "floor")?;
+    let value = vec![7u8; 128];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < span {
+        db.put_cf_opt(cf, n.to_be_bytes(), &value, &gloss_store::durable())?;
+        n += 1;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn raft(span: Duration) -> Result<()> {
+    let temp = tempfile::tempdir()?;
+    let levels = [1usize, 16, 64, 256];
+    let mut table: Vec<(String, usize, Row)> = Vec::new();
+    for (label, n) in [("3 nodes", 3u64), ("1 node", 1)] {
+        let dir = temp.path().join(format!("group-{n}"));
+        let mut nodes = Vec::new();
+        for settings in gloss_coordinator::sandbox::loopback_group(&dir, n) {
+            nodes.push(Coordinator::start(&Config::resolve(settings)?).await?);
+        }
+        let leader_id = nodes[0].wait_for_leader(Duration::from_secs(30)).await?;
+        let leader = nodes
+            .iter()
+            .find(|c| c.service().node_id() == leader_id)
+            .context("leader is one of the nodes")?;
+        let server = leader.addrs().grpc.to_string();
+        measure(&server, 4, Duration::from_millis(500), &format!("warm{n}")).await?;
+        for clients in levels {
+            eprintln!("{label}: {clients} clients…");
+            let row = measure(&server, clients, span, &format!("n{n}c{clients}")).await?;
+            table.push((label.to_string(), clients, row));
+        }
+        for c in nodes {
+            c.shutdown().await?;
+        }
+    }
+    let floor = rocksdb_floor(&temp.path().join("floor"), span)?;
+    println!("gloss bench raft — writes acknowledged after fsync on a quorum, loopback gRPC, clients on the leader");
+    println!("| group   | clients | commits/s | p50 (ms) | p99 (ms) |");
+    println!("|---------|---------|-----------|----------|----------|");
+    for (label, clients, row) in &table {
+        println!(
+            "| {label:<7} | {clients:>7} | {:>9.0} | {:>8.2} | {:>8.2} |",
+            row.commits_per_s,
+            row.p50.as_secs_f64() * 1e3,
+            row.p99.as_secs_f64() * 1e3
+        );
+    }
+    println!("| floor: one RocksDB writer, fsync per write | {floor:.0} writes/s |");
     Ok(())
 }
