@@ -19,6 +19,74 @@ pub struct Node {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl Node {
+    /// This coordinator's node id.
+    pub fn id(&self) -> u64 {
+        self.coordinator.service().node_id()
+    }
+
+    /// Cluster status as this node answers it.
+    pub async fn status(&self) -> gloss_proto::v1::ClusterStatus {
+        let req = gloss_proto::v1::GetClusterStatusRequest {};
+        self.client
+            .cluster()
+            .get_cluster_status(req)
+            .await
+            .expect("cluster status")
+            .into_inner()
+    }
+
+    /// Creates a project through this node.
+    pub async fn create_project(&self, name: &str) {
+        let req = gloss_proto::v1::CreateProjectRequest {
+            name: name.into(),
+            ..Default::default()
+        };
+        self.client
+            .projects()
+            .create_project(req)
+            .await
+            .expect("project created");
+    }
+
+    /// One dataset as this node reads it.
+    pub async fn dataset(&self, project: &str, name: &str) -> gloss_proto::v1::Dataset {
+        let req = gloss_proto::v1::GetDatasetRequest {
+            project: project.into(),
+            name: name.into(),
+        };
+        self.client
+            .datasets()
+            .get_dataset(req)
+            .await
+            .expect("dataset exists")
+            .into_inner()
+    }
+
+    /// Names of every project as this node reads them.
+    pub async fn project_names(&self) -> Vec<String> {
+        let req = gloss_proto::v1::ListProjectsRequest {};
+        let list = self
+            .client
+            .projects()
+            .list_projects(req)
+            .await
+            .expect("projects listed");
+        list.into_inner()
+            .projects
+            .into_iter()
+            .map(|p| p.name)
+            .collect()
+    }
+}
+
+/// `n` JSONL records `{"text":"<prefix> <i>"}`, one per line.
+pub fn records(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{{\"text\":\"{prefix} {i}\"}}\n"))
+        .collect()
+}
+
 /// Starts a single-node coordinator in a fresh temporary directory.
 pub async fn start_node() -> Node {
     let dir = tempfile::tempdir().expect("temp dir");

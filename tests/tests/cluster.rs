@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use gloss_core::config::Overrides;
-use gloss_proto::v1::{
-    CreateProjectRequest, GetClusterStatusRequest, GetDatasetRequest, ListProjectsRequest,
-};
+use gloss_proto::v1::{CreateProjectRequest, ListProjectsRequest};
 use gloss_tests::{export, free_port, import, jsonl, start_group, start_node_in, Node};
 
 async fn leader_of(node: &Node) -> u64 {
@@ -41,10 +39,7 @@ async fn any_coordinator_takes_writes_and_serves_current_reads() {
             .await
             .expect("write through any node");
     }
-    let follower = nodes
-        .iter()
-        .find(|n| n.coordinator.service().node_id() != leader)
-        .unwrap();
+    let follower = nodes.iter().find(|n| n.id() != leader).unwrap();
     let body: String = (0..500)
         .map(|i| format!("{{\"text\":\"cluster record {i}\"}}\n"))
         .collect();
@@ -66,13 +61,7 @@ async fn any_coordinator_takes_writes_and_serves_current_reads() {
         assert_eq!(list.projects.len(), 3, "read on node is current");
         assert_eq!(export(&n.client, "p0", "d").await, body);
     }
-    let status = nodes[0]
-        .client
-        .cluster()
-        .get_cluster_status(GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = nodes[0].status().await;
     assert_eq!(status.members.len(), 3);
 }
 
@@ -81,16 +70,7 @@ async fn an_acknowledged_write_survives_the_loss_of_a_minority_and_a_leader_chan
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = start_group(dir.path(), 3, None, |_| Overrides::default()).await;
     let leader = leader_of(&nodes[0]).await;
-    let req = CreateProjectRequest {
-        name: "keep".into(),
-        ..Default::default()
-    };
-    nodes[0]
-        .client
-        .projects()
-        .create_project(req)
-        .await
-        .unwrap();
+    nodes[0].create_project("keep").await;
     import(
         &nodes[1].client,
         jsonl("keep", "d"),
@@ -99,10 +79,7 @@ async fn an_acknowledged_write_survives_the_loss_of_a_minority_and_a_leader_chan
     .await
     .unwrap();
 
-    let idx = nodes
-        .iter()
-        .position(|n| n.coordinator.service().node_id() == leader)
-        .unwrap();
+    let idx = nodes.iter().position(|n| n.id() == leader).unwrap();
     let old = nodes.remove(idx);
     old.coordinator.shutdown().await.unwrap();
 
@@ -126,16 +103,7 @@ async fn an_acknowledged_write_survives_the_loss_of_a_minority_and_a_leader_chan
     .await
     .expect("writes resume");
     for n in &nodes {
-        let ds = n
-            .client
-            .datasets()
-            .get_dataset(GetDatasetRequest {
-                project: "keep".into(),
-                name: "d".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let ds = n.dataset("keep", "d").await;
         assert_eq!(ds.example_count, 2);
     }
 }
@@ -171,16 +139,7 @@ async fn a_dead_member_is_replaced_by_a_new_node_that_catches_up_by_snapshot() {
         nodes.push(node);
     }
     leader_of(&nodes[0]).await;
-    let req = CreateProjectRequest {
-        name: "p".into(),
-        ..Default::default()
-    };
-    nodes[0]
-        .client
-        .projects()
-        .create_project(req)
-        .await
-        .unwrap();
+    nodes[0].create_project("p").await;
     // ~300 entries: snapshots are built and the log is compacted on every member.
     let body: String = (0..3000)
         .map(|i| format!("{{\"text\":\"replace record {i}\"}}\n"))
@@ -221,13 +180,7 @@ async fn a_dead_member_is_replaced_by_a_new_node_that_catches_up_by_snapshot() {
     assert_eq!(ids, vec![1, 2, 4]);
     assert!(status.members.iter().all(|m| m.voter));
 
-    let joined = new
-        .client
-        .cluster()
-        .get_cluster_status(GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let joined = new.status().await;
     assert!(
         joined.snapshot_index > 0,
         "the new member caught up through a snapshot: {joined:?}"
@@ -242,16 +195,7 @@ async fn a_dead_member_is_replaced_by_a_new_node_that_catches_up_by_snapshot() {
     .await
     .expect("writes through the new member");
     for n in nodes.iter().chain([&new]) {
-        let ds = n
-            .client
-            .datasets()
-            .get_dataset(GetDatasetRequest {
-                project: "p".into(),
-                name: "e".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let ds = n.dataset("p", "e").await;
         assert_eq!(ds.example_count, 1);
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use gloss_core::config::Overrides;
 use gloss_proto::v1::{
-    AddLearnerRequest, CreateProjectRequest, GetClusterStatusRequest, ListProjectsRequest,
-    PromoteMemberRequest, RemoveMemberRequest,
+    AddLearnerRequest, CreateProjectRequest, ListProjectsRequest, PromoteMemberRequest,
+    RemoveMemberRequest,
 };
 use gloss_tests::{free_port, start_group, start_node_with, Faults, Node};
 
@@ -26,12 +26,7 @@ impl LeaderMonitor {
         let seen = Arc::new(Mutex::new(BTreeMap::<u64, BTreeSet<u64>>::new()));
         let views: Vec<_> = nodes
             .iter()
-            .map(|n| {
-                (
-                    n.coordinator.service().node_id(),
-                    n.coordinator.raft_metrics(),
-                )
-            })
+            .map(|n| (n.id(), n.coordinator.raft_metrics()))
             .collect();
         let (s, r) = (stop.clone(), seen.clone());
         let task = tokio::spawn(async move {
@@ -71,7 +66,7 @@ async fn leader(nodes: &[&Node], timeout: Duration) -> u64 {
         let leaders: Vec<u64> = nodes
             .iter()
             .filter(|n| n.coordinator.raft_view().1)
-            .map(|n| n.coordinator.service().node_id())
+            .map(|n| n.id())
             .collect();
         if leaders.len() == 1 {
             return leaders[0];
@@ -79,10 +74,7 @@ async fn leader(nodes: &[&Node], timeout: Duration) -> u64 {
         assert!(
             started.elapsed() < timeout,
             "no single leader among {:?}",
-            nodes
-                .iter()
-                .map(|n| n.coordinator.service().node_id())
-                .collect::<Vec<_>>()
+            nodes.iter().map(|n| n.id()).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -137,34 +129,15 @@ async fn no_two_leaders_in_one_term_and_a_partitioned_minority_cannot_commit() {
     // Cut the leader off from the others.
     let ids: Vec<u64> = (1..=3).collect();
     faults.isolate(old, &ids);
-    let minority = nodes
-        .iter()
-        .find(|n| n.coordinator.service().node_id() == old)
-        .unwrap();
-    let majority: Vec<&Node> = nodes
-        .iter()
-        .filter(|n| n.coordinator.service().node_id() != old)
-        .collect();
-    let commit_before = minority
-        .client
-        .cluster()
-        .get_cluster_status(GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .commit_index;
+    let minority = nodes.iter().find(|n| n.id() == old).unwrap();
+    let majority: Vec<&Node> = nodes.iter().filter(|n| n.id() != old).collect();
+    let commit_before = minority.status().await.commit_index;
     let write = tokio::time::timeout(Duration::from_secs(2), create(minority, "minority")).await;
     assert!(
         !matches!(write, Ok(Ok(()))),
         "the isolated old leader acknowledged a write"
     );
-    let after = minority
-        .client
-        .cluster()
-        .get_cluster_status(GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let after = minority.status().await;
     assert_eq!(
         after.commit_index, commit_before,
         "the isolated minority advanced its commit index"
@@ -200,10 +173,7 @@ async fn after_heal_every_state_machine_is_identical() {
     let follower = (1..=3).find(|id| *id != l).unwrap();
     faults.isolate(follower, &[1, 2, 3]);
     // Enough writes while it is away that it must catch up by snapshot as well as log.
-    let writer = nodes
-        .iter()
-        .find(|n| n.coordinator.service().node_id() != follower)
-        .unwrap();
+    let writer = nodes.iter().find(|n| n.id() != follower).unwrap();
     for i in 0..250 {
         create(writer, &format!("p{i}")).await.unwrap();
     }
@@ -213,10 +183,7 @@ async fn after_heal_every_state_machine_is_identical() {
         digests.windows(2).all(|w| w[0] == w[1]),
         "replicas differ after heal: {digests:x?}"
     );
-    let back = nodes
-        .iter()
-        .find(|n| n.coordinator.service().node_id() == follower)
-        .unwrap();
+    let back = nodes.iter().find(|n| n.id() == follower).unwrap();
     let list = back
         .client
         .projects()
@@ -316,7 +283,7 @@ async fn membership_change_under_load_loses_nothing() {
             assert!(
                 names.contains(name),
                 "acknowledged {name} missing on node {}",
-                n.coordinator.service().node_id()
+                n.id()
             );
         }
     }

@@ -2,7 +2,6 @@
 //! restarted node recovers its state from the snapshot's generation plus the log tail.
 
 use gloss_core::config::Overrides;
-use gloss_proto::v1::{CreateProjectRequest, GetClusterStatusRequest, GetDatasetRequest};
 use gloss_tests::{export, import, jsonl, start_node_in};
 
 #[tokio::test]
@@ -14,14 +13,7 @@ async fn state_survives_restart_after_snapshot_and_log_compaction() {
         ..Overrides::default()
     };
     let node = start_node_in(dir.path(), settings()).await;
-    node.client
-        .projects()
-        .create_project(CreateProjectRequest {
-            name: "p".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    node.create_project("p").await;
     // 3,000 records in batches of 10: ~300 log entries, so several snapshots by policy.
     let body: String = (0..3000)
         .map(|i| format!("{{\"text\":\"snapshot record {i}\"}}\n"))
@@ -35,13 +27,7 @@ async fn state_survives_restart_after_snapshot_and_log_compaction() {
     );
     let started = std::time::Instant::now();
     let status = loop {
-        let status = node
-            .client
-            .cluster()
-            .get_cluster_status(GetClusterStatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let status = node.status().await;
         if status.snapshot_index >= 100 || started.elapsed().as_secs() > 5 {
             break status;
         }
@@ -64,16 +50,7 @@ async fn state_survives_restart_after_snapshot_and_log_compaction() {
     node.coordinator.shutdown().await.unwrap();
 
     let node = start_node_in(dir.path(), settings()).await;
-    let ds = node
-        .client
-        .datasets()
-        .get_dataset(GetDatasetRequest {
-            project: "p".into(),
-            name: "d".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ds = node.dataset("p", "d").await;
     assert_eq!(ds.example_count, 3000);
     assert_eq!(export(&node.client, "p", "d").await, body);
 }
