@@ -1,6 +1,7 @@
 //! The fault run: a three-process group, concurrent clients writing with idempotency keys, and the
-//! leader `kill -9`ed again and again (and restarted). Afterwards every acknowledged write is
-//! present exactly once, and failover times (kill to the next successful write) are reported.
+//! leader `kill -9`ed again and again (and restarted). Afterwards every member has rejoined and
+//! converged to the same state digest, every acknowledged write is present exactly once, and
+//! failover times (kill to the next successful write) are reported.
 //!
 //! `GLOSS_FAULT_KILLS` sets the number of leader kills (default 20; use 50 or more for a longer
 //! run outside CI).
@@ -10,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gloss_client::Client;
-use gloss_proto::v1::{CreateProjectRequest, GetClusterStatusRequest, ListProjectsRequest};
+use gloss_proto::v1::{
+    CreateProjectRequest, GetClusterStatusRequest, GetStateDigestRequest, ListProjectsRequest,
+};
 use gloss_tests::{free_port, NodeProcess};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gloss-under-test");
@@ -221,6 +224,35 @@ async fn leader_kills_lose_no_acknowledged_write_and_apply_none_twice() {
         w.await.unwrap();
     }
 
+    // Every member, killed and restarted many times, converges to the same state.
+    let started = Instant::now();
+    loop {
+        let mut reports = Vec::new();
+        for s in &servers {
+            if let Ok(c) = Client::connect(std::slice::from_ref(s)).await {
+                if let Ok(d) = c.cluster().get_state_digest(GetStateDigestRequest {}).await {
+                    reports.push(d.into_inner());
+                }
+            }
+        }
+        let same_index = reports.len() == 3
+            && reports
+                .iter()
+                .all(|r| r.applied_index == reports[0].applied_index);
+        if same_index {
+            let first = &reports[0].column_families;
+            assert!(
+                reports.iter().all(|r| &r.column_families == first),
+                "replicas differ: {reports:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "members did not converge: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let client = members[0]
         .process
         .as_ref()

@@ -65,6 +65,10 @@ impl cluster_service_server::ClusterService for Api {
             .await)
     }
 
+    async fn get_state_digest(&self, _: Request<GetStateDigestRequest>) -> Reply<StateDigest> {
+        ok(self.service.state_digest_report().await)
+    }
+
     async fn remove_member(&self, req: Request<RemoveMemberRequest>) -> Reply<ClusterStatus> {
         let node_id = req.into_inner().node_id;
         ok(self

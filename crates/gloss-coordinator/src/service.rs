@@ -109,6 +109,39 @@ impl Service {
         Ok(gloss_state::read::digest(&self.state.db())?)
     }
 
+    /// [`Service::state_digest`] with the applied index it reflects, for the API. The index is
+    /// read before and after; the digest is retried until both agree.
+    pub async fn state_digest_report(&self) -> Result<gloss_proto::v1::StateDigest, ServiceError> {
+        let applied = || {
+            self.raft
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0)
+        };
+        loop {
+            let before = applied();
+            let db = self.state.db();
+            let digests = tokio::task::spawn_blocking(move || gloss_state::read::digest(&db))
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))??;
+            if applied() == before {
+                return Ok(gloss_proto::v1::StateDigest {
+                    node_id: self.settings.node_id,
+                    applied_index: before,
+                    column_families: digests
+                        .into_iter()
+                        .map(|(name, d)| gloss_proto::v1::ColumnFamilyDigest {
+                            name: name.into(),
+                            digest: format!("{d:032x}"),
+                        })
+                        .collect(),
+                });
+            }
+        }
+    }
+
     /// This coordinator's node id.
     pub fn node_id(&self) -> u64 {
         self.settings.node_id
