@@ -199,3 +199,36 @@ async fn a_dead_member_is_replaced_by_a_new_node_that_catches_up_by_snapshot() {
         assert_eq!(ds.example_count, 1);
     }
 }
+
+/// The client moves to another coordinator when the one it talks to goes away, and a retried
+/// write with an idempotency key is applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_retries_on_another_coordinator_with_the_same_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_group(dir.path(), 3, None, |_| Overrides::default()).await;
+    leader_of(&nodes[0]).await;
+    let servers: Vec<String> = nodes
+        .iter()
+        .map(|n| n.coordinator.addrs().grpc.to_string())
+        .collect();
+    let client = gloss_client::Client::connect(&servers).await.unwrap();
+    assert_eq!(client.server(), servers[0]);
+    let first = nodes.remove(0);
+    first.coordinator.shutdown().await.unwrap();
+    let request = CreateProjectRequest {
+        name: "once".into(),
+        description: String::new(),
+        idempotency_key: "key-1".into(),
+    };
+    for _ in 0..2 {
+        let reply = client
+            .retry(Duration::from_secs(20), |c| {
+                let request = request.clone();
+                async move { c.projects().create_project(request).await }
+            })
+            .await
+            .expect("retried on a live coordinator");
+        assert_eq!(reply.into_inner().name, "once");
+    }
+    assert_eq!(nodes[0].project_names().await, vec!["once".to_string()]);
+}

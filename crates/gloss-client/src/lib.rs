@@ -55,6 +55,7 @@ impl From<tonic::Status> for ClientError {
 pub struct Client {
     channel: Channel,
     server: String,
+    servers: Vec<String>,
 }
 
 fn endpoint(server: &str) -> Result<Endpoint, ClientError> {
@@ -79,6 +80,7 @@ impl Client {
                     return Ok(Client {
                         channel,
                         server: server.clone(),
+                        servers: servers.to_vec(),
                     })
                 }
                 Err(e) => last = format!("{server}: {}", source_chain(&e)),
@@ -88,6 +90,49 @@ impl Client {
             servers: servers.join(","),
             last,
         })
+    }
+
+    /// Runs `call` and, when the coordinator it reached is gone or has no leader yet, runs it
+    /// again on the next reachable coordinator of the list, for up to `patience`. Only calls that
+    /// are safe to repeat belong here: reads, and writes carrying an idempotency key (the server
+    /// applies a key once and answers repeats with the first result).
+    pub async fn retry<T, F, Fut>(&self, patience: Duration, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut client = self.clone();
+        let mut attempt = 0;
+        loop {
+            let status = match call(client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    s
+                }
+                Err(s) => return Err(s.into()),
+            };
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Start the search after the server that failed, so a dead one is tried last.
+            let n = self.servers.len().max(1);
+            let order: Vec<String> = self
+                .servers
+                .iter()
+                .cycle()
+                .skip(attempt % n)
+                .take(n)
+                .cloned()
+                .collect();
+            match Client::connect(&order).await {
+                Ok(next) => client = next,
+                Err(_) if tokio::time::Instant::now() < deadline => {}
+                Err(_) => return Err(status.into()),
+            }
+        }
     }
 
     /// The server this client talks to.

@@ -211,11 +211,16 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
     let mut api = client.projects();
     match cmd {
         ProjectCmd::Create { name, description } => {
-            let p = api
-                .create_project(CreateProjectRequest {
-                    name,
-                    description,
-                    idempotency_key: String::new(),
+            // One key for every retry of this command: the server applies it once.
+            let request = CreateProjectRequest {
+                name,
+                description,
+                idempotency_key: invocation_key(),
+            };
+            let p = client
+                .retry(PATIENCE, |c| {
+                    let request = request.clone();
+                    async move { c.projects().create_project(request).await }
                 })
                 .await?
                 .into_inner();
@@ -343,6 +348,18 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
         }
         DatasetCmd::Export { .. } => unreachable!("handled by export()"),
     }
+}
+
+/// How long a command keeps retrying on other coordinators while the group elects a leader.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// An idempotency key unique to this invocation of glossctl.
+fn invocation_key() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("glossctl-{}-{nanos}", std::process::id())
 }
 
 fn describe(e: &RecordError) -> String {
