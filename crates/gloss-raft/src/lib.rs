@@ -132,8 +132,8 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
-            heartbeat_ms: 100,
-            election_timeout_ms: 500,
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
             snapshot_every: 20_000,
             snapshot_chunk_bytes: 4 << 20,
             faults: None,
