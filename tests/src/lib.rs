@@ -65,19 +65,23 @@ impl Node {
 
     /// Names of every project as this node reads them.
     pub async fn project_names(&self) -> Vec<String> {
-        let req = gloss_proto::v1::ListProjectsRequest {};
-        let list = self
-            .client
-            .projects()
-            .list_projects(req)
-            .await
-            .expect("projects listed");
-        list.into_inner()
-            .projects
-            .into_iter()
-            .map(|p| p.name)
-            .collect()
+        project_names(&self.client).await
     }
+}
+
+/// Names of every project, read through `client`.
+pub async fn project_names(client: &Client) -> Vec<String> {
+    let req = gloss_proto::v1::ListProjectsRequest {};
+    let list = client
+        .projects()
+        .list_projects(req)
+        .await
+        .expect("projects listed");
+    list.into_inner()
+        .projects
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
 }
 
 /// `n` JSONL records `{"text":"<prefix> <i>"}`, one per line.

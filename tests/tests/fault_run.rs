@@ -11,10 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gloss_client::Client;
-use gloss_proto::v1::{
-    CreateProjectRequest, GetClusterStatusRequest, GetStateDigestRequest, ListProjectsRequest,
-};
-use gloss_tests::{free_port, NodeProcess};
+use gloss_proto::v1::{CreateProjectRequest, GetClusterStatusRequest, GetStateDigestRequest};
+use gloss_tests::{free_port, project_names, NodeProcess};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gloss-under-test");
 
@@ -263,16 +261,7 @@ async fn killed_members_rejoin_and_converge_and_no_acknowledged_write_is_lost_or
         .unwrap()
         .ready(Duration::from_secs(60))
         .await;
-    let stored: Vec<String> = client
-        .projects()
-        .list_projects(ListProjectsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .projects
-        .into_iter()
-        .map(|p| p.name)
-        .collect();
+    let stored = project_names(&client).await;
     let acked = acked.lock().unwrap();
     for (name, _, _) in acked.iter() {
         assert_eq!(

@@ -332,12 +332,5 @@ async fn deleting_a_project_with_datasets_needs_force() {
         })
         .await
         .unwrap();
-    let list = node
-        .client
-        .projects()
-        .list_projects(ListProjectsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(list.projects.is_empty());
+    assert!(node.project_names().await.is_empty());
 }

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use gloss_core::config::Overrides;
 use gloss_proto::v1::{
-    AddLearnerRequest, CreateProjectRequest, ListProjectsRequest, PromoteMemberRequest,
-    RemoveMemberRequest,
+    AddLearnerRequest, CreateProjectRequest, PromoteMemberRequest, RemoveMemberRequest,
 };
 use gloss_tests::{free_port, start_group, start_node_with, Faults, Node};
 
@@ -184,14 +183,7 @@ async fn after_heal_every_state_machine_is_identical() {
         "replicas differ after heal: {digests:x?}"
     );
     let back = nodes.iter().find(|n| n.id() == follower).unwrap();
-    let list = back
-        .client
-        .projects()
-        .list_projects(ListProjectsRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(list.projects.len(), 250);
+    assert_eq!(back.project_names().await.len(), 250);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,17 +260,7 @@ async fn membership_change_under_load_loses_nothing() {
     );
     let remaining: Vec<&Node> = vec![&nodes[1], &nodes[2], &node4];
     for n in &remaining {
-        let names: BTreeSet<String> = n
-            .client
-            .projects()
-            .list_projects(ListProjectsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .projects
-            .into_iter()
-            .map(|p| p.name)
-            .collect();
+        let names: BTreeSet<String> = n.project_names().await.into_iter().collect();
         for name in &acked {
             assert!(
                 names.contains(name),

@@ -173,7 +173,12 @@ impl Service {
             Ok(summary) => {
                 self.abort_import(import_id, "invalid records").await?;
                 self.metrics.imports(&summary, "rejected");
-                let listed: Vec<String> = summary.errors.iter().take(10).map(describe).collect();
+                let listed: Vec<String> = summary
+                    .errors
+                    .iter()
+                    .take(10)
+                    .map(ToString::to_string)
+                    .collect();
                 let message = format!(
                     "import rejected: {} invalid record(s) in {} read; nothing was imported (use skip_invalid to import the valid ones)\n{}",
                     summary.invalid,
@@ -294,14 +299,5 @@ impl Service {
         summary.duplicates = done.duplicates;
         summary.committed = true;
         Ok(summary)
-    }
-}
-
-/// One line describing a bad record: "line 3, field `text`: missing".
-pub fn describe(e: &RecordError) -> String {
-    if e.field.is_empty() {
-        format!("line {}: {}", e.line, e.reason)
-    } else {
-        format!("line {}, field `{}`: {}", e.line, e.field, e.reason)
     }
 }

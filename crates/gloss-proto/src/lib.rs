@@ -17,3 +17,18 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Version of the encoding of [`v1::Command`] written by this binary.
 pub const COMMAND_VERSION: u32 = 1;
+
+/// One line describing a bad import record: "line 3, field `text`: is missing".
+impl std::fmt::Display for v1::RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "line {}: {}", self.line, self.reason)
+        } else {
+            write!(
+                f,
+                "line {}, field `{}`: {}",
+                self.line, self.field, self.reason
+            )
+        }
+    }
+}

@@ -316,7 +316,7 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
                     let first = message.lines().next().unwrap_or_default();
                     eprintln!("error: {first}");
                     for e in &summary.errors {
-                        eprintln!("  {}", describe(e));
+                        eprintln!("  {e}");
                     }
                     if summary.invalid as usize > summary.errors.len() {
                         eprintln!(
@@ -360,14 +360,6 @@ fn invocation_key() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("glossctl-{}-{nanos}", std::process::id())
-}
-
-fn describe(e: &RecordError) -> String {
-    if e.field.is_empty() {
-        format!("line {}: {}", e.line, e.reason)
-    } else {
-        format!("line {}, field `{}`: {}", e.line, e.field, e.reason)
-    }
 }
 
 async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> {

@@ -135,7 +135,7 @@ impl Output {
             s.import_id, s.imported, s.duplicates, s.invalid, s.records_read, s.bytes_read
         );
         for e in &s.errors {
-            println!("  skipped {}", super::describe(e));
+            println!("  skipped {e}");
         }
         Ok(())
     }
