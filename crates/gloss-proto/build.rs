@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 const PROTO_ROOT: &str = "../../proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a build script binary is shared by checkouts that share a target
+    // directory, so a path baked in at compile time may be another checkout's.
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest.join(PROTO_ROOT);
     let relative_dir = Path::new(PROTO_ROOT).join("gloss/v1");
     let mut names: Vec<String> = std::fs::read_dir(root.join("gloss/v1"))?
