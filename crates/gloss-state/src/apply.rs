@@ -12,8 +12,9 @@ use gloss_store::rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use gloss_store::{cf, keys, state_cf};
 use prost::Message;
 
+use crate::overlay::Overlay;
 use crate::read::{self, decode};
-use crate::{check_name, code, import_state, rejected, StateError};
+use crate::{check_name, code, feed, import_state, ok, rejected, review, task, StateError};
 
 /// Applies `cmd` to the state in `db`, recording every change in `batch`. Returns the command's
 /// result, which is a rejection (not an `Err`) when the command is invalid in the current state.
@@ -50,12 +51,6 @@ struct Tx<'a> {
     batch: &'a mut WriteBatch,
 }
 
-fn ok(result: command_result::Result) -> CommandResult {
-    CommandResult {
-        result: Some(result),
-    }
-}
-
 impl Tx<'_> {
     fn apply_body(
         &mut self,
@@ -77,6 +72,48 @@ impl Tx<'_> {
             Body::StageExamples(c) => self.stage(c),
             Body::CommitImport(c) => self.commit_import(at_ms, c),
             Body::AbortImport(c) => self.abort_import(at_ms, c.import_id, &c.reason),
+            _ => self.task_command(at_ms, body),
+        }
+    }
+
+    /// Task, feed and review commands read their own writes through an overlay.
+    fn task_command(
+        &mut self,
+        now: i64,
+        body: &command::Body,
+    ) -> Result<CommandResult, StateError> {
+        use command::Body;
+        let mut ov = Overlay::new(self.db);
+        let step = match body {
+            Body::CreateTask(c) => {
+                task::create_task(&mut ov, now, &c.task.clone().unwrap_or_default())
+            }
+            Body::CloseTask(c) => task::close_task(&mut ov, &c.project, &c.task),
+            Body::SetGroup(c) => task::set_group(&mut ov, &c.group.clone().unwrap_or_default()),
+            Body::LeaseExamples(c) => feed::lease_examples(&mut ov, now, c),
+            Body::RenewLeases(c) => feed::renew(&mut ov, now, &c.project, &c.task, &c.annotator),
+            Body::SubmitAnswer(c) => feed::submit(
+                &mut ov,
+                now,
+                &c.answer.clone().unwrap_or_default(),
+                c.revise,
+            ),
+            Body::UndoAnswer(c) => {
+                feed::undo(&mut ov, now, &c.project, &c.task, &c.annotator, c.seq)
+            }
+            Body::SetSuggestions(c) => feed::set_suggestions(&mut ov, c),
+            Body::ResolveReview(c) => {
+                review::resolve(&mut ov, now, &c.request.clone().unwrap_or_default())
+            }
+            _ => unreachable!("dataset commands are applied directly"),
+        }?;
+        match step {
+            Ok(result) => {
+                ov.flush(self.batch)?;
+                Ok(result)
+            }
+            // A rejected command changes nothing.
+            Err(rejection) => Ok(rejection),
         }
     }
 
@@ -188,6 +225,7 @@ impl Tx<'_> {
             }),
             next_seq: 1,
             open_imports: Vec::new(),
+            task: String::new(),
         };
         self.put(
             state_cf::DATASETS,

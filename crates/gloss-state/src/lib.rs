@@ -7,7 +7,12 @@
 //! never know about Raft, networks or async runtimes.
 
 mod apply;
+pub mod feed;
+mod overlay;
 pub mod read;
+mod review;
+pub mod task;
+pub mod tasks;
 
 pub use apply::apply;
 use gloss_proto::v1::{command_result, CommandError, CommandResult};
@@ -39,6 +44,14 @@ pub mod code {
     pub const ALREADY_EXISTS: &str = "already_exists";
     pub const FAILED_PRECONDITION: &str = "failed_precondition";
     pub const INVALID_ARGUMENT: &str = "invalid_argument";
+    pub const PERMISSION_DENIED: &str = "permission_denied";
+}
+
+/// Builds an accepted command's result.
+pub(crate) fn ok(result: command_result::Result) -> CommandResult {
+    CommandResult {
+        result: Some(result),
+    }
 }
 
 /// Builds a rejected command's result.

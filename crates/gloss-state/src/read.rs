@@ -59,6 +59,42 @@ pub fn datasets(db: &DB, project: &str) -> Result<Vec<Dataset>, StateError> {
     Ok(out)
 }
 
+/// One visible example of a dataset.
+pub fn example(
+    db: &DB,
+    record: &DatasetRecord,
+    seq: u64,
+) -> Result<Option<ExampleRow>, StateError> {
+    example_in(db, None, record, seq)
+}
+
+/// One visible example of a dataset as of `snapshot`.
+pub fn example_at(
+    db: &DB,
+    snapshot: &gloss_store::rocksdb::Snapshot<'_>,
+    record: &DatasetRecord,
+    seq: u64,
+) -> Result<Option<ExampleRow>, StateError> {
+    example_in(db, Some(snapshot), record, seq)
+}
+
+fn example_in(
+    db: &DB,
+    snapshot: Option<&gloss_store::rocksdb::Snapshot<'_>>,
+    record: &DatasetRecord,
+    seq: u64,
+) -> Result<Option<ExampleRow>, StateError> {
+    let row: Option<ExampleRow> = db
+        .get_cf_opt(
+            cf(db, state_cf::EXAMPLES)?,
+            keys::example(record.dataset_id, seq),
+            &scan_options(snapshot),
+        )?
+        .map(|v| decode("example", &v))
+        .transpose()?;
+    Ok(row.filter(|r| !record.open_imports.contains(&r.import_id)))
+}
+
 /// One import.
 pub fn import(db: &DB, import_id: u64) -> Result<Option<ImportRecord>, StateError> {
     db.get_cf(cf(db, state_cf::IMPORTS)?, keys::import(import_id))?

@@ -58,6 +58,8 @@ pub mod meta {
     pub const NEXT_DATASET_ID: &[u8] = b"next_dataset_id";
     /// Next import id (state database).
     pub const NEXT_IMPORT_ID: &[u8] = b"next_import_id";
+    /// Next task id (state database).
+    pub const NEXT_TASK_ID: &[u8] = b"next_task_id";
 }
 
 /// Key of a project.
@@ -149,6 +151,140 @@ pub fn idempotency(key: &str) -> Vec<u8> {
     key.as_bytes().to_vec()
 }
 
+/// Key of anything named inside a project (tasks, groups): project, NUL, name.
+pub fn named(project: &str, name: &str) -> Vec<u8> {
+    dataset(project, name)
+}
+
+/// Key of per-example task state (task examples, suggestions): task id, sequence.
+pub fn task_seq(task_id: u64, seq: u64) -> [u8; 16] {
+    example(task_id, seq)
+}
+
+/// Sequence number from a [`task_seq`] key.
+pub fn decode_task_seq(key: &[u8]) -> Result<u64, StoreError> {
+    Ok(decode_example(key)?.1)
+}
+
+/// Key of an answer: task id, sequence, annotator.
+pub fn answer(task_id: u64, seq: u64, annotator: &str) -> Vec<u8> {
+    let mut k = task_seq(task_id, seq).to_vec();
+    k.extend_from_slice(annotator.as_bytes());
+    k
+}
+
+/// (sequence, annotator) from an answer key.
+pub fn decode_answer(key: &[u8]) -> Result<(u64, String), StoreError> {
+    let seq = u64_at("answers", key, 8)?;
+    let annotator = String::from_utf8(key.get(16..).unwrap_or_default().to_vec())
+        .map_err(|e| err("answers", e.to_string()))?;
+    Ok((seq, annotator))
+}
+
+/// Idempotency key of an answer id, scoped to its task and annotator.
+pub fn answer_id(task_id: u64, annotator: &str, answer_id: &str) -> Vec<u8> {
+    format!("answer\0{task_id}\0{annotator}\0{answer_id}").into_bytes()
+}
+
+/// Sub-spaces of a task's keys in the feed and reviews column families.
+pub mod tag {
+    /// Feed: examples that still need answers, in serving order.
+    pub const OPEN: u8 = b'o';
+    /// Feed: leases by annotator.
+    pub const LEASE: u8 = b'l';
+    /// Feed: annotator records.
+    pub const ANNOTATOR: u8 = b'a';
+    /// Feed: annotators holding leases, by last activity (the expiry index).
+    pub const SEEN: u8 = b's';
+    /// Reviews: the review queue.
+    pub const QUEUE: u8 = b'q';
+    /// Reviews: gold records.
+    pub const GOLD: u8 = b'g';
+}
+
+/// Prefix of one sub-space of a task: task id, tag.
+pub fn task_tag(task_id: u64, tag: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&task_id.to_be_bytes());
+    k[8] = tag;
+    k
+}
+
+/// Key of an open-set entry: task id, tag, class, position, sequence. Class 0 (scored examples)
+/// is served before class 1 (the base ordering).
+pub fn open_entry(task_id: u64, class: u8, pos: u64, seq: u64) -> [u8; 26] {
+    let mut k = [0u8; 26];
+    k[..9].copy_from_slice(&task_tag(task_id, tag::OPEN));
+    k[9] = class;
+    k[10..18].copy_from_slice(&pos.to_be_bytes());
+    k[18..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Sequence from an open-set key.
+pub fn decode_open_entry(key: &[u8]) -> Result<u64, StoreError> {
+    u64_at("feed", key, 18)
+}
+
+/// Prefix of an annotator's leases in a task.
+pub fn lease_prefix(task_id: u64, annotator: &str) -> Vec<u8> {
+    let mut k = task_tag(task_id, tag::LEASE).to_vec();
+    k.extend_from_slice(annotator.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of a lease: task id, tag, annotator, NUL, sequence.
+pub fn lease(task_id: u64, annotator: &str, seq: u64) -> Vec<u8> {
+    let mut k = lease_prefix(task_id, annotator);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Sequence from a lease key.
+pub fn decode_lease(key: &[u8]) -> Result<u64, StoreError> {
+    if key.len() < 8 {
+        return Err(err("feed", "lease key too short"));
+    }
+    u64_at("feed", key, key.len() - 8)
+}
+
+/// Key of an annotator record in a task.
+pub fn annotator(task_id: u64, annotator: &str) -> Vec<u8> {
+    let mut k = task_tag(task_id, tag::ANNOTATOR).to_vec();
+    k.extend_from_slice(annotator.as_bytes());
+    k
+}
+
+/// Key of an expiry index entry: task id, tag, last activity (ms, clamped at 0), annotator.
+pub fn seen(task_id: u64, last_seen_ms: i64, annotator: &str) -> Vec<u8> {
+    let mut k = task_tag(task_id, tag::SEEN).to_vec();
+    k.extend_from_slice(&(last_seen_ms.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(annotator.as_bytes());
+    k
+}
+
+/// (last activity, annotator) from an expiry index key.
+pub fn decode_seen(key: &[u8]) -> Result<(i64, String), StoreError> {
+    let at = u64_at("feed", key, 9)? as i64;
+    let annotator = String::from_utf8(key.get(17..).unwrap_or_default().to_vec())
+        .map_err(|e| err("feed", e.to_string()))?;
+    Ok((at, annotator))
+}
+
+/// Key of a review queue entry or gold record: task id, tag, sequence.
+pub fn review(task_id: u64, tag: u8, seq: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&task_tag(task_id, tag));
+    k[9..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Sequence from a review queue or gold key.
+pub fn decode_review(key: &[u8]) -> Result<u64, StoreError> {
+    u64_at("reviews", key, 9)
+}
+
 /// Decodes a stored big-endian `u64` value.
 pub fn decode_u64_value(value: &[u8]) -> Result<u64, StoreError> {
     u64_at("value", value, 0)
@@ -205,6 +341,31 @@ mod tests {
         let k = hash_entry(42, h);
         assert_eq!(decode_hash_entry(&k).unwrap(), (42, h));
         assert!(decode_hash_entry(&k[..20]).is_err());
+    }
+
+    #[test]
+    fn feed_keys_round_trip_and_order() {
+        assert!(open_entry(1, 0, u64::MAX, 9) < open_entry(1, 1, 0, 0));
+        assert!(open_entry(1, 1, 2, 9) < open_entry(1, 1, 10, 0));
+        assert_eq!(decode_open_entry(&open_entry(3, 1, 5, 77)).unwrap(), 77);
+        let l = lease(4, "ann", 12);
+        assert!(l.starts_with(&lease_prefix(4, "ann")));
+        // "an" must not capture "ann"'s leases.
+        assert!(!l.starts_with(&lease_prefix(4, "an")));
+        assert_eq!(decode_lease(&l).unwrap(), 12);
+        assert_eq!(
+            decode_seen(&seen(4, 1_700, "bob")).unwrap(),
+            (1_700, "bob".to_string())
+        );
+        assert!(seen(4, 2, "zz") < seen(4, 10, "aa"));
+        assert_eq!(decode_seen(&seen(4, -5, "x")).unwrap().0, 0);
+        assert_eq!(
+            decode_answer(&answer(2, 9, "eve")).unwrap(),
+            (9, "eve".to_string())
+        );
+        assert_eq!(decode_review(&review(2, tag::GOLD, 41)).unwrap(), 41);
+        assert!(review(2, tag::GOLD, 1).starts_with(&task_tag(2, tag::GOLD)));
+        assert_eq!(decode_task_seq(&task_seq(5, 6)).unwrap(), 6);
     }
 
     #[test]

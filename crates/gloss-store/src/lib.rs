@@ -40,6 +40,20 @@ pub mod state_cf {
     pub const IMPORT_INDEX: &str = "import_index";
     /// Results of commands that carried an idempotency key.
     pub const IDEMPOTENCY: &str = "idempotency";
+    /// Tasks by (project, name).
+    pub const TASKS: &str = "tasks";
+    /// Feed state per (task id, example sequence).
+    pub const TASK_EXAMPLES: &str = "task_examples";
+    /// Per task: the open set, leases, annotator records and the lease expiry index.
+    pub const FEED: &str = "feed";
+    /// Answers by (task id, example sequence, annotator).
+    pub const ANSWERS: &str = "answers";
+    /// Per task: the review queue and gold records.
+    pub const REVIEWS: &str = "reviews";
+    /// Suggestions by (task id, example sequence).
+    pub const SUGGESTIONS: &str = "suggestions";
+    /// Annotator groups by (project, name).
+    pub const GROUPS: &str = "groups";
     /// Every column family of the state database.
     pub const ALL: &[&str] = &[
         META,
@@ -50,6 +64,13 @@ pub mod state_cf {
         IMPORTS,
         IMPORT_INDEX,
         IDEMPOTENCY,
+        TASKS,
+        TASK_EXAMPLES,
+        FEED,
+        ANSWERS,
+        REVIEWS,
+        SUGGESTIONS,
+        GROUPS,
     ];
 }
 

@@ -1,0 +1,209 @@
+//! What happens when an example's answers are all in: agreeing answers become a gold record,
+//! disagreeing ones enter the review queue; and a reviewer's resolution.
+
+use gloss_proto::v1::{
+    command_result, resolve_review_request::Resolution, AnswerRecord, CommandResult, GoldRecord,
+    ResolveReviewRequest, ReviewEntry, TaskExampleRecord, TaskRecord,
+};
+use gloss_proto::v1::{Answer, Decision};
+use gloss_store::{keys, state_cf};
+
+use crate::overlay::Overlay;
+use crate::task::{check_annotator, count_into, load_task, save_task, task_of, Step};
+use crate::{code, ok, rejected, StateError};
+
+fn current_answers(
+    ov: &Overlay,
+    rec: &TaskRecord,
+    seq: u64,
+    who: &[String],
+) -> Result<Vec<Answer>, StateError> {
+    let mut out = Vec::with_capacity(who.len());
+    for a in who {
+        let r: Option<AnswerRecord> = ov.msg(
+            state_cf::ANSWERS,
+            "answer",
+            &keys::answer(rec.task_id, seq, a),
+        )?;
+        out.extend(r.filter(|r| !r.withdrawn).and_then(|r| r.current));
+    }
+    Ok(out)
+}
+
+fn remove_gold(ov: &mut Overlay, rec: &mut TaskRecord, seq: u64) -> Result<(), StateError> {
+    let key = keys::review(rec.task_id, keys::tag::GOLD, seq);
+    if ov.exists(state_cf::REVIEWS, &key)? {
+        ov.delete(state_cf::REVIEWS, &key);
+        rec.gold = rec.gold.saturating_sub(1);
+        let t = task_of(rec).clone();
+        count_into(ov, &t.project, &t.gold_dataset, -1)?;
+    }
+    Ok(())
+}
+
+fn put_gold(ov: &mut Overlay, rec: &mut TaskRecord, gold: &GoldRecord) -> Result<(), StateError> {
+    remove_gold(ov, rec, gold.seq)?;
+    ov.put(
+        state_cf::REVIEWS,
+        &keys::review(rec.task_id, keys::tag::GOLD, gold.seq),
+        gold,
+    );
+    rec.gold += 1;
+    let t = task_of(rec).clone();
+    count_into(ov, &t.project, &t.gold_dataset, 1)
+}
+
+fn remove_from_queue(ov: &mut Overlay, rec: &mut TaskRecord, seq: u64) -> Result<(), StateError> {
+    let key = keys::review(rec.task_id, keys::tag::QUEUE, seq);
+    if ov.exists(state_cf::REVIEWS, &key)? {
+        ov.delete(state_cf::REVIEWS, &key);
+        rec.review_pending = rec.review_pending.saturating_sub(1);
+    }
+    Ok(())
+}
+
+/// Re-evaluates an example after an answer, revision or undo. A reviewer's gold record stands;
+/// otherwise the example's gold record or queue entry follows its current answers.
+pub(crate) fn example_changed(
+    ov: &mut Overlay,
+    rec: &mut TaskRecord,
+    seq: u64,
+    te: &TaskExampleRecord,
+    now: i64,
+) -> Result<(), StateError> {
+    let gold_key = keys::review(rec.task_id, keys::tag::GOLD, seq);
+    let gold: Option<GoldRecord> = ov.msg(state_cf::REVIEWS, "gold", &gold_key)?;
+    if gold.is_some_and(|g| !g.reviewer.is_empty()) {
+        return Ok(());
+    }
+    remove_gold(ov, rec, seq)?;
+    remove_from_queue(ov, rec, seq)?;
+    let task = task_of(rec).clone();
+    if te.answered.len() < task.overlap.max(1) as usize {
+        return Ok(());
+    }
+    let answers = current_answers(ov, rec, seq, &te.answered)?;
+    let refs: Vec<&Answer> = answers.iter().collect();
+    match gloss_annotate::disagreement(&task, &refs) {
+        Some(disputed) => {
+            ov.put(
+                state_cf::REVIEWS,
+                &keys::review(rec.task_id, keys::tag::QUEUE, seq),
+                &ReviewEntry {
+                    disputed_labels: disputed,
+                },
+            );
+            rec.review_pending += 1;
+        }
+        None => {
+            let Some(first) = answers.first() else {
+                return Ok(());
+            };
+            if first.decision() == Decision::Ignore {
+                return Ok(());
+            }
+            let gold = GoldRecord {
+                project: task.project.clone(),
+                task: task.name.clone(),
+                seq,
+                input_hash: first.input_hash.clone(),
+                answer: Some(first.clone()),
+                source_answer_ids: answers.iter().map(|a| a.answer_id.clone()).collect(),
+                reviewer: String::new(),
+                at_ms: now,
+            };
+            put_gold(ov, rec, &gold)?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a queued example into a gold record.
+pub(crate) fn resolve(
+    ov: &mut Overlay,
+    now: i64,
+    req: &ResolveReviewRequest,
+) -> Step<CommandResult> {
+    let mut rec = match load_task(ov, &req.project, &req.task)? {
+        Ok(r) => r,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    if let Err(reason) = check_annotator(&req.reviewer) {
+        return Ok(Err(rejected(
+            code::INVALID_ARGUMENT,
+            format!("reviewer: {reason}"),
+        )));
+    }
+    let seq = req.seq;
+    if !ov.exists(
+        state_cf::REVIEWS,
+        &keys::review(rec.task_id, keys::tag::QUEUE, seq),
+    )? {
+        return Ok(Err(rejected(
+            code::FAILED_PRECONDITION,
+            format!(
+                "example {seq} is not in the review queue of task {}/{}",
+                req.project, req.task
+            ),
+        )));
+    }
+    let task = task_of(&rec).clone();
+    let te: TaskExampleRecord = ov
+        .msg(
+            state_cf::TASK_EXAMPLES,
+            "task example",
+            &keys::task_seq(rec.task_id, seq),
+        )?
+        .unwrap_or_default();
+    let answers = current_answers(ov, &rec, seq, &te.answered)?;
+    let chosen = match &req.resolution {
+        Some(Resolution::PickAnswerId(id)) => match answers.iter().find(|a| &a.answer_id == id) {
+            Some(a) => a.clone(),
+            None => {
+                return Ok(Err(rejected(
+                    code::INVALID_ARGUMENT,
+                    format!("pick_answer_id: {id:?} is not a current answer to example {seq}"),
+                )))
+            }
+        },
+        Some(Resolution::Edited(a)) => {
+            if let Err(e) = gloss_annotate::check_scheme(&task, a) {
+                return Ok(Err(rejected(
+                    code::INVALID_ARGUMENT,
+                    format!("edited: {e}"),
+                )));
+            }
+            let mut a = a.clone();
+            a.project = task.project.clone();
+            a.task = task.name.clone();
+            a.seq = seq;
+            a.annotator = req.reviewer.clone();
+            a.at_ms = now;
+            a.input_hash = answers
+                .first()
+                .map(|x| x.input_hash.clone())
+                .unwrap_or_default();
+            a
+        }
+        None => {
+            return Ok(Err(rejected(
+                code::INVALID_ARGUMENT,
+                "resolution: pick an answer id or send an edited answer",
+            )))
+        }
+    };
+    remove_from_queue(ov, &mut rec, seq)?;
+    let gold = GoldRecord {
+        project: task.project.clone(),
+        task: task.name.clone(),
+        seq,
+        input_hash: chosen.input_hash.clone(),
+        answer: Some(chosen),
+        source_answer_ids: answers.iter().map(|a| a.answer_id.clone()).collect(),
+        reviewer: req.reviewer.clone(),
+        at_ms: now,
+    };
+    put_gold(ov, &mut rec, &gold)?;
+    save_task(ov, &rec);
+    Ok(Ok(ok(command_result::Result::Gold(gold))))
+}
