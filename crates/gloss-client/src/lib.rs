@@ -9,8 +9,14 @@ use std::time::Duration;
 
 use gloss_proto::v1::cluster_service_client::ClusterServiceClient;
 use gloss_proto::v1::dataset_service_client::DatasetServiceClient;
+use gloss_proto::v1::feed_service_client::FeedServiceClient;
 use gloss_proto::v1::project_service_client::ProjectServiceClient;
-use gloss_proto::v1::{import_request, ExportRequest, ImportHeader, ImportRequest, ImportSummary};
+use gloss_proto::v1::review_service_client::ReviewServiceClient;
+use gloss_proto::v1::task_service_client::TaskServiceClient;
+use gloss_proto::v1::{
+    import_request, ExportAnswersRequest, ExportChunk, ExportRequest, ImportHeader, ImportRequest,
+    ImportSummary,
+};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tonic::transport::{Channel, Endpoint};
@@ -270,23 +276,64 @@ impl Client {
             project: project.into(),
             dataset: dataset.into(),
         };
-        let mut stream = self.datasets().export_examples(request).await?.into_inner();
-        let (mut records, mut total) = (0u64, 0u64);
-        let io = |source| ClientError::Io {
-            path: "export output".into(),
-            source,
-        };
-        while let Some(chunk) = stream.message().await? {
-            if chunk.total_records > 0 {
-                total = chunk.total_records;
-            }
-            out.write_all(&chunk.data).await.map_err(io)?;
-            records += chunk.records;
-            progress(records, total);
-        }
-        out.flush().await.map_err(io)?;
-        Ok(records)
+        let stream = self.datasets().export_examples(request).await?.into_inner();
+        write_chunks(stream, out, progress).await
     }
+
+    /// Writes a task's answers or gold records in `format` to `out` (see [`Client::export`]).
+    pub async fn export_answers<W>(
+        &self,
+        request: ExportAnswersRequest,
+        out: &mut W,
+        progress: impl Fn(u64, u64),
+    ) -> Result<u64, ClientError>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let stream = self.tasks().export_answers(request).await?.into_inner();
+        write_chunks(stream, out, progress).await
+    }
+
+    /// Task calls.
+    pub fn tasks(&self) -> TaskServiceClient<Channel> {
+        TaskServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// Feed calls (annotators).
+    pub fn feed(&self) -> FeedServiceClient<Channel> {
+        FeedServiceClient::new(self.channel.clone())
+    }
+
+    /// Review calls.
+    pub fn review(&self) -> ReviewServiceClient<Channel> {
+        ReviewServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+}
+
+/// Copies an export stream to `out`, reporting (records written, records expected).
+async fn write_chunks<W>(
+    mut stream: tonic::Streaming<ExportChunk>,
+    out: &mut W,
+    progress: impl Fn(u64, u64),
+) -> Result<u64, ClientError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let (mut records, mut total) = (0u64, 0u64);
+    let io = |source| ClientError::Io {
+        path: "export output".into(),
+        source,
+    };
+    while let Some(chunk) = stream.message().await? {
+        if chunk.total_records > 0 {
+            total = chunk.total_records;
+        }
+        out.write_all(&chunk.data).await.map_err(io)?;
+        records += chunk.records;
+        progress(records, total);
+    }
+    out.flush().await.map_err(io)?;
+    Ok(records)
 }
 
 fn tokio_stream_from<T: Send + 'static>(

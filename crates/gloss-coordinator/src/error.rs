@@ -21,6 +21,8 @@ pub enum ServiceError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     /// This node cannot serve the request; the leader may.
     #[error("this coordinator is not the leader{}", leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_default())]
     NotLeader { leader: Option<String> },
@@ -44,6 +46,7 @@ impl From<CommandError> for ServiceError {
             code::ALREADY_EXISTS => ServiceError::AlreadyExists(e.message),
             code::FAILED_PRECONDITION => ServiceError::FailedPrecondition(e.message),
             code::INVALID_ARGUMENT => ServiceError::InvalidArgument(e.message),
+            code::PERMISSION_DENIED => ServiceError::PermissionDenied(e.message),
             other => ServiceError::Internal(format!("unknown rejection {other}: {}", e.message)),
         }
     }
@@ -97,6 +100,9 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::AlreadyExists(_) => tonic::Status::new(Code::AlreadyExists, message),
             ServiceError::FailedPrecondition(_) => {
                 tonic::Status::new(Code::FailedPrecondition, message)
+            }
+            ServiceError::PermissionDenied(_) => {
+                tonic::Status::new(Code::PermissionDenied, message)
             }
             ServiceError::NotLeader { leader } => {
                 let mut status = tonic::Status::new(Code::Unavailable, message);

@@ -1,6 +1,6 @@
 //! Export (a dataset as JSON Lines from one consistent snapshot) and paged example listing.
 
-use gloss_proto::v1::{Example, ExportChunk};
+use gloss_proto::v1::{DatasetKind, Example, ExportChunk, ExportFormat, ExportSelection};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -18,6 +18,72 @@ struct TextOnly {
     text: String,
 }
 
+/// The `text` of a stored record.
+pub(crate) fn record_text(seq: u64, record_json: &str) -> Result<String, ServiceError> {
+    serde_json::from_str::<TextOnly>(record_json)
+        .map(|t| t.text)
+        .map_err(|e| {
+            ServiceError::Internal(format!("stored example {seq} is not a valid record: {e}"))
+        })
+}
+
+/// Where an export producer writes: whole lines, gathered into chunks of about [`CHUNK_BYTES`].
+pub(crate) struct Sink {
+    tx: mpsc::Sender<Result<ExportChunk, ServiceError>>,
+    chunk: ExportChunk,
+    sent_any: bool,
+}
+
+impl Sink {
+    /// Announces the number of records on the first chunk.
+    pub fn set_total(&mut self, total: u64) {
+        self.chunk.total_records = total;
+    }
+
+    /// Adds one line; fails once the client has gone away, which ends the producer.
+    pub fn line(&mut self, line: &str) -> Result<(), ServiceError> {
+        self.chunk.data.extend_from_slice(line.as_bytes());
+        self.chunk.data.push(b'\n');
+        self.chunk.records += 1;
+        if self.chunk.data.len() >= CHUNK_BYTES {
+            self.sent_any = true;
+            if self
+                .tx
+                .blocking_send(Ok(std::mem::take(&mut self.chunk)))
+                .is_err()
+            {
+                return Err(ServiceError::Unavailable("the client went away".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `produce` on a blocking thread and streams what it writes to its [`Sink`].
+pub(crate) fn send_lines<F>(produce: F) -> mpsc::Receiver<Result<ExportChunk, ServiceError>>
+where
+    F: FnOnce(&mut Sink) -> Result<(), ServiceError> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(4);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = Sink {
+            tx,
+            chunk: ExportChunk::default(),
+            sent_any: false,
+        };
+        match produce(&mut sink) {
+            Ok(()) if sink.chunk.records > 0 || !sink.sent_any => {
+                let _ = sink.tx.blocking_send(Ok(sink.chunk));
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let _ = sink.tx.blocking_send(Err(e));
+            }
+        }
+    });
+    rx
+}
+
 impl Service {
     /// Streams every visible example of `project/dataset` as JSON Lines chunks.
     pub async fn export(
@@ -27,53 +93,37 @@ impl Service {
     ) -> Result<mpsc::Receiver<Result<ExportChunk, ServiceError>>, ServiceError> {
         self.read_barrier().await?;
         let db = self.state.db();
-        let (tx, rx) = mpsc::channel(4);
         let (project, dataset) = (project.to_string(), dataset.to_string());
         // Fail fast on a missing dataset, before the stream starts.
-        if gloss_state::read::dataset(&db, &project, &dataset)?.is_none() {
+        let Some(found) = gloss_state::read::dataset(&db, &project, &dataset)? else {
             return Err(ServiceError::NotFound(format!(
                 "dataset {project}/{dataset} not found"
             )));
+        };
+        if !found.task.is_empty() {
+            // A task's answers or gold dataset: its records live with the task.
+            let gold = found.dataset.as_ref().map(|d| d.kind()) == Some(DatasetKind::Gold);
+            let selection = if gold {
+                ExportSelection::Gold
+            } else {
+                ExportSelection::Answers
+            };
+            return self
+                .export_answers(&project, &found.task, selection, ExportFormat::Prodigy)
+                .await;
         }
-        tokio::task::spawn_blocking(move || {
-            let result = (|| {
-                let snapshot = db.snapshot();
-                let record = gloss_state::read::dataset_at(&db, &snapshot, &project, &dataset)?
-                    .ok_or_else(|| {
-                        ServiceError::NotFound(format!("dataset {project}/{dataset} not found"))
-                    })?;
-                let total = record
-                    .dataset
-                    .as_ref()
-                    .map(|d| d.example_count)
-                    .unwrap_or(0);
-                let mut chunk = ExportChunk {
-                    total_records: total,
-                    ..ExportChunk::default()
-                };
-                let mut sent_any = false;
-                for row in gloss_state::read::examples_at(&db, &snapshot, &record, None)? {
-                    let (_, row) = row?;
-                    chunk.data.extend_from_slice(row.record_json.as_bytes());
-                    chunk.data.push(b'\n');
-                    chunk.records += 1;
-                    if chunk.data.len() >= CHUNK_BYTES {
-                        sent_any = true;
-                        if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                            return Ok(()); // client went away
-                        }
-                    }
-                }
-                if chunk.records > 0 || !sent_any {
-                    let _ = tx.blocking_send(Ok(chunk));
-                }
-                Ok::<(), ServiceError>(())
-            })();
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
+        Ok(send_lines(move |sink| {
+            let snapshot = db.snapshot();
+            let record = gloss_state::read::dataset_at(&db, &snapshot, &project, &dataset)?
+                .ok_or_else(|| {
+                    ServiceError::NotFound(format!("dataset {project}/{dataset} not found"))
+                })?;
+            sink.set_total(record.dataset.as_ref().map_or(0, |d| d.example_count));
+            for row in gloss_state::read::examples_at(&db, &snapshot, &record, None)? {
+                sink.line(&row?.1.record_json)?;
             }
-        });
-        Ok(rx)
+            Ok(())
+        }))
     }
 
     /// One page of a dataset's examples; the token is the last sequence number returned.
@@ -108,13 +158,7 @@ impl Service {
         let mut page = Vec::with_capacity(size);
         for row in scan.by_ref().take(size) {
             let (seq, row) = row?;
-            let text = serde_json::from_str::<TextOnly>(&row.record_json)
-                .map(|t| t.text)
-                .map_err(|e| {
-                    ServiceError::Internal(format!(
-                        "stored example {seq} is not a valid record: {e}"
-                    ))
-                })?;
+            let text = record_text(seq, &row.record_json)?;
             page.push(Example {
                 seq,
                 input_hash: gloss_state::hash_hex(&row.input_hash),

@@ -17,7 +17,7 @@ type Reply<T> = Result<Response<T>, Status>;
 /// gRPC adapter over the shared service layer.
 #[derive(Clone)]
 pub struct Api {
-    service: Arc<Service>,
+    pub(crate) service: Arc<Service>,
 }
 
 impl Api {
@@ -27,7 +27,16 @@ impl Api {
     }
 }
 
-fn ok<T>(r: Result<T, ServiceError>) -> Reply<T> {
+/// An export's chunks as a gRPC response stream.
+pub(crate) fn stream_chunks(
+    rx: tokio::sync::mpsc::Receiver<Result<ExportChunk, ServiceError>>,
+) -> Response<ExportStream> {
+    let stream =
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(Status::from));
+    Response::new(Box::pin(stream))
+}
+
+pub(crate) fn ok<T>(r: Result<T, ServiceError>) -> Reply<T> {
     r.map(Response::new).map_err(Status::from)
 }
 
@@ -113,7 +122,7 @@ impl project_service_server::ProjectService for Api {
     }
 }
 
-type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportChunk, Status>> + Send>>;
+pub(crate) type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl dataset_service_server::DatasetService for Api {
@@ -198,10 +207,9 @@ impl dataset_service_server::DatasetService for Api {
 
     async fn export_examples(&self, req: Request<ExportRequest>) -> Reply<ExportStream> {
         let r = req.into_inner();
-        let rx = self.service.export(&r.project, &r.dataset).await?;
-        let stream =
-            tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| item.map_err(Status::from));
-        Ok(Response::new(Box::pin(stream)))
+        Ok(stream_chunks(
+            self.service.export(&r.project, &r.dataset).await?,
+        ))
     }
 
     async fn list_examples(

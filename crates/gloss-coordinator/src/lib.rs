@@ -10,11 +10,14 @@ pub mod demo;
 pub mod error;
 mod export;
 mod grpc;
+mod grpc_tasks;
 mod http;
 pub mod import;
 pub mod metrics;
 pub mod sandbox;
 pub mod service;
+mod task_export;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,7 +27,9 @@ use std::time::Duration;
 use gloss_core::config::Config;
 use gloss_proto::v1::{
     cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
-    project_service_server::ProjectServiceServer, raft_service_server::RaftServiceServer,
+    feed_service_server::FeedServiceServer, project_service_server::ProjectServiceServer,
+    raft_service_server::RaftServiceServer, review_service_server::ReviewServiceServer,
+    task_service_server::TaskServiceServer,
 };
 pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
@@ -166,6 +171,9 @@ impl Coordinator {
         health
             .set_serving::<DatasetServiceServer<grpc::Api>>()
             .await;
+        health.set_serving::<TaskServiceServer<grpc::Api>>().await;
+        health.set_serving::<FeedServiceServer<grpc::Api>>().await;
+        health.set_serving::<ReviewServiceServer<grpc::Api>>().await;
         fn reflection(
             b: tonic_reflection::server::Builder<'static>,
         ) -> tonic_reflection::server::Builder<'static> {
@@ -190,6 +198,9 @@ impl Coordinator {
             .add_service(reflection_v1alpha)
             .add_service(ClusterServiceServer::new(api.clone()))
             .add_service(ProjectServiceServer::new(api.clone()))
+            .add_service(TaskServiceServer::new(api.clone()))
+            .add_service(FeedServiceServer::new(api.clone()))
+            .add_service(ReviewServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(grpc_listener),

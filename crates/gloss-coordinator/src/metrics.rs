@@ -27,6 +27,8 @@ pub struct Metrics {
     last_leader: Mutex<Option<u64>>,
     imports: Family<Outcome, Counter>,
     records: Family<Outcome, Counter<u64, AtomicU64>>,
+    leases: Counter<u64, AtomicU64>,
+    answers: Counter<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -42,7 +44,19 @@ impl Default for Metrics {
             last_leader: Mutex::new(None),
             imports: Family::default(),
             records: Family::default(),
+            leases: Counter::default(),
+            answers: Counter::default(),
         };
+        registry.register(
+            "feed_leased_examples",
+            "Examples handed to annotators by NextExamples (held and new)",
+            m.leases.clone(),
+        );
+        registry.register(
+            "feed_answers",
+            "Answers recorded (retries not counted)",
+            m.answers.clone(),
+        );
         registry.register("raft_term", "Current Raft term", m.term.clone());
         registry.register(
             "raft_last_log_index",
@@ -93,6 +107,16 @@ impl Metrics {
         self.records
             .get_or_create(&label("invalid"))
             .inc_by(s.invalid);
+    }
+
+    /// Counts examples handed out by one NextExamples call.
+    pub fn feed_leases(&self, n: u64) {
+        self.leases.inc_by(n);
+    }
+
+    /// Counts one recorded answer.
+    pub fn feed_answer(&self) {
+        self.answers.inc();
     }
 
     /// Folds the latest Raft metrics in.

@@ -222,6 +222,17 @@ impl Service {
         idempotency_key: String,
     ) -> Result<command_result::Result, ServiceError> {
         let retry_safe = !idempotency_key.is_empty();
+        self.propose_with(body, idempotency_key, retry_safe).await
+    }
+
+    /// [`Service::propose`] for commands whose repetition is harmless even without a key
+    /// (`retry_safe`): they may be resent after a leader change.
+    pub(crate) async fn propose_with(
+        &self,
+        body: command::Body,
+        idempotency_key: String,
+        retry_safe: bool,
+    ) -> Result<command_result::Result, ServiceError> {
         let cmd = Command {
             version: COMMAND_VERSION,
             at_ms: now_ms(),

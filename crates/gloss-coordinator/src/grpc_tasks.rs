@@ -1,0 +1,158 @@
+//! gRPC adapters of the task, feed and review services.
+
+use gloss_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::{ok, stream_chunks, Api, ExportStream};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn require<T>(v: Option<T>, field: &str) -> Result<T, Status> {
+    v.ok_or_else(|| Status::invalid_argument(format!("{field}: is required")))
+}
+
+#[tonic::async_trait]
+impl task_service_server::TaskService for Api {
+    async fn create_task(&self, req: Request<CreateTaskRequest>) -> Reply<Task> {
+        let task = require(req.into_inner().task, "task")?;
+        ok(self.service.create_task(task).await)
+    }
+
+    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Reply<ListTasksResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .list_tasks(&r.project)
+            .await
+            .map(|tasks| ListTasksResponse { tasks }))
+    }
+
+    async fn get_task(&self, req: Request<GetTaskRequest>) -> Reply<Task> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .task_record(&r.project, &r.task)
+            .await
+            .map(|t| t.task.unwrap_or_default()))
+    }
+
+    async fn close_task(&self, req: Request<CloseTaskRequest>) -> Reply<Task> {
+        let r = req.into_inner();
+        ok(self.service.close_task(&r.project, &r.task).await)
+    }
+
+    async fn get_progress(&self, req: Request<GetProgressRequest>) -> Reply<TaskProgress> {
+        let r = req.into_inner();
+        ok(self.service.task_progress(&r.project, &r.task).await)
+    }
+
+    async fn get_agreement(&self, req: Request<GetAgreementRequest>) -> Reply<AgreementReport> {
+        let r = req.into_inner();
+        ok(self.service.task_agreement(&r.project, &r.task).await)
+    }
+
+    async fn set_suggestions(
+        &self,
+        req: Request<SetSuggestionsRequest>,
+    ) -> Reply<SetSuggestionsResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .set_suggestions(&r.project, &r.task, r.suggestions)
+            .await
+            .map(|stored| SetSuggestionsResponse { stored }))
+    }
+
+    type ExportAnswersStream = ExportStream;
+
+    async fn export_answers(&self, req: Request<ExportAnswersRequest>) -> Reply<ExportStream> {
+        let r = req.into_inner();
+        let selection = match r.selection() {
+            ExportSelection::Unspecified => ExportSelection::Answers,
+            s => s,
+        };
+        let rx = self
+            .service
+            .export_answers(&r.project, &r.task, selection, r.format())
+            .await?;
+        Ok(stream_chunks(rx))
+    }
+
+    async fn set_group(&self, req: Request<SetGroupRequest>) -> Reply<Group> {
+        let group = require(req.into_inner().group, "group")?;
+        ok(self.service.set_group(group).await)
+    }
+}
+
+#[tonic::async_trait]
+impl feed_service_server::FeedService for Api {
+    async fn next_examples(&self, req: Request<NextRequest>) -> Reply<NextResponse> {
+        ok(self.service.next_examples(req.into_inner()).await)
+    }
+
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Reply<HeartbeatResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .heartbeat(&r.project, &r.task, &r.annotator)
+            .await
+            .map(|g| HeartbeatResponse {
+                lease_expires_at_ms: g.expires_at_ms,
+                leased: g.seqs.len() as u64,
+            }))
+    }
+
+    async fn submit_answer(&self, req: Request<SubmitRequest>) -> Reply<SubmitResponse> {
+        let answer = require(req.into_inner().answer, "answer")?;
+        ok(self
+            .service
+            .submit_answer(answer, false)
+            .await
+            .map(|(answer, duplicate)| SubmitResponse {
+                answer: Some(answer),
+                duplicate,
+            }))
+    }
+
+    async fn revise_answer(&self, req: Request<SubmitRequest>) -> Reply<SubmitResponse> {
+        let answer = require(req.into_inner().answer, "answer")?;
+        ok(self
+            .service
+            .submit_answer(answer, true)
+            .await
+            .map(|(answer, duplicate)| SubmitResponse {
+                answer: Some(answer),
+                duplicate,
+            }))
+    }
+
+    async fn undo_answer(&self, req: Request<UndoRequest>) -> Reply<UndoResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .undo_answer(&r.project, &r.task, &r.annotator, r.seq)
+            .await
+            .map(|example| UndoResponse {
+                example: Some(example),
+            }))
+    }
+}
+
+#[tonic::async_trait]
+impl review_service_server::ReviewService for Api {
+    async fn list_review_queue(
+        &self,
+        req: Request<ListReviewQueueRequest>,
+    ) -> Reply<ListReviewQueueResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .review_queue(&r.project, &r.task, r.page_size, r.after_seq)
+            .await
+            .map(|(items, pending)| ListReviewQueueResponse { items, pending }))
+    }
+
+    async fn resolve_review(&self, req: Request<ResolveReviewRequest>) -> Reply<GoldRecord> {
+        ok(self.service.resolve_review(req.into_inner()).await)
+    }
+}
