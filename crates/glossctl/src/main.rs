@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
 
 mod output;
+mod task;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +33,8 @@ struct Cli {
         default_value = "127.0.0.1:7070"
     )]
     server: Vec<String>,
-    /// Output format: `table` or `json`. For `dataset export` this flag names the output file
-    /// instead (`-` for standard output).
+    /// Output format: `table` or `json`. For `dataset export` and `task export` this flag names
+    /// the output file instead (`-` for standard output).
     #[arg(long, short = 'o', global = true)]
     output: Option<String>,
     #[command(subcommand)]
@@ -48,6 +49,9 @@ enum Noun {
     /// Datasets inside a project (PROJECT/DATASET).
     #[command(subcommand)]
     Dataset(DatasetCmd),
+    /// Annotation tasks (PROJECT/TASK): create, progress, agreement, review, export.
+    #[command(subcommand)]
+    Task(task::TaskCmd),
     /// The coordinator group.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -132,12 +136,12 @@ enum ClusterCmd {
     Remove { node_id: u64 },
 }
 
-fn split(dataset: &str) -> Result<(String, String)> {
+pub fn split(dataset: &str) -> Result<(String, String)> {
     match dataset.split_once('/') {
         Some((p, d)) if !p.is_empty() && !d.is_empty() && !d.contains('/') => {
             Ok((p.into(), d.into()))
         }
-        _ => bail!("dataset must be written PROJECT/DATASET, got {dataset:?}"),
+        _ => bail!("expected PROJECT/NAME, got {dataset:?}"),
     }
 }
 
@@ -166,7 +170,11 @@ fn bar(len: u64, template: &str) -> ProgressBar {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let exporting = matches!(cli.command, Noun::Dataset(DatasetCmd::Export { .. }));
+    let exporting = match &cli.command {
+        Noun::Dataset(DatasetCmd::Export { .. }) => true,
+        Noun::Task(cmd) => task::is_export(cmd),
+        _ => false,
+    };
     let out = if exporting {
         Output::Table
     } else {
@@ -176,8 +184,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Noun::Project(cmd) => project(&client, out, cmd).await,
         Noun::Dataset(DatasetCmd::Export { dataset }) => {
-            export(&client, &dataset, cli.output.as_deref()).await
+            let (project, name) = split(&dataset)?;
+            let source = ExportSource::Dataset { project, name };
+            write_export(&client, &dataset, source, cli.output.as_deref()).await
         }
+        Noun::Task(cmd) => task::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
@@ -362,8 +373,34 @@ fn invocation_key() -> String {
     format!("glossctl-{}-{nanos}", std::process::id())
 }
 
-async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> {
-    let (project, name) = split(dataset)?;
+/// What an export reads.
+pub enum ExportSource {
+    Dataset { project: String, name: String },
+    Task(ExportAnswersRequest),
+}
+
+async fn export_to<W>(
+    client: &Client,
+    source: &ExportSource,
+    out: &mut W,
+    report: impl Fn(u64, u64),
+) -> Result<u64, ClientError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    match source {
+        ExportSource::Dataset { project, name } => client.export(project, name, out, report).await,
+        ExportSource::Task(request) => client.export_answers(request.clone(), out, report).await,
+    }
+}
+
+/// Writes an export to standard output or, atomically, to the file `to`.
+pub async fn write_export(
+    client: &Client,
+    what: &str,
+    source: ExportSource,
+    to: Option<&str>,
+) -> Result<()> {
     let pb = bar(
         0,
         "{spinner} exporting {pos}/{len} records {wide_bar} {per_sec} eta {eta}",
@@ -376,9 +413,7 @@ async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> 
     match to {
         None | Some("-") => {
             pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-            client
-                .export(&project, &name, &mut tokio::io::stdout(), report)
-                .await?;
+            export_to(client, &source, &mut tokio::io::stdout(), report).await?;
         }
         Some(path) => {
             // Write next to the target and rename, so a failed export never leaves a partial file.
@@ -387,8 +422,7 @@ async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> 
                 .await
                 .with_context(|| tmp.clone())?;
             let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
-            let n = client.export(&project, &name, &mut writer, report).await;
-            let n = match n {
+            let n = match export_to(client, &source, &mut writer, report).await {
                 Ok(n) => n,
                 Err(e) => {
                     let _ = std::fs::remove_file(&tmp);
@@ -402,7 +436,7 @@ async fn export(client: &Client, dataset: &str, to: Option<&str>) -> Result<()> 
                 .with_context(|| tmp.clone())?;
             std::fs::rename(&tmp, path).with_context(|| path.to_string())?;
             pb.finish_and_clear();
-            eprintln!("exported {n} records from {dataset} to {path}");
+            eprintln!("exported {n} records from {what} to {path}");
         }
     }
     Ok(())

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Result};
 use gloss_proto::v1::{
-    ClusterStatus, Dataset, DatasetKind, ImportSummary, ListExamplesResponse, Project,
+    AgreementReport, ClusterStatus, Dataset, DatasetKind, ImportSummary, LabelAgreement,
+    ListExamplesResponse, ListReviewQueueResponse, Project, Task, TaskProgress, TaskState,
 };
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
@@ -67,6 +68,26 @@ fn kind(k: i32) -> &'static str {
     }
 }
 
+fn metric(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into())
+}
+
+fn agreement_row(l: &LabelAgreement) -> Vec<String> {
+    vec![
+        if l.label.is_empty() {
+            "(overall)".into()
+        } else {
+            l.label.clone()
+        },
+        l.items.to_string(),
+        metric(l.percent_agreement),
+        metric(l.cohen_kappa),
+        metric(l.fleiss_kappa),
+        metric(l.krippendorff_alpha),
+        metric(l.span_f1),
+    ]
+}
+
 fn opt(v: Option<u64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
 }
@@ -123,6 +144,118 @@ impl Output {
             })
             .collect();
         table(&["DATASET", "KIND", "EXAMPLES", "BYTES", "IMPORTS"], rows);
+        Ok(())
+    }
+
+    pub fn tasks(self, tasks: &[Task]) -> Result<()> {
+        if let Output::Json = self {
+            return json("gloss.v1.Task", tasks);
+        }
+        let rows = tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    format!("{}/{}", t.project, t.name),
+                    t.interface()
+                        .as_str_name()
+                        .trim_start_matches("INTERFACE_")
+                        .to_lowercase(),
+                    t.source_dataset.clone(),
+                    t.overlap.to_string(),
+                    t.labels.join(","),
+                    if t.state() == TaskState::Closed {
+                        "closed"
+                    } else {
+                        "open"
+                    }
+                    .into(),
+                ]
+            })
+            .collect();
+        table(
+            &["TASK", "INTERFACE", "SOURCE", "OVERLAP", "LABELS", "STATE"],
+            rows,
+        );
+        Ok(())
+    }
+
+    pub fn progress(self, p: &TaskProgress) -> Result<()> {
+        if let Output::Json = self {
+            return json("gloss.v1.TaskProgress", std::slice::from_ref(p));
+        }
+        println!(
+            "{}/{}: {} of {} examples done, {} in progress, {} remaining; {} answers ({:.1}/h); review {} pending; gold {}",
+            p.project, p.task, p.done, p.total, p.in_progress, p.remaining, p.answers,
+            p.answers_per_hour, p.review_pending, p.gold
+        );
+        let rows = p
+            .annotators
+            .iter()
+            .map(|a| {
+                vec![
+                    a.annotator.clone(),
+                    a.answers.to_string(),
+                    a.in_progress.to_string(),
+                    format!("{:.1}", a.answers_per_hour),
+                ]
+            })
+            .collect();
+        table(&["ANNOTATOR", "ANSWERS", "IN PROGRESS", "ANSWERS/H"], rows);
+        Ok(())
+    }
+
+    pub fn agreement(self, r: &AgreementReport) -> Result<()> {
+        if let Output::Json = self {
+            return json("gloss.v1.AgreementReport", std::slice::from_ref(r));
+        }
+        println!("{}/{}: {} annotators", r.project, r.task, r.annotators);
+        let mut rows = Vec::new();
+        rows.extend(r.overall.iter().map(agreement_row));
+        rows.extend(r.labels.iter().map(agreement_row));
+        table(
+            &[
+                "LABEL",
+                "ITEMS",
+                "AGREEMENT",
+                "COHEN",
+                "FLEISS",
+                "ALPHA",
+                "SPAN F1",
+            ],
+            rows,
+        );
+        Ok(())
+    }
+
+    pub fn review(self, page: &ListReviewQueueResponse) -> Result<()> {
+        if let Output::Json = self {
+            return json(
+                "gloss.v1.ListReviewQueueResponse",
+                std::slice::from_ref(page),
+            );
+        }
+        println!("{} example(s) waiting for review", page.pending);
+        let rows = page
+            .items
+            .iter()
+            .map(|i| {
+                let mut text: String = i.text.chars().take(50).collect();
+                if i.text.chars().count() > 50 {
+                    text.push('…');
+                }
+                vec![
+                    i.seq.to_string(),
+                    i.answers
+                        .iter()
+                        .map(|a| a.annotator.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    i.disputed_labels.join(","),
+                    text,
+                ]
+            })
+            .collect();
+        table(&["SEQ", "ANNOTATORS", "DISPUTED", "TEXT"], rows);
         Ok(())
     }
 

@@ -1,0 +1,253 @@
+//! `glossctl task ...`: create, inspect, close and export annotation tasks; progress, agreement,
+//! the review queue and annotator groups.
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use gloss_client::Client;
+use gloss_proto::v1::*;
+
+use crate::output::Output;
+use crate::{split, write_export, ExportSource};
+
+#[derive(Subcommand)]
+pub enum TaskCmd {
+    /// Create a task over a source dataset (PROJECT/TASK).
+    Create {
+        task: String,
+        /// Source dataset in the same project.
+        #[arg(long)]
+        dataset: String,
+        /// binary, choice, multi-choice, ner, ner-correct or spans.
+        #[arg(long)]
+        interface: String,
+        /// The label scheme, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        labels: Vec<String>,
+        /// Distinct annotators per example.
+        #[arg(long, default_value_t = 1)]
+        overlap: u32,
+        /// Who may annotate: user names and group:NAME, comma-separated (default: anyone).
+        #[arg(long, value_delimiter = ',')]
+        pool: Vec<String>,
+        /// sequential, random or uncertainty.
+        #[arg(long, default_value = "sequential")]
+        ordering: String,
+        /// Seed of the random ordering.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Seconds a lease lasts after the annotator's last activity.
+        #[arg(long, default_value_t = 30)]
+        lease_ttl_secs: u64,
+        /// When complete answers go to review: any (any difference) or per-label.
+        #[arg(long, default_value = "any")]
+        disagreement: String,
+        /// Labels that count under --disagreement per-label (default: all).
+        #[arg(long, value_delimiter = ',')]
+        review_labels: Vec<String>,
+        /// Shown to annotators above each example.
+        #[arg(long, default_value = "")]
+        instructions: String,
+    },
+    /// List a project's tasks.
+    List { project: String },
+    /// Show one task.
+    Show { task: String },
+    /// Close a task: no more examples are handed out.
+    Close { task: String },
+    /// Progress of the task and each annotator.
+    Progress { task: String },
+    /// Inter-annotator agreement, overall and per label.
+    Agreement { task: String },
+    /// The review queue: examples whose answers disagree.
+    Review {
+        task: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Export answers (or --gold records) as prodigy, conll or hf JSONL (to -o FILE or stdout).
+    Export {
+        task: String,
+        /// Export the gold records instead of every answer.
+        #[arg(long)]
+        gold: bool,
+        /// prodigy, conll or hf.
+        #[arg(long, default_value = "prodigy")]
+        format: String,
+    },
+    /// Define a group of annotators (PROJECT/GROUP) usable in pools as group:GROUP.
+    Group {
+        group: String,
+        /// Members, comma-separated.
+        #[arg(value_delimiter = ',')]
+        members: Vec<String>,
+    },
+}
+
+fn parse_interface(s: &str) -> Result<Interface> {
+    Ok(match s.replace('_', "-").as_str() {
+        "binary" => Interface::Binary,
+        "choice" => Interface::Choice,
+        "multi-choice" => Interface::MultiChoice,
+        "ner" => Interface::Ner,
+        "ner-correct" => Interface::NerCorrect,
+        "spans" => Interface::Spans,
+        other => bail!(
+            "unknown interface {other:?}; use binary, choice, multi-choice, ner, ner-correct or spans"
+        ),
+    })
+}
+
+fn parse_ordering(s: &str) -> Result<Ordering> {
+    Ok(match s {
+        "sequential" => Ordering::Sequential,
+        "random" => Ordering::Random,
+        "uncertainty" => Ordering::Uncertainty,
+        other => bail!("unknown ordering {other:?}; use sequential, random or uncertainty"),
+    })
+}
+
+fn parse_format(s: &str) -> Result<ExportFormat> {
+    Ok(match s {
+        "prodigy" | "jsonl" => ExportFormat::Prodigy,
+        "conll" | "iob" => ExportFormat::Conll,
+        "hf" | "huggingface" => ExportFormat::Hf,
+        other => bail!("unknown export format {other:?}; use prodigy, conll or hf"),
+    })
+}
+
+/// Whether this command writes an export (and so uses -o as a file name).
+pub fn is_export(cmd: &TaskCmd) -> bool {
+    matches!(cmd, TaskCmd::Export { .. })
+}
+
+pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -> Result<()> {
+    let mut api = client.tasks();
+    match cmd {
+        TaskCmd::Create {
+            task,
+            dataset,
+            interface,
+            labels,
+            overlap,
+            pool,
+            ordering,
+            seed,
+            lease_ttl_secs,
+            disagreement,
+            review_labels,
+            instructions,
+        } => {
+            let (project, name) = split(&task)?;
+            let disagreement = match disagreement.as_str() {
+                "any" => DisagreementPolicy::Any,
+                "per-label" | "per_label" => DisagreementPolicy::PerLabel,
+                other => bail!("unknown disagreement policy {other:?}; use any or per-label"),
+            };
+            let mut t = Task {
+                project,
+                name,
+                labels,
+                source_dataset: dataset,
+                overlap,
+                pool,
+                seed,
+                lease_ttl_ms: lease_ttl_secs.saturating_mul(1000),
+                review_labels,
+                instructions,
+                ..Task::default()
+            };
+            t.set_interface(parse_interface(&interface)?);
+            t.set_ordering(parse_ordering(&ordering)?);
+            t.set_disagreement(disagreement);
+            let created = api
+                .create_task(CreateTaskRequest { task: Some(t) })
+                .await?
+                .into_inner();
+            out.tasks(&[created])
+        }
+        TaskCmd::List { project } => out.tasks(
+            &api.list_tasks(ListTasksRequest { project })
+                .await?
+                .into_inner()
+                .tasks,
+        ),
+        TaskCmd::Show { task } => {
+            let (project, task) = split(&task)?;
+            out.tasks(&[api
+                .get_task(GetTaskRequest { project, task })
+                .await?
+                .into_inner()])
+        }
+        TaskCmd::Close { task } => {
+            let (project, task) = split(&task)?;
+            out.tasks(&[api
+                .close_task(CloseTaskRequest { project, task })
+                .await?
+                .into_inner()])
+        }
+        TaskCmd::Progress { task } => {
+            let (project, task) = split(&task)?;
+            out.progress(
+                &api.get_progress(GetProgressRequest { project, task })
+                    .await?
+                    .into_inner(),
+            )
+        }
+        TaskCmd::Agreement { task } => {
+            let (project, task) = split(&task)?;
+            out.agreement(
+                &api.get_agreement(GetAgreementRequest { project, task })
+                    .await?
+                    .into_inner(),
+            )
+        }
+        TaskCmd::Review { task, limit } => {
+            let (project, task) = split(&task)?;
+            let page = client
+                .review()
+                .list_review_queue(ListReviewQueueRequest {
+                    project,
+                    task,
+                    page_size: limit,
+                    after_seq: 0,
+                })
+                .await?
+                .into_inner();
+            out.review(&page)
+        }
+        TaskCmd::Export { task, gold, format } => {
+            let (project, name) = split(&task)?;
+            let request = ExportAnswersRequest {
+                project,
+                task: name,
+                selection: if gold {
+                    ExportSelection::Gold
+                } else {
+                    ExportSelection::Answers
+                } as i32,
+                format: parse_format(&format)? as i32,
+            };
+            write_export(client, &task, ExportSource::Task(request), to).await
+        }
+        TaskCmd::Group { group, members } => {
+            let (project, name) = split(&group)?;
+            let g = api
+                .set_group(SetGroupRequest {
+                    group: Some(Group {
+                        project,
+                        name,
+                        members,
+                    }),
+                })
+                .await?
+                .into_inner();
+            out.done(&format!(
+                "group {}/{} has {} member(s): {}",
+                g.project,
+                g.name,
+                g.members.len(),
+                g.members.join(", ")
+            ))
+        }
+    }
+}
