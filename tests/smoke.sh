@@ -46,7 +46,22 @@ check "cluster status" contains leader ctl cluster status
 check "bad import exits non-zero" fails ctl dataset import news/raw "$work/bad.jsonl"
 check "bad import names the line" contains "line 2, field \`text\`" ctl dataset import news/raw "$work/bad.jsonl"
 check "unknown server exits non-zero" fails "$BIN/glossctl" --server 127.0.0.1:1 project list
+check "demo tasks created" contains "demo/entities" ctl task list demo
+check "task create" contains "news/cls" ctl task create news/cls --dataset raw --interface choice --labels POS,NEG --overlap 1
+check "task create names the bad field" contains "labels[1]" ctl task create news/bad --dataset raw --interface choice --labels POS,POS
+check "grpcurl next examples" contains '"seq": "1"' "$GRPCURL" -plaintext -d '{"project":"news","task":"cls","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
+check "grpcurl submit answer" contains '"revision": 1' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"a-1","project":"news","task":"cls","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","choices":["POS"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl retried submit is a duplicate" contains '"duplicate": true' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"a-1","project":"news","task":"cls","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","choices":["POS"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl unknown label names the field" contains 'choices[0]' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"a-2","project":"news","task":"cls","seq":"2","annotator":"ann","decision":"DECISION_ACCEPT","choices":["MAYBE"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "task progress" contains "1 of 2 examples done" ctl task progress news/cls
+check "task agreement" contains "(overall)" ctl task agreement news/cls
+check "task review" contains "0 example(s) waiting" ctl task review news/cls
+check "task export prodigy" contains '"answer":"accept"' ctl task export news/cls
+check "task export gold hf" contains '"label":"POS"' ctl task export news/cls --gold --format hf
+check "task export conll refuses a choice task" fails ctl task export news/cls --format conll
+check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
+check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"
 kill -TERM "$pid"; wait "$pid"; code=$?
 check "clean shutdown on SIGTERM (exit $code)" grep -q 'stopped cleanly' "$work/gloss.out"
 

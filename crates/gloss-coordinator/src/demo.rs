@@ -1,8 +1,9 @@
 //! The built-in demo project `gloss up --demo` loads into an empty data directory: a handful of
-//! short news-style sentences to try the import, listing and export paths on.
+//! short news-style sentences, and two tasks over them (sections to pick, entities to mark by
+//! two annotators each) to try the import, feed, review and export paths on.
 
 use bytes::Bytes;
-use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary};
+use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary, Interface, Task};
 
 use crate::error::ServiceError;
 use crate::service::Service;
@@ -43,5 +44,36 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
         ..ImportHeader::default()
     };
     let data = futures::stream::iter([Ok(Bytes::from_static(HEADLINES.as_bytes()))]);
-    service.import(header, data).await.map(Some)
+    let summary = service.import(header, data).await?;
+    for task in demo_tasks() {
+        service.create_task(task).await?;
+    }
+    Ok(Some(summary))
+}
+
+/// The demo's tasks: one section per headline, and entities with two annotators each.
+fn demo_tasks() -> Vec<Task> {
+    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+    let mut sections = Task {
+        project: PROJECT.into(),
+        name: "sections".into(),
+        labels: labels(&[
+            "business", "sport", "local", "science", "weather", "culture", "health",
+        ]),
+        source_dataset: DATASET.into(),
+        instructions: "Pick the newspaper section this headline belongs to.".into(),
+        ..Task::default()
+    };
+    sections.set_interface(Interface::Choice);
+    let mut entities = Task {
+        project: PROJECT.into(),
+        name: "entities".into(),
+        labels: labels(&["PERSON", "ORG", "LOC"]),
+        source_dataset: DATASET.into(),
+        overlap: 2,
+        instructions: "Mark people, organisations and places.".into(),
+        ..Task::default()
+    };
+    entities.set_interface(Interface::Ner);
+    vec![sections, entities]
 }

@@ -131,7 +131,7 @@ fn save_example(ov: &mut Overlay, rec: &TaskRecord, seq: u64, te: &mut TaskExamp
 /// Every lease of `annotator` in the task, in example order.
 fn leases_of(ov: &Overlay, task_id: u64, annotator: &str) -> Result<Vec<u64>, StateError> {
     let prefix = keys::lease_prefix(task_id, annotator);
-    ov.scan(state_cf::FEED, &prefix, &prefix, MAX_LEASED as usize * 4)?
+    ov.scan(state_cf::FEED, &prefix, &prefix, usize::MAX)?
         .iter()
         .map(|(k, _)| Ok(keys::decode_lease(k)?))
         .collect()
@@ -241,7 +241,6 @@ fn lease_new(
         let seq = keys::decode_open_entry(&k)?;
         let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
         if te.leased.iter().chain(&te.answered).any(|a| a == who) {
-            more = true;
             continue;
         }
         grant_lease(ov, rec, seq, &mut te, who);
@@ -301,7 +300,8 @@ fn lease_new(
         grant_lease(ov, rec, seq, &mut te, who);
         got.push(seq);
     }
-    if got.len() == want {
+    // Leases held by others may expire and bring their examples back.
+    if got.len() == want || rec.leased > got.len() as u64 {
         more = true;
     }
     Ok(Ok((got, more)))

@@ -2,7 +2,8 @@
 //! - `gloss bench import`: imports generated examples into a fresh single-node coordinator over
 //!   loopback gRPC (fsync on every Raft append), exports them back;
 //! - `gloss bench raft`: replicated writes through a 3-node group (and a single node) on loopback
-//!   at several client concurrencies, beside a plain RocksDB fsync write loop, the physical floor.
+//!   at several client concurrencies, beside a plain RocksDB fsync write loop, the physical floor;
+//! - `gloss bench feed`: simulated annotators against a task (see [`crate::bench_feed`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -30,6 +31,27 @@ pub enum BenchCmd {
         /// Examples per replicated batch.
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
+    },
+    /// Simulated annotators against a task: next/submit latency, answers/s, answer export.
+    Feed {
+        /// Examples in the task's source dataset.
+        #[arg(long, default_value_t = 1_000_000)]
+        examples: u64,
+        /// Concurrent simulated annotators.
+        #[arg(long, default_value_t = 100)]
+        annotators: usize,
+        /// Examples each annotator holds (current view plus prefetch).
+        #[arg(long, default_value_t = 3)]
+        prefetch: u32,
+        /// Seconds of measured annotation per group.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Keep annotating (unmeasured) until this many answers exist, then time their export.
+        #[arg(long, default_value_t = 0)]
+        answers: u64,
+        /// Group sizes to run against, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        nodes: Vec<u64>,
     },
     /// Replicated write throughput and latency at 1, 16, 64 and 256 concurrent clients.
     Raft {
@@ -73,7 +95,7 @@ const WORDS: &[&str] = &[
 ];
 
 /// Writes `n` JSONL records with unique ~200-byte texts.
-fn generate(path: &std::path::Path, n: u64) -> Result<u64> {
+pub(crate) fn generate(path: &std::path::Path, n: u64) -> Result<u64> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut text = String::with_capacity(256);
@@ -93,7 +115,7 @@ fn generate(path: &std::path::Path, n: u64) -> Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
 
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -111,6 +133,24 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             batch,
         } => import(examples, dir, batch).await,
         BenchCmd::Raft { seconds } => raft(Duration::from_secs(seconds)).await,
+        BenchCmd::Feed {
+            examples,
+            annotators,
+            prefetch,
+            seconds,
+            answers,
+            nodes,
+        } => {
+            crate::bench_feed::run(crate::bench_feed::FeedBench {
+                examples,
+                annotators,
+                prefetch,
+                span: Duration::from_secs(seconds),
+                answers,
+                groups: nodes,
+            })
+            .await
+        }
     }
 }
 
@@ -210,7 +250,7 @@ struct Row {
     p99: Duration,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

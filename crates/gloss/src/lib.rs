@@ -3,6 +3,7 @@
 //! same entry point in a child process.
 
 mod bench;
+mod bench_feed;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
