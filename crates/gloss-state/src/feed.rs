@@ -9,8 +9,8 @@
 
 use gloss_proto::v1::{
     command_result, AnnotatorRecord, Answer, AnswerOutcome, AnswerRecord, CommandResult,
-    LeaseExamples, LeaseGrant, Ordering, SetSuggestions, Suggestion, Task, TaskExampleRecord,
-    TaskRecord,
+    LeaseExamples, LeaseGrant, Lessee, Ordering, SetSuggestions, Suggestion, Task,
+    TaskExampleRecord, TaskRecord,
 };
 use gloss_store::{keys, state_cf};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -64,35 +64,30 @@ fn annotator_rec(ov: &Overlay, task_id: u64, name: &str) -> Result<AnnotatorReco
         }))
 }
 
-/// Writes an annotator record, keeping the expiry index in step: only annotators holding leases
-/// are indexed, at their last activity.
-fn save_annotator(ov: &mut Overlay, task_id: u64, before: Option<(i64, u64)>, a: &AnnotatorRecord) {
-    if let Some((seen, leased)) = before {
-        if leased > 0 {
-            ov.delete(state_cf::FEED, &keys::seen(task_id, seen, &a.annotator));
-        }
-    }
-    if a.leased > 0 {
-        ov.put_raw(
-            state_cf::FEED,
-            &keys::seen(task_id, a.last_seen_ms, &a.annotator),
-            Vec::new(),
-        );
-    }
-    ov.put(state_cf::FEED, &keys::annotator(task_id, &a.annotator), a);
-}
-
-/// Applies `f` to an annotator's record and saves it with its index entry.
+/// Applies `f` to an annotator's record and saves it, keeping the task's lessee table (what
+/// expiry looks at) in step: only annotators holding leases are in it.
 fn update_annotator(
     ov: &mut Overlay,
-    task_id: u64,
+    rec: &mut TaskRecord,
     name: &str,
     f: impl FnOnce(&mut AnnotatorRecord),
 ) -> Result<AnnotatorRecord, StateError> {
-    let mut a = annotator_rec(ov, task_id, name)?;
-    let before = (a.last_seen_ms, a.leased);
+    let mut a = annotator_rec(ov, rec.task_id, name)?;
     f(&mut a);
-    save_annotator(ov, task_id, Some(before), &a);
+    a.leased = a.leases.len() as u64;
+    ov.put(state_cf::FEED, &keys::annotator(rec.task_id, name), &a);
+    let at = rec.lessees.iter().position(|l| l.annotator == name);
+    match (at, a.leases.is_empty()) {
+        (Some(i), true) => {
+            rec.lessees.remove(i);
+        }
+        (Some(i), false) => rec.lessees[i].last_seen_ms = a.last_seen_ms,
+        (None, false) => rec.lessees.push(Lessee {
+            annotator: name.to_string(),
+            last_seen_ms: a.last_seen_ms,
+        }),
+        (None, true) => {}
+    }
     Ok(a)
 }
 
@@ -105,7 +100,7 @@ fn open_key(task_id: u64, seq: u64, te: &TaskExampleRecord) -> Vec<u8> {
 }
 
 /// Saves an example's feed state, moving it into or out of the open set as its holders change.
-fn save_example(ov: &mut Overlay, rec: &TaskRecord, seq: u64, te: &mut TaskExampleRecord) {
+fn save_example(ov: &mut Overlay, rec: &mut TaskRecord, seq: u64, te: &mut TaskExampleRecord) {
     let full = te.leased.len() + te.answered.len() >= overlap(task_of(rec));
     let want = if full {
         Vec::new()
@@ -118,6 +113,9 @@ fn save_example(ov: &mut Overlay, rec: &TaskRecord, seq: u64, te: &mut TaskExamp
         }
         if !want.is_empty() {
             ov.put_raw(state_cf::FEED, &want, Vec::new());
+            if !rec.open_floor.is_empty() && want < rec.open_floor {
+                rec.open_floor = want.clone();
+            }
         }
         te.open_key = want;
     }
@@ -130,11 +128,7 @@ fn save_example(ov: &mut Overlay, rec: &TaskRecord, seq: u64, te: &mut TaskExamp
 
 /// Every lease of `annotator` in the task, in example order.
 fn leases_of(ov: &Overlay, task_id: u64, annotator: &str) -> Result<Vec<u64>, StateError> {
-    let prefix = keys::lease_prefix(task_id, annotator);
-    ov.scan(state_cf::FEED, &prefix, &prefix, usize::MAX)?
-        .iter()
-        .map(|(k, _)| Ok(keys::decode_lease(k)?))
-        .collect()
+    Ok(annotator_rec(ov, task_id, annotator)?.leases)
 }
 
 fn grant_lease(
@@ -143,15 +137,16 @@ fn grant_lease(
     seq: u64,
     te: &mut TaskExampleRecord,
     who: &str,
-) {
+) -> Result<(), StateError> {
     te.leased.push(who.to_string());
     save_example(ov, rec, seq, te);
-    ov.put_raw(
-        state_cf::FEED,
-        &keys::lease(rec.task_id, who, seq),
-        Vec::new(),
-    );
+    update_annotator(ov, rec, who, |a| {
+        if let Err(at) = a.leases.binary_search(&seq) {
+            a.leases.insert(at, seq);
+        }
+    })?;
     rec.leased += 1;
+    Ok(())
 }
 
 fn drop_lease(
@@ -160,30 +155,37 @@ fn drop_lease(
     seq: u64,
     te: &mut TaskExampleRecord,
     who: &str,
-) {
+) -> Result<(), StateError> {
     te.leased.retain(|a| a != who);
     save_example(ov, rec, seq, te);
-    ov.delete(state_cf::FEED, &keys::lease(rec.task_id, who, seq));
+    update_annotator(ov, rec, who, |a| a.leases.retain(|s| *s != seq))?;
     rec.leased = rec.leased.saturating_sub(1);
+    Ok(())
 }
 
 /// Returns the examples of every annotator idle for longer than the lease TTL to the queue.
 fn reap_expired(ov: &mut Overlay, rec: &mut TaskRecord, now: i64) -> Result<(), StateError> {
     let cutoff = now.saturating_sub(ttl_ms(task_of(rec)));
-    let prefix = keys::task_tag(rec.task_id, keys::tag::SEEN);
-    for (k, _) in ov.scan(state_cf::FEED, &prefix, &prefix, SCAN_LIMIT)? {
-        let (seen, who) = keys::decode_seen(&k)?;
-        if seen >= cutoff {
-            break;
-        }
+    let expired: Vec<String> = rec
+        .lessees
+        .iter()
+        .filter(|l| l.last_seen_ms < cutoff)
+        .map(|l| l.annotator.clone())
+        .collect();
+    for who in expired {
         for seq in leases_of(ov, rec.task_id, &who)? {
             let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
-            drop_lease(ov, rec, seq, &mut te, &who);
+            drop_lease(ov, rec, seq, &mut te, &who)?;
         }
-        update_annotator(ov, rec.task_id, &who, |a| a.leased = 0)?;
         tracing::debug!(task_id = rec.task_id, annotator = %who, "leases expired");
     }
     Ok(())
+}
+
+/// Advances the task's clock to `at` (never backwards) and returns it.
+fn tick(rec: &mut TaskRecord, at: i64) -> i64 {
+    rec.clock_ms = rec.clock_ms.max(at);
+    rec.clock_ms
 }
 
 /// Position `p` of the base ordering as a sequence number.
@@ -230,10 +232,21 @@ fn lease_new(
         return Ok(Ok((got, true)));
     }
     let prefix = keys::task_tag(rec.task_id, keys::tag::OPEN);
-    let open = ov.scan(state_cf::FEED, &prefix, &prefix, SCAN_LIMIT)?;
+    let from = if rec.open_floor.is_empty() {
+        prefix.to_vec()
+    } else {
+        rec.open_floor.clone()
+    };
+    let open = ov.scan(state_cf::FEED, &prefix, &from, SCAN_LIMIT)?;
     if open.len() == SCAN_LIMIT {
         more = true;
     }
+    // Seek past everything deleted in front of the first live entry next time; an empty set
+    // gets the largest key, which the next insertion lowers.
+    rec.open_floor = match open.first() {
+        Some((k, _)) => k.clone(),
+        None => keys::open_entry(rec.task_id, u8::MAX, u64::MAX, u64::MAX).to_vec(),
+    };
     for (k, _) in open {
         if got.len() == want {
             break;
@@ -243,7 +256,7 @@ fn lease_new(
         if te.leased.iter().chain(&te.answered).any(|a| a == who) {
             continue;
         }
-        grant_lease(ov, rec, seq, &mut te, who);
+        grant_lease(ov, rec, seq, &mut te, who)?;
         got.push(seq);
     }
     let task = task_of(rec).clone();
@@ -297,7 +310,7 @@ fn lease_new(
             base_pos: pos,
             ..TaskExampleRecord::default()
         };
-        grant_lease(ov, rec, seq, &mut te, who);
+        grant_lease(ov, rec, seq, &mut te, who)?;
         got.push(seq);
     }
     // Leases held by others may expire and bring their examples back.
@@ -337,8 +350,9 @@ pub(crate) fn lease_examples(ov: &mut Overlay, now: i64, c: &LeaseExamples) -> S
             ),
         )));
     }
+    let now = tick(&mut rec, now);
     // Renew first, so the caller's own leases survive the reaping below.
-    update_annotator(ov, rec.task_id, &c.annotator, |a| {
+    update_annotator(ov, &mut rec, &c.annotator, |a| {
         a.last_seen_ms = now;
         if !c.session_id.is_empty() {
             a.session_id = c.session_id.clone();
@@ -352,8 +366,6 @@ pub(crate) fn lease_examples(ov: &mut Overlay, now: i64, c: &LeaseExamples) -> S
             Ok(x) => x,
             Err(rejection) => return Ok(Err(rejection)),
         };
-    let leased_now = (held.len() + fresh.len()) as u64;
-    update_annotator(ov, rec.task_id, &c.annotator, |a| a.leased = leased_now)?;
     save_task(ov, &rec);
     let mut seqs = held;
     seqs.extend(fresh);
@@ -377,11 +389,12 @@ pub(crate) fn renew(
         Ok(r) => r,
         Err(rejection) => return Ok(Err(rejection)),
     };
-    let a = update_annotator(ov, rec.task_id, who, |a| a.last_seen_ms = now)?;
+    let now = tick(&mut rec, now);
+    let a = update_annotator(ov, &mut rec, who, |a| a.last_seen_ms = now)?;
     reap_expired(ov, &mut rec, now)?;
     save_task(ov, &rec);
     Ok(Ok(ok(command_result::Result::Lease(LeaseGrant {
-        seqs: leases_of(ov, rec.task_id, &a.annotator)?,
+        seqs: a.leases,
         expires_at_ms: now.saturating_add(ttl_ms(task_of(&rec))),
         exhausted: false,
     }))))
@@ -402,6 +415,7 @@ pub(crate) fn submit(
         Ok(r) => r,
         Err(rejection) => return Ok(Err(rejection)),
     };
+    let now = tick(&mut rec, now);
     let who = answer.annotator.as_str();
     if let Err(reason) = check_annotator(who) {
         return Ok(Err(rejected(
@@ -461,10 +475,7 @@ pub(crate) fn submit(
             )))
         }
         (false, None) if te.leased.iter().any(|a| a == who) => {
-            drop_lease(ov, &mut rec, seq, &mut te, who);
-            update_annotator(ov, rec.task_id, who, |a| {
-                a.leased = a.leased.saturating_sub(1)
-            })?;
+            drop_lease(ov, &mut rec, seq, &mut te, who)?;
         }
         (false, None) => {
             // A late answer (the lease expired while the annotator worked offline) still counts
@@ -495,7 +506,7 @@ pub(crate) fn submit(
     ov.put(state_cf::IDEMPOTENCY, &id_key, &stored);
     if !revise {
         te.answered.push(who.to_string());
-        save_example(ov, &rec, seq, &mut te);
+        save_example(ov, &mut rec, seq, &mut te);
         if te.answered.len() == overlap(&task) {
             rec.done += 1;
         }
@@ -506,7 +517,7 @@ pub(crate) fn submit(
         rec.last_answer_ms = now;
         count_into(ov, &task.project, &task.output_dataset, 1)?;
     }
-    update_annotator(ov, rec.task_id, who, |a| {
+    update_annotator(ov, &mut rec, who, |a| {
         a.last_seen_ms = now;
         if !revise {
             a.answers += 1;
@@ -552,6 +563,7 @@ pub(crate) fn undo(
         Ok(r) => r,
         Err(rejection) => return Ok(Err(rejection)),
     };
+    let now = tick(&mut rec, now);
     let key = answer_key(&rec, seq, who);
     let Some(mut record) = ov
         .msg::<AnswerRecord>(state_cf::ANSWERS, "answer", &key)?
@@ -573,10 +585,9 @@ pub(crate) fn undo(
     }
     rec.answers = rec.answers.saturating_sub(1);
     count_into(ov, &task.project, &task.output_dataset, -1)?;
-    grant_lease(ov, &mut rec, seq, &mut te, who);
-    update_annotator(ov, rec.task_id, who, |a| {
+    grant_lease(ov, &mut rec, seq, &mut te, who)?;
+    update_annotator(ov, &mut rec, who, |a| {
         a.answers = a.answers.saturating_sub(1);
-        a.leased += 1;
         a.last_seen_ms = now;
     })?;
     review::example_changed(ov, &mut rec, seq, &te, now)?;
@@ -590,7 +601,7 @@ pub(crate) fn undo(
 /// Stores suggestions; under the uncertainty ordering, scored examples that still need answers
 /// move to the front of the open set, least confident first.
 pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<CommandResult> {
-    let rec = match load_task(ov, &c.project, &c.task)? {
+    let mut rec = match load_task(ov, &c.project, &c.task)? {
         Ok(r) => r,
         Err(rejection) => return Ok(Err(rejection)),
     };
@@ -639,7 +650,7 @@ pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<Comm
         let mut te = task_example(ov, rec.task_id, s.seq)?.unwrap_or_default();
         te.scored = true;
         te.score_pos = (s.score * f64::from(u32::MAX)) as u64;
-        save_example(ov, &rec, s.seq, &mut te);
+        save_example(ov, &mut rec, s.seq, &mut te);
     }
     Ok(Ok(ok(command_result::Result::Count(
         c.suggestions.len() as u64

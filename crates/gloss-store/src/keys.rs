@@ -190,12 +190,8 @@ pub fn answer_id(task_id: u64, annotator: &str, answer_id: &str) -> Vec<u8> {
 pub mod tag {
     /// Feed: examples that still need answers, in serving order.
     pub const OPEN: u8 = b'o';
-    /// Feed: leases by annotator.
-    pub const LEASE: u8 = b'l';
     /// Feed: annotator records.
     pub const ANNOTATOR: u8 = b'a';
-    /// Feed: annotators holding leases, by last activity (the expiry index).
-    pub const SEEN: u8 = b's';
     /// Reviews: the review queue.
     pub const QUEUE: u8 = b'q';
     /// Reviews: gold records.
@@ -226,50 +222,11 @@ pub fn decode_open_entry(key: &[u8]) -> Result<u64, StoreError> {
     u64_at("feed", key, 18)
 }
 
-/// Prefix of an annotator's leases in a task.
-pub fn lease_prefix(task_id: u64, annotator: &str) -> Vec<u8> {
-    let mut k = task_tag(task_id, tag::LEASE).to_vec();
-    k.extend_from_slice(annotator.as_bytes());
-    k.push(0);
-    k
-}
-
-/// Key of a lease: task id, tag, annotator, NUL, sequence.
-pub fn lease(task_id: u64, annotator: &str, seq: u64) -> Vec<u8> {
-    let mut k = lease_prefix(task_id, annotator);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// Sequence from a lease key.
-pub fn decode_lease(key: &[u8]) -> Result<u64, StoreError> {
-    if key.len() < 8 {
-        return Err(err("feed", "lease key too short"));
-    }
-    u64_at("feed", key, key.len() - 8)
-}
-
 /// Key of an annotator record in a task.
 pub fn annotator(task_id: u64, annotator: &str) -> Vec<u8> {
     let mut k = task_tag(task_id, tag::ANNOTATOR).to_vec();
     k.extend_from_slice(annotator.as_bytes());
     k
-}
-
-/// Key of an expiry index entry: task id, tag, last activity (ms, clamped at 0), annotator.
-pub fn seen(task_id: u64, last_seen_ms: i64, annotator: &str) -> Vec<u8> {
-    let mut k = task_tag(task_id, tag::SEEN).to_vec();
-    k.extend_from_slice(&(last_seen_ms.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(annotator.as_bytes());
-    k
-}
-
-/// (last activity, annotator) from an expiry index key.
-pub fn decode_seen(key: &[u8]) -> Result<(i64, String), StoreError> {
-    let at = u64_at("feed", key, 9)? as i64;
-    let annotator = String::from_utf8(key.get(17..).unwrap_or_default().to_vec())
-        .map_err(|e| err("feed", e.to_string()))?;
-    Ok((at, annotator))
 }
 
 /// Key of a review queue entry or gold record: task id, tag, sequence.
@@ -348,17 +305,7 @@ mod tests {
         assert!(open_entry(1, 0, u64::MAX, 9) < open_entry(1, 1, 0, 0));
         assert!(open_entry(1, 1, 2, 9) < open_entry(1, 1, 10, 0));
         assert_eq!(decode_open_entry(&open_entry(3, 1, 5, 77)).unwrap(), 77);
-        let l = lease(4, "ann", 12);
-        assert!(l.starts_with(&lease_prefix(4, "ann")));
-        // "an" must not capture "ann"'s leases.
-        assert!(!l.starts_with(&lease_prefix(4, "an")));
-        assert_eq!(decode_lease(&l).unwrap(), 12);
-        assert_eq!(
-            decode_seen(&seen(4, 1_700, "bob")).unwrap(),
-            (1_700, "bob".to_string())
-        );
-        assert!(seen(4, 2, "zz") < seen(4, 10, "aa"));
-        assert_eq!(decode_seen(&seen(4, -5, "x")).unwrap().0, 0);
+        assert!(annotator(4, "ann").starts_with(&task_tag(4, tag::ANNOTATOR)));
         assert_eq!(
             decode_answer(&answer(2, 9, "eve")).unwrap(),
             (9, "eve".to_string())

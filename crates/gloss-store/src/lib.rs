@@ -44,7 +44,7 @@ pub mod state_cf {
     pub const TASKS: &str = "tasks";
     /// Feed state per (task id, example sequence).
     pub const TASK_EXAMPLES: &str = "task_examples";
-    /// Per task: the open set, leases, annotator records and the lease expiry index.
+    /// Per task: the open set and annotator records (with their leases).
     pub const FEED: &str = "feed";
     /// Answers by (task id, example sequence, annotator).
     pub const ANSWERS: &str = "answers";

@@ -52,6 +52,10 @@ pub enum BenchCmd {
         /// Group sizes to run against, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,3")]
         nodes: Vec<u64>,
+        /// Milliseconds each annotator looks at an example before answering (0: as fast as the
+        /// cluster answers, which measures saturation rather than an annotator's wait).
+        #[arg(long, default_value_t = 0)]
+        think_ms: u64,
     },
     /// Replicated write throughput and latency at 1, 16, 64 and 256 concurrent clients.
     Raft {
@@ -140,6 +144,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             seconds,
             answers,
             nodes,
+            think_ms,
         } => {
             crate::bench_feed::run(crate::bench_feed::FeedBench {
                 examples,
@@ -148,6 +153,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 span: Duration::from_secs(seconds),
                 answers,
                 groups: nodes,
+                think: Duration::from_millis(think_ms),
             })
             .await
         }

@@ -23,6 +23,8 @@ pub struct FeedBench {
     pub span: Duration,
     pub answers: u64,
     pub groups: Vec<u64>,
+    /// Time an annotator looks at an example before answering.
+    pub think: Duration,
 }
 
 struct Sample {
@@ -35,6 +37,7 @@ async fn annotator(
     client: Client,
     who: String,
     prefetch: u32,
+    think: Duration,
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicU64>,
 ) -> Result<Sample> {
@@ -62,6 +65,9 @@ async fn annotator(
         }
         // The view shows the first example; the rest are prefetched. Answer the first one.
         let ex = &reply.examples[0];
+        if !think.is_zero() {
+            tokio::time::sleep(think).await;
+        }
         k += 1;
         let answer = Answer {
             answer_id: format!("{who}-{k}"),
@@ -150,6 +156,7 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
             c,
             format!("ann{a:03}"),
             cfg.prefetch,
+            cfg.think,
             stop.clone(),
             answered.clone(),
         )));
@@ -222,8 +229,8 @@ pub async fn run(cfg: FeedBench) -> Result<()> {
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "gloss bench feed — choice task over {} examples, {} annotators (next with prefetch {}, then submit), loopback gRPC, fsync on a quorum",
-        cfg.examples, cfg.annotators, cfg.prefetch
+        "gloss bench feed — choice task over {} examples, {} annotators (next with prefetch {}, {} ms looking at the example, then submit), loopback gRPC, fsync on a quorum",
+        cfg.examples, cfg.annotators, cfg.prefetch, cfg.think.as_millis()
     );
     println!("| group   | next p50 (ms) | next p99 (ms) | submit p50 (ms) | submit p99 (ms) | answers/s | answers exported | export (s) |");
     println!("|---------|---------------|---------------|-----------------|-----------------|-----------|------------------|------------|");
