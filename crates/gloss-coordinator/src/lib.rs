@@ -37,6 +37,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
+
+/// Connections accepted on `listener`, with Nagle's algorithm off: a reply written as headers
+/// plus a data frame must not wait for the peer's delayed ACK (40 ms on Linux).
+fn accepted(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
+}
 
 pub use error::ServiceError;
 pub use service::Service;
@@ -151,10 +164,7 @@ impl Coordinator {
                 RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone()))
                     .max_decoding_message_size(256 << 20),
             )
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(raft_listener),
-                stop(shutdown.subscribe()),
-            );
+            .serve_with_incoming_shutdown(accepted(raft_listener), stop(shutdown.subscribe()));
         servers.push((
             "raft",
             tokio::spawn(async move { raft_server.await.map_err(|e| e.to_string()) }),
@@ -202,10 +212,7 @@ impl Coordinator {
             .add_service(FeedServiceServer::new(api.clone()))
             .add_service(ReviewServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc_listener),
-                stop(shutdown.subscribe()),
-            );
+            .serve_with_incoming_shutdown(accepted(grpc_listener), stop(shutdown.subscribe()));
         servers.push((
             "grpc",
             tokio::spawn(async move { public.await.map_err(|e| e.to_string()) }),
