@@ -59,6 +59,23 @@ check "task review" contains "0 example(s) waiting" ctl task review news/cls
 check "task export prodigy" contains '"answer":"accept"' ctl task export news/cls
 check "task export gold hf" contains '"label":"POS"' ctl task export news/cls --gold --format hf
 check "task export conll refuses a choice task" fails ctl task export news/cls --format conll
+check "task create ner" contains "news/ents" ctl task create news/ents --dataset raw --interface ner --labels PER,ORG
+check "grpcurl next with tokens" contains '"text": "fine"' "$GRPCURL" -plaintext -d '{"project":"news","task":"ents","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
+check "grpcurl span off a token boundary names the field" contains 'spans[0].end' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"e-0","project":"news","task":"ents","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":2,"label":"PER"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl submit spans" contains '"text": "One"' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"e-1","project":"news","task":"ents","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":3,"label":"PER"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "task export conll" contains "$(printf 'One\tB-PER')" ctl task export news/ents --format conll
+check "task export hf (ner)" ctl task export news/ents --format hf -o "$work/ents.hf.jsonl"
+check "task export hf (choice)" ctl task export news/cls --format hf -o "$work/cls.hf.jsonl"
+if python3 -c 'import datasets' >/dev/null 2>&1; then
+  hf_load() { HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 HF_HOME="$work/hf" python3 -c '
+import sys, datasets
+ds = datasets.load_dataset("json", data_files=sys.argv[1], split="train")
+row = ds[0]
+assert row[sys.argv[2]] == sys.argv[3], row
+print(ds.num_rows, "rows;", sorted(ds.features))' "$@"; }
+  check "HF datasets reads the ner export as is" hf_load "$work/ents.hf.jsonl" annotator ann
+  check "HF datasets reads the choice export as is" hf_load "$work/cls.hf.jsonl" label POS
+fi
 check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"

@@ -101,6 +101,8 @@ struct Row {
     answers_per_s: f64,
     export_answers: u64,
     export_s: f64,
+    rss_before_export: f64,
+    rss_after_export: f64,
 }
 
 async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Result<Row> {
@@ -182,6 +184,7 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
     }
     next.sort();
     submit.sort();
+    let rss_before_export = peak_rss_mib();
     eprintln!("{nodes} node(s): exporting answers…");
     let out_path = dir.join("answers.jsonl");
     let mut out =
@@ -200,6 +203,7 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         )
         .await?;
     let export_s = started.elapsed().as_secs_f64();
+    let rss_after_export = peak_rss_mib();
     let _ = leader;
     for c in group {
         c.shutdown().await?;
@@ -213,6 +217,8 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         answers_per_s: measured as f64 / elapsed,
         export_answers: exported,
         export_s,
+        rss_before_export,
+        rss_after_export,
     })
 }
 
@@ -232,11 +238,11 @@ pub async fn run(cfg: FeedBench) -> Result<()> {
         "gloss bench feed — choice task over {} examples, {} annotators (next with prefetch {}, {} ms looking at the example, then submit), loopback gRPC, fsync on a quorum",
         cfg.examples, cfg.annotators, cfg.prefetch, cfg.think.as_millis()
     );
-    println!("| group   | next p50 (ms) | next p99 (ms) | submit p50 (ms) | submit p99 (ms) | answers/s | answers exported | export (s) |");
-    println!("|---------|---------------|---------------|-----------------|-----------------|-----------|------------------|------------|");
+    println!("| group   | next p50 (ms) | next p99 (ms) | submit p50 (ms) | submit p99 (ms) | answers/s | answers exported | export (s) | peak RSS before / after export (MiB) |");
+    println!("|---------|---------------|---------------|-----------------|-----------------|-----------|------------------|------------|--------------------------------------|");
     for r in &rows {
         println!(
-            "| {:<7} | {:>13.2} | {:>13.2} | {:>15.2} | {:>15.2} | {:>9.0} | {:>16} | {:>10.2} |",
+            "| {:<7} | {:>13.2} | {:>13.2} | {:>15.2} | {:>15.2} | {:>9.0} | {:>16} | {:>10.2} | {:>17.0} / {:<18.0} |",
             r.label,
             ms(r.next_p50),
             ms(r.next_p99),
@@ -244,7 +250,9 @@ pub async fn run(cfg: FeedBench) -> Result<()> {
             ms(r.submit_p99),
             r.answers_per_s,
             r.export_answers,
-            r.export_s
+            r.export_s,
+            r.rss_before_export,
+            r.rss_after_export
         );
     }
     println!("| peak RSS of the whole run (MiB): {:.0} |", peak_rss_mib());
