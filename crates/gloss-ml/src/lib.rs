@@ -1,0 +1,26 @@
+//! Gloss machine learning: the models a worker runs, behind a small synchronous API.
+//!
+//! What lives here:
+//! - [`encoder`]: a BERT-family sentence encoder (candle) that turns texts into L2-normalised
+//!   embeddings, with length bucketing and attention-masked mean pooling;
+//! - [`gguf_tokenizer`]: a byte-level BPE tokenizer rebuilt from a GGUF file's own metadata, so a
+//!   GGUF model needs no separate `tokenizer.json`;
+//! - [`teacher`]: an in-process LLM teacher (quantized llama from a GGUF file) that classifies texts
+//!   and extracts entities with greedy decoding, plus the pure parsing that turns its answers into
+//!   labels and character spans.
+//!
+//! It depends on candle and `tokenizers` only. It must never touch the network (models are loaded
+//! from local paths the caller names; nothing is fetched from a hub), never be async (callers run it
+//! on a dedicated thread and feed it through a channel), and never read clocks or randomness inside
+//! model math: the same inputs and weights give the same outputs.
+
+pub mod encoder;
+pub mod error;
+pub mod gguf_tokenizer;
+pub mod teacher;
+
+pub use candle_core::Device;
+pub use encoder::Encoder;
+pub use error::{Error, Result};
+pub use gguf_tokenizer::GgufTokenizer;
+pub use teacher::{Entity, Generation, GenerationOptions, Prediction, Teacher};
