@@ -159,9 +159,23 @@ impl Coordinator {
             let _ = rx.wait_for(|s| *s).await;
         };
 
+        let heard = gloss_raft::watchdog::Heard::default();
+        servers.push((
+            "leader watchdog",
+            tokio::spawn({
+                let (raft, stopped) = (raft.clone(), stop(shutdown.subscribe()));
+                let (heard, node_id) = (heard.clone(), config.node_id);
+                let tick = Duration::from_millis(settings.heartbeat_ms);
+                let lease = settings.leader_lease();
+                async move {
+                    gloss_raft::watchdog::run(raft, node_id, heard, tick, lease, stopped).await;
+                    Ok(())
+                }
+            }),
+        ));
         let raft_server = tonic::transport::Server::builder()
             .add_service(
-                RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone()))
+                RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone(), heard))
                     .max_decoding_message_size(256 << 20),
             )
             .serve_with_incoming_shutdown(accepted(raft_listener), stop(shutdown.subscribe()));

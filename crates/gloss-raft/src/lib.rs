@@ -30,6 +30,7 @@ mod log_store;
 pub mod membership;
 pub mod network;
 mod state_machine;
+pub mod watchdog;
 
 pub use log_store::LogStore;
 pub use openraft;
@@ -127,6 +128,14 @@ pub struct RaftSettings {
     pub snapshot_chunk_bytes: u64,
     /// Injected network faults (tests only).
     pub faults: Option<faults::Faults>,
+}
+
+impl RaftSettings {
+    /// How long a follower refuses other candidates after hearing from the leader (openraft
+    /// uses the maximum election timeout).
+    pub fn leader_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.election_timeout_ms * 2)
+    }
 }
 
 impl Default for RaftSettings {

@@ -168,12 +168,13 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
 /// The internal Raft gRPC service of one coordinator.
 pub struct RaftGrpc {
     raft: Raft,
+    heard: crate::watchdog::Heard,
 }
 
 impl RaftGrpc {
-    /// Serves `raft` to its peers.
-    pub fn new(raft: Raft) -> Self {
-        RaftGrpc { raft }
+    /// Serves `raft` to its peers, stamping `heard` whenever a leader's message arrives.
+    pub fn new(raft: Raft, heard: crate::watchdog::Heard) -> Self {
+        RaftGrpc { raft, heard }
     }
 }
 
@@ -195,6 +196,7 @@ impl RaftService for RaftGrpc {
         req: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: AppendEntriesRequest<TypeConfig> = request(req)?;
+        self.heard.stamp();
         reply(&self.raft.append_entries(req).await)
     }
 
@@ -211,6 +213,7 @@ impl RaftService for RaftGrpc {
         req: tonic::Request<RaftPayload>,
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         let req: InstallSnapshotRequest<TypeConfig> = request(req)?;
+        self.heard.stamp();
         reply(&self.raft.install_snapshot(req).await)
     }
 
