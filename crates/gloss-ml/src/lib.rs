@@ -7,20 +7,31 @@
 //!   GGUF model needs no separate `tokenizer.json`;
 //! - [`teacher`]: an in-process LLM teacher (quantized llama from a GGUF file) that classifies texts
 //!   and extracts entities with greedy decoding, plus the pure parsing that turns its answers into
-//!   labels and character spans.
+//!   labels and character spans;
+//! - [`student`]: small models trained on gold data (a hash-embedding CNN that needs no
+//!   pretrained encoder), with [`train`] (a seeded, cancellable AdamW loop with early stopping),
+//!   [`metrics`] (classification and exact-match span scores) and [`data`] (corpus loaders and
+//!   hash-based train/dev/test splits).
 //!
 //! It depends on candle and `tokenizers` only. It must never touch the network (models are loaded
 //! from local paths the caller names; nothing is fetched from a hub), never be async (callers run it
 //! on a dedicated thread and feed it through a channel), and never read clocks or randomness inside
 //! model math: the same inputs and weights give the same outputs.
 
+pub mod data;
 pub mod encoder;
 pub mod error;
 pub mod gguf_tokenizer;
+pub mod hash;
+pub mod metrics;
+pub mod student;
 pub mod teacher;
+pub mod train;
 
 pub use candle_core::Device;
 pub use encoder::Encoder;
 pub use error::{Error, Result};
 pub use gguf_tokenizer::GgufTokenizer;
+pub use student::tiny::{TinyConfig, TinyStudent};
 pub use teacher::{Entity, Generation, GenerationOptions, Prediction, Teacher};
+pub use train::{train, EpochReport, TrainConfig, TrainOutcome, Trainable};
