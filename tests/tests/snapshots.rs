@@ -41,12 +41,20 @@ async fn state_survives_restart_after_snapshot_and_log_compaction() {
         status.purged_index > 0,
         "the log was not compacted: {status:?}"
     );
-    let snapshots: Vec<_> = std::fs::read_dir(dir.path().join("snapshots"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))
-        .collect();
-    assert_eq!(snapshots.len(), 1, "exactly the current snapshot is kept");
+    // A snapshot being built sits beside the current one until it replaces it; once building
+    // stops, exactly one is kept.
+    let tar_files = || {
+        std::fs::read_dir(dir.path().join("snapshots"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while tar_files() != 1 && started.elapsed().as_secs() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(tar_files(), 1, "exactly the current snapshot is kept");
     node.coordinator.shutdown().await.unwrap();
 
     let node = start_node_in(dir.path(), settings()).await;
