@@ -150,7 +150,7 @@ impl Coordinator {
                 data_dir: config.data_dir.display().to_string(),
             },
             metrics,
-            gloss_raft::network::Forwarder::new(config.node_id, faults),
+            gloss_raft::network::Forwarder::new(config.node_id, faults.clone()),
         ));
         let (shutdown, _) = watch::channel(false);
         let mut servers = Vec::new();
@@ -165,10 +165,12 @@ impl Coordinator {
             tokio::spawn({
                 let (raft, stopped) = (raft.clone(), stop(shutdown.subscribe()));
                 let (heard, node_id) = (heard.clone(), config.node_id);
+                let peers = gloss_raft::network::Forwarder::new(config.node_id, faults.clone());
                 let tick = Duration::from_millis(settings.heartbeat_ms);
                 let lease = settings.leader_lease();
                 async move {
-                    gloss_raft::watchdog::run(raft, node_id, heard, tick, lease, stopped).await;
+                    gloss_raft::watchdog::run(raft, node_id, peers, heard, tick, lease, stopped)
+                        .await;
                     Ok(())
                 }
             }),

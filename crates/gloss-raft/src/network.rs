@@ -238,6 +238,14 @@ impl RaftService for RaftGrpc {
         reply(&change.apply(&self.raft).await)
     }
 
+    async fn last_log(
+        &self,
+        _: tonic::Request<RaftPayload>,
+    ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
+        let last: Option<u64> = self.raft.metrics().borrow().last_log_index;
+        reply(&last)
+    }
+
     async fn read_index(
         &self,
         _: tonic::Request<ReadIndexRequest>,
@@ -402,6 +410,19 @@ impl Forwarder {
         };
         let reply = client
             .change_membership(payload)
+            .await
+            .map_err(|s| self.error(addr, s))?;
+        decode(&reply.into_inner().data).map_err(|e| ForwardError::Failed {
+            addr: addr.into(),
+            message: format!("undecodable answer: {e}"),
+        })
+    }
+
+    /// The last log index of node `to` at `addr`.
+    pub async fn last_log(&self, to: NodeId, addr: &str) -> Result<Option<u64>, ForwardError> {
+        let mut client = self.reach(to, addr).await?;
+        let reply = client
+            .last_log(RaftPayload { data: Vec::new() })
             .await
             .map_err(|s| self.error(addr, s))?;
         decode(&reply.into_inner().data).map_err(|e| ForwardError::Failed {

@@ -6,7 +6,9 @@
 //! that has heard nothing from the leader for longer than the lease, and finds the leader's
 //! port refusing connections, knows the process is dead and starts an election at once.
 //! A leader that is alive but cut off (the port still accepts connections) is left to the
-//! timers, so a slow network never causes extra elections.
+//! timers, so a slow network never causes extra elections. A follower stands only when no
+//! reachable voter has a longer log: a candidate with a shorter log would be refused, and its own
+//! vote would then hold off the right candidate for a lease.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 
+use crate::network::Forwarder;
 use crate::{NodeId, Raft};
 
 /// When this node last heard from a leader (append-entries or snapshot), in milliseconds since
@@ -61,11 +64,42 @@ async fn refused(addr: &str) -> bool {
     }
 }
 
+/// Whether no reachable voter (other than this node and the dead leader) has a longer log than
+/// this node. Peers that do not answer in time are left out: they cannot vote either.
+async fn longest_log(
+    peers: &Forwarder,
+    m: &openraft::RaftMetrics<NodeId, crate::NodeInfo>,
+    leader: NodeId,
+) -> bool {
+    let mine = m.last_log_index;
+    let membership = m.membership_config.membership();
+    for voter in membership.voter_ids() {
+        if voter == m.id || voter == leader {
+            continue;
+        }
+        let Some(node) = membership.get_node(&voter) else {
+            continue;
+        };
+        let asked = tokio::time::timeout(
+            Duration::from_millis(150),
+            peers.last_log(voter, &node.raft_addr),
+        )
+        .await;
+        if let Ok(Ok(theirs)) = asked {
+            if theirs > mine {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// Watches the leader every `tick` until `stop` resolves. `lease` is how long a follower refuses
 /// other candidates after the last leader message (openraft: the maximum election timeout).
 pub async fn run(
     raft: Raft,
     node_id: NodeId,
+    peers: Forwarder,
     heard: Heard,
     tick: Duration,
     lease: Duration,
@@ -88,7 +122,7 @@ pub async fn run(
             let Some(addr) = membership.get_node(&leader).map(|n| n.raft_addr.clone()) else {
                 continue;
             };
-            if voter && refused(&addr).await {
+            if voter && refused(&addr).await && longest_log(&peers, &m, leader).await {
                 tracing::info!(leader, %addr, "leader's port refuses connections; starting an election");
                 if let Err(e) = raft.trigger().elect().await {
                     tracing::debug!(error = %e, "election trigger failed");
