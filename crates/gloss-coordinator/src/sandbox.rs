@@ -2,11 +2,28 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use gloss_core::config::Overrides;
 
-/// A free loopback port (bound, then released: good enough on one machine).
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), so a socket
+/// bound to port 0 elsewhere in the process can never take one between the check and its use.
+const FIXED_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free loopback port for a listener that must be known before it is bound (Raft members
+/// list each other's addresses). Ports come from a range the system never picks for port 0,
+/// starting at a point that depends on the process id, and each is checked to be free.
 pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = FIXED_PORTS.end - FIXED_PORTS.start;
+    let base = (std::process::id().wrapping_mul(7919)) % span;
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIXED_PORTS.start + (base + offset) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
