@@ -41,6 +41,35 @@ pub enum Error {
         source: candle_core::Error,
     },
 
+    /// A remote model server answered with an HTTP error status.
+    #[error("POST {url}: HTTP {status}: {body}")]
+    HttpStatus {
+        url: String,
+        status: u16,
+        /// The start of the response body (servers put the reason there).
+        body: String,
+    },
+
+    /// A remote model server did not answer within the configured timeout.
+    #[error("POST {url}: no answer within {timeout_ms} ms")]
+    Timeout { url: String, timeout_ms: u128 },
+
+    /// The request never got an HTTP answer (connection refused, reset, DNS, ...).
+    #[error("POST {url}: {message}")]
+    Transport { url: String, message: String },
+
+    /// A remote model server answered 2xx with a body we cannot use (not JSON, no choices, ...).
+    #[error("POST {url}: malformed response: {message}")]
+    BadResponse { url: String, message: String },
+
+    /// A model's answer names none of the labels it was offered.
+    #[error("{source_name}: the answer {answer:?} names none of the labels {labels:?}")]
+    NoLabel {
+        source_name: String,
+        answer: String,
+        labels: Vec<String>,
+    },
+
     /// The caller asked for something the model cannot do.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -7,7 +7,10 @@
 //! [`Teacher::classify`] and [`Teacher::extract_entities`] turn answers into annotations with the
 //! pure functions of [`parse`]; their confidences come from the model's own probabilities.
 
+pub mod openai;
 pub mod parse;
+pub mod prompt;
+pub mod similarity;
 
 use std::path::Path;
 
@@ -16,8 +19,9 @@ use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
 
 use crate::error::{CandleContext, Error, Result};
 use crate::gguf_tokenizer::{read_gguf_content, GgufTokenizer};
+use prompt::{classify_user, extract_user, CLASSIFY_SYSTEM};
 
-pub use parse::{entities_from_answer, parse_label};
+pub use parse::{entities_from_answer, parse_label, span_confidence};
 
 /// Token limits for the teacher's answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +98,6 @@ impl std::fmt::Debug for Teacher {
             .finish_non_exhaustive()
     }
 }
-
-// Wording tuned on SmolLM2-135M-Instruct: tiny models follow short, concrete prompts best.
-const CLASSIFY_SYSTEM: &str = "Reply with exactly one label from the list and nothing else.";
 
 impl Teacher {
     /// Loads a llama-family GGUF file (weights and tokenizer) onto `device`.
@@ -189,11 +190,7 @@ impl Teacher {
     /// from the other labels); the confidence is the softmax of these scores over the labels.
     pub fn classify(&mut self, text: &str, labels: &[&str]) -> Result<Prediction> {
         check_labels(labels)?;
-        let user = format!(
-            "Text: {text}\n\nWhich label fits this text: {}? Answer with the label only.",
-            or_list(labels)
-        );
-        let prompt = self.chat_prompt(Some(CLASSIFY_SYSTEM), &user)?;
+        let prompt = self.chat_prompt(Some(CLASSIFY_SYSTEM), &classify_user(text, labels))?;
         let max_new = self.options.classify_max_new_tokens;
         let logits = self.start(&prompt, max_new)?;
         let scores = self.label_scores(&logits, prompt.len(), labels)?;
@@ -210,13 +207,7 @@ impl Teacher {
     /// Extracts entities of the given `labels` from `text` as code-point spans.
     pub fn extract_entities(&mut self, text: &str, labels: &[&str]) -> Result<Vec<Entity>> {
         check_labels(labels)?;
-        let user = format!(
-            "Text: {text}\n\nList the entities in this text as a JSON list like \
-             [{{\"text\": \"...\", \"label\": \"{}\"}}]. Labels: {}.",
-            labels[0],
-            labels.join(", ")
-        );
-        let prompt = self.chat_prompt(None, &user)?;
+        let prompt = self.chat_prompt(None, &extract_user(text, labels))?;
         let answer = self.generate(&prompt, self.options.extract_max_new_tokens)?;
 
         let mut ends = Vec::with_capacity(answer.tokens.len());
@@ -225,22 +216,7 @@ impl Teacher {
             at += self.tokenizer.byte_len(id);
             ends.push(at);
         }
-        let confidence = |span: std::ops::Range<usize>| {
-            let logs: Vec<f32> = ends
-                .iter()
-                .zip(&answer.token_probs)
-                .enumerate()
-                .filter(|(i, (end, _))| {
-                    let start = if *i == 0 { 0 } else { ends[i - 1] };
-                    start < span.end && **end > span.start
-                })
-                .map(|(_, (_, p))| p.max(f32::MIN_POSITIVE).ln())
-                .collect();
-            if logs.is_empty() {
-                return 0.0;
-            }
-            (logs.iter().sum::<f32>() / logs.len() as f32).exp()
-        };
+        let confidence = |span| span_confidence(&ends, &answer.token_probs, span);
         Ok(entities_from_answer(text, &answer.text, labels, confidence))
     }
 
@@ -350,7 +326,7 @@ fn forward(model: &mut ModelWeights, device: &Device, ids: &[u32], pos: usize) -
         .ctx(ctx)
 }
 
-fn check_labels(labels: &[&str]) -> Result<()> {
+pub(crate) fn check_labels(labels: &[&str]) -> Result<()> {
     if labels.is_empty() {
         return Err(Error::InvalidInput("teacher: no labels given".into()));
     }
@@ -368,15 +344,6 @@ fn check_labels(labels: &[&str]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `a, b or c`: how the labels are offered in prompts.
-fn or_list(labels: &[&str]) -> String {
-    match labels {
-        [] => String::new(),
-        [one] => (*one).to_string(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
 }
 
 /// The spellings a model is likely to answer with: as written, lowercase, capitalised.
@@ -422,7 +389,7 @@ fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     logits[i] - log_sum_exp(logits)
 }
 
-fn softmax(xs: &[f32]) -> Vec<f32> {
+pub(crate) fn softmax(xs: &[f32]) -> Vec<f32> {
     let lse = log_sum_exp(xs);
     xs.iter().map(|x| (x - lse).exp()).collect()
 }
@@ -443,8 +410,8 @@ mod tests {
 
     #[test]
     fn labels_are_offered_as_an_or_list() {
-        assert_eq!(or_list(&["a"]), "a");
-        assert_eq!(or_list(&["a", "b", "c"]), "a, b or c");
+        assert_eq!(prompt::or_list(&["a"]), "a");
+        assert_eq!(prompt::or_list(&["a", "b", "c"]), "a, b or c");
     }
 
     #[test]

@@ -39,6 +39,25 @@ fn normalise(s: &str) -> String {
     format!(" {} ", words.join(" "))
 }
 
+/// Geometric mean of the probabilities of the answer tokens overlapping the byte range `span`
+/// (`ends[i]` is the byte offset just past token `i`); 0 when no token overlaps.
+pub fn span_confidence(ends: &[usize], probs: &[f32], span: Range<usize>) -> f32 {
+    let logs: Vec<f32> = ends
+        .iter()
+        .zip(probs)
+        .enumerate()
+        .filter(|(i, (end, _))| {
+            let start = if *i == 0 { 0 } else { ends[i - 1] };
+            start < span.end && **end > span.start
+        })
+        .map(|(_, (_, p))| p.max(f32::MIN_POSITIVE).ln())
+        .collect();
+    if logs.is_empty() {
+        return 0.0;
+    }
+    (logs.iter().sum::<f32>() / logs.len() as f32).exp()
+}
+
 /// One `{"text", "label"}` pair read from an answer, with the bytes of the answer it came from.
 #[derive(Debug, Clone, PartialEq)]
 struct RawEntity {
@@ -339,6 +358,15 @@ mod tests {
         let got = entities_from_answer("Oslo", answer, NER, |r| r.len() as f32);
         let expected = answer.find("\"LOCATION\"").unwrap() + "\"LOCATION\"".len() - 2;
         assert_eq!(got[0].confidence, expected as f32);
+    }
+
+    #[test]
+    fn span_confidence_is_the_geometric_mean_of_overlapping_tokens() {
+        let ends = [2, 5, 9];
+        let probs = [0.5, 0.25, 1.0];
+        assert!((span_confidence(&ends, &probs, 0..3) - (0.125f32).sqrt()).abs() < 1e-6);
+        assert!((span_confidence(&ends, &probs, 5..9) - 1.0).abs() < 1e-6);
+        assert_eq!(span_confidence(&ends, &probs, 9..12), 0.0);
     }
 
     #[test]
