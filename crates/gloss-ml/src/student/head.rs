@@ -22,8 +22,6 @@ use crate::train::Trainable;
 
 /// Artifact format this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-const CONFIG_FILE: &str = "config.json";
-const WEIGHTS_FILE: &str = "model.safetensors";
 /// Rows per forward pass in [`HeadStudent::predict`].
 const PREDICT_BATCH: usize = 256;
 
@@ -146,34 +144,14 @@ impl HeadStudent {
 
     /// Loads `config.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path, device: &Device) -> Result<HeadStudent> {
-        let config_path = dir.join(CONFIG_FILE);
-        let raw = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: HeadConfig = serde_json::from_slice(&raw).map_err(|source| Error::Json {
-            path: config_path.clone(),
-            source,
-        })?;
-        let mut student = HeadStudent::new(config, device)?;
-        let weights = dir.join(WEIGHTS_FILE);
-        student
-            .vars
-            .load(&weights)
-            .ctx(|| format!("{}: loading weights", weights.display()))?;
+        let mut student = HeadStudent::new(super::artifact::read_config(dir)?, device)?;
+        super::artifact::read_weights(dir, &mut student.vars)?;
         Ok(student)
     }
 
     /// Writes `config.json` and `model.safetensors` into `dir` (created if missing).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let config_path = dir.join(CONFIG_FILE);
-        let json = serde_json::to_vec_pretty(&self.config).map_err(|source| Error::Json {
-            path: config_path.clone(),
-            source,
-        })?;
-        std::fs::write(&config_path, json).map_err(|e| Error::io(&config_path, e))?;
-        let weights = dir.join(WEIGHTS_FILE);
-        self.vars
-            .save(&weights)
-            .ctx(|| format!("{}: saving weights", weights.display()))
+        super::artifact::write(dir, &self.config, &self.vars)
     }
 
     /// The configuration this head was built from.
