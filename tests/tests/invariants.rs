@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gloss_coordinator::Link;
 use gloss_core::config::Overrides;
 use gloss_proto::v1::{
     AddLearnerRequest, CreateProjectRequest, PromoteMemberRequest, RemoveMemberRequest,
@@ -184,6 +185,51 @@ async fn after_heal_every_state_machine_is_identical() {
     );
     let back = nodes.iter().find(|n| n.id() == follower).unwrap();
     assert_eq!(back.project_names().await.len(), 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_delays_a_follower_but_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::default();
+    let nodes = start_group(dir.path(), 3, Some(faults.clone()), |_| {
+        Overrides::default()
+    })
+    .await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let l = leader(&all, Duration::from_secs(20)).await;
+    let slow = (1..=3).find(|id| *id != l).unwrap();
+    // Both directions between the leader and one follower take 150 ms: below the election
+    // timeout, so the group keeps its leader and commits through the other follower.
+    let delayed = Link {
+        drop: false,
+        delay: Duration::from_millis(150),
+    };
+    faults.set(l, slow, delayed);
+    faults.set(slow, l, delayed);
+    let writer = nodes.iter().find(|n| n.id() == l).unwrap();
+    let started = Instant::now();
+    for i in 0..40 {
+        create(writer, &format!("slow{i}")).await.unwrap();
+    }
+    // A commit needs one follower: the fast one answers, so writes do not wait for the link.
+    assert!(
+        started.elapsed() < Duration::from_secs(40 * 150 / 1000),
+        "writes waited for the slow link: {:?}",
+        started.elapsed()
+    );
+    // The rule bites: the slow follower has not applied what the leader has.
+    let back = nodes.iter().find(|n| n.id() == slow).unwrap();
+    assert!(
+        back.coordinator.raft_view().2 < writer.coordinator.raft_view().2,
+        "the delayed follower kept up, so the delay was not applied"
+    );
+    faults.heal();
+    let digests = converged_digests(&all).await;
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "replicas differ after the link recovered: {digests:x?}"
+    );
+    assert_eq!(back.project_names().await.len(), 40);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
