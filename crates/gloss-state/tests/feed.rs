@@ -115,6 +115,14 @@ fn create(db: &DB, t: Task) {
     assert!(err(&r).is_none(), "{r:?}");
 }
 
+/// A fresh database with `examples` examples and a choice task over them.
+fn choice_task(examples: usize, overlap: u32, ordering: Ordering) -> Db {
+    let d = db();
+    seed_dataset(&d.db, examples);
+    create(&d.db, task(Interface::Choice, overlap, ordering));
+    d
+}
+
 fn next(db: &DB, at: i64, who: &str, count: u32) -> Result<LeaseGrant, CommandError> {
     let r = run(
         db,
@@ -240,9 +248,7 @@ fn check_invariants(db: &DB, n_examples: u64, overlap: usize) -> BTreeMap<u64, V
 
 #[test]
 fn an_answer_submitted_twice_is_recorded_once() {
-    let d = db();
-    seed_dataset(&d.db, 3);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Sequential));
+    let d = choice_task(3, 1, Ordering::Sequential);
     let g = next(&d.db, 10, "ann", 1).unwrap();
     assert_eq!(g.seqs, vec![1]);
     let first = submit(&d.db, 20, choice("ann", 1, "id-1", "POS"), false).unwrap();
@@ -257,9 +263,7 @@ fn an_answer_submitted_twice_is_recorded_once() {
 
 #[test]
 fn no_example_gets_more_than_n_answers_or_two_from_one_annotator() {
-    let d = db();
-    seed_dataset(&d.db, 2);
-    create(&d.db, task(Interface::Choice, 2, Ordering::Sequential));
+    let d = choice_task(2, 2, Ordering::Sequential);
     let a = next(&d.db, 10, "a", 2).unwrap();
     let b = next(&d.db, 10, "b", 2).unwrap();
     assert_eq!(a.seqs, vec![1, 2]);
@@ -293,9 +297,7 @@ fn no_example_gets_more_than_n_answers_or_two_from_one_annotator() {
 
 #[test]
 fn an_example_leased_to_a_vanished_annotator_returns_after_the_ttl() {
-    let d = db();
-    seed_dataset(&d.db, 1);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Sequential));
+    let d = choice_task(1, 1, Ordering::Sequential);
     assert_eq!(next(&d.db, 1_000, "gone", 1).unwrap().seqs, vec![1]);
     // Within the TTL the example stays with its holder.
     assert!(next(&d.db, 1_900, "other", 1).unwrap().seqs.is_empty());
@@ -309,9 +311,7 @@ fn an_example_leased_to_a_vanished_annotator_returns_after_the_ttl() {
 
 #[test]
 fn heartbeats_keep_leases_alive() {
-    let d = db();
-    seed_dataset(&d.db, 1);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Sequential));
+    let d = choice_task(1, 1, Ordering::Sequential);
     next(&d.db, 1_000, "slow", 1).unwrap();
     for at in [1_800, 2_600, 3_400] {
         run(
@@ -330,9 +330,7 @@ fn heartbeats_keep_leases_alive() {
 
 #[test]
 fn a_late_answer_counts_when_the_example_still_has_room() {
-    let d = db();
-    seed_dataset(&d.db, 1);
-    create(&d.db, task(Interface::Choice, 2, Ordering::Sequential));
+    let d = choice_task(1, 2, Ordering::Sequential);
     next(&d.db, 1_000, "offline", 1).unwrap();
     // The lease expires and is reaped by someone else's request.
     next(&d.db, 5_000, "b", 1).unwrap();
@@ -343,9 +341,7 @@ fn a_late_answer_counts_when_the_example_still_has_room() {
 
 #[test]
 fn revise_keeps_history_and_undo_leases_the_example_back() {
-    let d = db();
-    seed_dataset(&d.db, 2);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Sequential));
+    let d = choice_task(2, 1, Ordering::Sequential);
     next(&d.db, 10, "a", 1).unwrap();
     submit(&d.db, 20, choice("a", 1, "v1", "POS"), false).unwrap();
     let revised = submit(&d.db, 30, choice("a", 1, "v2", "NEG"), true).unwrap();
@@ -368,9 +364,7 @@ fn revise_keeps_history_and_undo_leases_the_example_back() {
 
 #[test]
 fn disagreeing_answers_go_to_review_and_agreeing_ones_to_gold() {
-    let d = db();
-    seed_dataset(&d.db, 2);
-    create(&d.db, task(Interface::Choice, 2, Ordering::Sequential));
+    let d = choice_task(2, 2, Ordering::Sequential);
     next(&d.db, 10, "a", 2).unwrap();
     next(&d.db, 10, "b", 2).unwrap();
     submit(&d.db, 20, choice("a", 1, "a1", "POS"), false).unwrap();
@@ -417,9 +411,7 @@ fn disagreeing_answers_go_to_review_and_agreeing_ones_to_gold() {
 
 #[test]
 fn validation_errors_name_the_field() {
-    let d = db();
-    seed_dataset(&d.db, 1);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Sequential));
+    let d = choice_task(1, 1, Ordering::Sequential);
     next(&d.db, 10, "a", 1).unwrap();
     let e = submit(&d.db, 20, choice("a", 1, "x", "MAYBE"), false).unwrap_err();
     assert!(
@@ -473,9 +465,7 @@ fn the_pool_admits_only_its_members_and_groups() {
 
 #[test]
 fn random_ordering_hands_out_every_example_once() {
-    let d = db();
-    seed_dataset(&d.db, 50);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Random));
+    let d = choice_task(50, 1, Ordering::Random);
     let mut seen = Vec::new();
     loop {
         let g = next(&d.db, 10, "a", 5).unwrap();
@@ -501,9 +491,7 @@ fn random_ordering_hands_out_every_example_once() {
 
 /// A task under the uncertainty ordering whose examples 4, 2 and 5 carry suggestions.
 fn scored_task() -> Db {
-    let d = db();
-    seed_dataset(&d.db, 5);
-    create(&d.db, task(Interface::Choice, 1, Ordering::Uncertainty));
+    let d = choice_task(5, 1, Ordering::Uncertainty);
     let suggestions = [(4, 0.9), (2, 0.55), (5, 0.2)]
         .into_iter()
         .map(|(seq, score)| Suggestion {
