@@ -13,6 +13,7 @@ use gloss_proto::v1::feed_service_client::FeedServiceClient;
 use gloss_proto::v1::project_service_client::ProjectServiceClient;
 use gloss_proto::v1::review_service_client::ReviewServiceClient;
 use gloss_proto::v1::task_service_client::TaskServiceClient;
+use gloss_proto::v1::user_service_client::UserServiceClient;
 use gloss_proto::v1::{
     import_request, ExportAnswersRequest, ExportChunk, ExportRequest, ImportHeader, ImportRequest,
     ImportSummary,
@@ -302,6 +303,11 @@ impl Client {
     /// Feed calls (annotators).
     pub fn feed(&self) -> FeedServiceClient<Channel> {
         FeedServiceClient::new(self.channel.clone())
+    }
+
+    /// User and token calls.
+    pub fn users(&self) -> UserServiceClient<Channel> {
+        UserServiceClient::new(self.channel.clone())
     }
 
     /// Review calls.

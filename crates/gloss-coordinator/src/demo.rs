@@ -1,6 +1,7 @@
 //! The built-in demo project `gloss up --demo` loads into an empty data directory: a handful of
 //! short news-style sentences, and two tasks over them (sections to pick, entities to mark by
-//! two annotators each) to try the import, feed, review and export paths on.
+//! two annotators each) to try the import, feed, review and export paths on, and demo users
+//! to sign in to the web app with.
 
 use bytes::Bytes;
 use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary, Interface, Task};
@@ -10,6 +11,15 @@ use crate::service::Service;
 
 /// Name of the demo project.
 pub const PROJECT: &str = "demo";
+/// The demo's people (name, role): two annotators, a reviewer and a project manager.
+pub const USERS: &[(&str, &str)] = &[
+    ("alice", "annotator"),
+    ("bob", "annotator"),
+    ("rita", "reviewer"),
+    ("mona", "manager"),
+];
+/// The demo users' password. The demo is for a laptop; a real cluster issues its own.
+pub const PASSWORD: &str = "gloss-demo";
 /// Name of the demo dataset.
 pub const DATASET: &str = "headlines";
 
@@ -47,6 +57,16 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
     let summary = service.import(header, data).await?;
     for task in demo_tasks() {
         service.create_task(task).await?;
+    }
+    for (name, role) in USERS {
+        let role = crate::users::parse_role(role)?;
+        match service
+            .create_user(name, "", vec![role as i32], PASSWORD)
+            .await
+        {
+            Ok(_) | Err(ServiceError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(Some(summary))
 }

@@ -23,6 +23,9 @@ pub enum ServiceError {
     FailedPrecondition(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// No valid credentials came with the request.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// This node cannot serve the request; the leader may.
     #[error("this coordinator is not the leader{}", leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_default())]
     NotLeader { leader: Option<String> },
@@ -104,6 +107,7 @@ impl From<ServiceError> for tonic::Status {
             ServiceError::PermissionDenied(_) => {
                 tonic::Status::new(Code::PermissionDenied, message)
             }
+            ServiceError::Unauthenticated(_) => tonic::Status::new(Code::Unauthenticated, message),
             ServiceError::NotLeader { leader } => {
                 let mut status = tonic::Status::new(Code::Unavailable, message);
                 if let Some(value) = leader.and_then(|l| l.parse().ok()) {

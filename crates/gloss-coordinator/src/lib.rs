@@ -11,6 +11,7 @@ pub mod error;
 mod export;
 mod grpc;
 mod grpc_tasks;
+mod grpc_users;
 mod http;
 pub mod import;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod sandbox;
 pub mod service;
 mod task_export;
 pub mod tasks;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use gloss_proto::v1::{
     cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
     feed_service_server::FeedServiceServer, project_service_server::ProjectServiceServer,
     raft_service_server::RaftServiceServer, review_service_server::ReviewServiceServer,
-    task_service_server::TaskServiceServer,
+    task_service_server::TaskServiceServer, user_service_server::UserServiceServer,
 };
 pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
@@ -104,6 +106,19 @@ fn resolve(configured: &str, bound: SocketAddr, listen: SocketAddr) -> String {
     }
 }
 
+/// Routes another crate mounts on the HTTP port (the web app lives in `gloss-web`, which
+/// depends on this crate, not the other way round).
+pub type HttpRoutes = fn(Arc<Service>) -> axum::Router;
+
+/// How [`Coordinator::start_with`] starts a coordinator.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Network faults injected on outgoing internal traffic (cluster sandbox tests).
+    pub faults: Option<Faults>,
+    /// Extra HTTP routes, merged with `/healthz`, `/readyz` and `/metrics`.
+    pub http_routes: Option<HttpRoutes>,
+}
+
 impl Coordinator {
     /// Opens the data directory, starts Raft and every server. On first start the group is
     /// formed from `initial_members` (or as a single-node group); restarts reuse what is on
@@ -118,6 +133,25 @@ impl Coordinator {
         config: &Config,
         faults: Option<Faults>,
     ) -> Result<Coordinator, CoordinatorError> {
+        Self::start_with(
+            config,
+            StartOptions {
+                faults,
+                ..StartOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Coordinator::start`] with options: injected faults, routes mounted on the HTTP port.
+    pub async fn start_with(
+        config: &Config,
+        options: StartOptions,
+    ) -> Result<Coordinator, CoordinatorError> {
+        let StartOptions {
+            faults,
+            http_routes,
+        } = options;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| {
             CoordinatorError::RaftInit(format!(
                 "cannot create data dir {}: {source}",
@@ -200,6 +234,7 @@ impl Coordinator {
         health.set_serving::<TaskServiceServer<grpc::Api>>().await;
         health.set_serving::<FeedServiceServer<grpc::Api>>().await;
         health.set_serving::<ReviewServiceServer<grpc::Api>>().await;
+        health.set_serving::<UserServiceServer<grpc::Api>>().await;
         fn reflection(
             b: tonic_reflection::server::Builder<'static>,
         ) -> tonic_reflection::server::Builder<'static> {
@@ -227,6 +262,7 @@ impl Coordinator {
             .add_service(TaskServiceServer::new(api.clone()))
             .add_service(FeedServiceServer::new(api.clone()))
             .add_service(ReviewServiceServer::new(api.clone()))
+            .add_service(UserServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(accepted(grpc_listener), stop(shutdown.subscribe()));
         servers.push((
@@ -234,7 +270,10 @@ impl Coordinator {
             tokio::spawn(async move { public.await.map_err(|e| e.to_string()) }),
         ));
 
-        let router = http::router(service.clone());
+        let mut router = http::router(service.clone());
+        if let Some(routes) = http_routes {
+            router = router.merge(routes(service.clone()));
+        }
         let http_stop = stop(shutdown.subscribe());
         servers.push((
             "http",

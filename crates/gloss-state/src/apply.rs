@@ -14,7 +14,7 @@ use prost::Message;
 
 use crate::overlay::Overlay;
 use crate::read::{self, decode};
-use crate::{check_name, code, feed, import_state, ok, rejected, review, task, StateError};
+use crate::{check_name, code, feed, import_state, ok, rejected, review, task, users, StateError};
 
 /// Applies `cmd` to the state in `db`, recording every change in `batch`. Returns the command's
 /// result, which is a rejection (not an `Err`) when the command is invalid in the current state.
@@ -102,6 +102,9 @@ impl Tx<'_> {
                 feed::undo(&mut ov, now, &c.project, &c.task, &c.annotator, c.seq)
             }
             Body::SetSuggestions(c) => feed::set_suggestions(&mut ov, c),
+            Body::PutUser(c) => users::put_user(&mut ov, now, c),
+            Body::PutToken(c) => users::put_token(&mut ov, now, c),
+            Body::RevokeToken(c) => users::revoke_token(&mut ov, &c.token_id),
             Body::ResolveReview(c) => {
                 review::resolve(&mut ov, now, &c.request.clone().unwrap_or_default())
             }

@@ -13,6 +13,7 @@ pub mod read;
 mod review;
 pub mod task;
 pub mod tasks;
+pub mod users;
 
 pub use apply::apply;
 use gloss_proto::v1::{command_result, CommandError, CommandResult};

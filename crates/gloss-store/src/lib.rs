@@ -54,6 +54,10 @@ pub mod state_cf {
     pub const SUGGESTIONS: &str = "suggestions";
     /// Annotator groups by (project, name).
     pub const GROUPS: &str = "groups";
+    /// Users by name.
+    pub const USERS: &str = "users";
+    /// Token hashes by token id.
+    pub const TOKENS: &str = "tokens";
     /// Every column family of the state database.
     pub const ALL: &[&str] = &[
         META,
@@ -71,6 +75,8 @@ pub mod state_cf {
         REVIEWS,
         SUGGESTIONS,
         GROUPS,
+        USERS,
+        TOKENS,
     ];
 }
 

@@ -4,6 +4,7 @@
 
 mod output;
 mod task;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Noun {
     /// The coordinator group.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Users, roles and tokens.
+    #[command(subcommand)]
+    User(user::UserCmd),
 }
 
 #[derive(Subcommand)]
@@ -190,6 +194,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Noun::Task(cmd) => task::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
+        Noun::User(cmd) => user::run(&client, out, cmd).await,
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
             let status = match cmd {

@@ -3,7 +3,8 @@
 use anyhow::{bail, Result};
 use gloss_proto::v1::{
     AgreementReport, ClusterStatus, Dataset, DatasetKind, ImportSummary, LabelAgreement,
-    ListExamplesResponse, ListReviewQueueResponse, Project, Task, TaskProgress, TaskState,
+    ListExamplesResponse, ListReviewQueueResponse, Project, Role, Task, TaskProgress, TaskState,
+    TokenInfo, User,
 };
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
@@ -18,7 +19,8 @@ fn pool() -> DescriptorPool {
     DescriptorPool::decode(gloss_proto::FILE_DESCRIPTOR_SET).expect("embedded descriptors decode")
 }
 
-fn json<M: Message>(full_name: &str, messages: &[M]) -> Result<()> {
+/// Prints messages as proto3 JSON (one object, or an array of several).
+pub fn print_json<M: Message>(full_name: &str, messages: &[M]) -> Result<()> {
     let pool = pool();
     let desc = pool
         .get_message_by_name(full_name)
@@ -111,7 +113,7 @@ impl Output {
 
     pub fn projects(self, projects: &[Project]) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.Project", projects);
+            return print_json("gloss.v1.Project", projects);
         }
         let rows = projects
             .iter()
@@ -129,7 +131,7 @@ impl Output {
 
     pub fn datasets(self, datasets: &[Dataset]) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.Dataset", datasets);
+            return print_json("gloss.v1.Dataset", datasets);
         }
         let rows = datasets
             .iter()
@@ -147,9 +149,64 @@ impl Output {
         Ok(())
     }
 
+    pub fn users(self, users: &[User]) -> Result<()> {
+        if let Output::Json = self {
+            return print_json("gloss.v1.User", users);
+        }
+        let rows = users
+            .iter()
+            .map(|u| {
+                let roles: Vec<String> = u
+                    .roles
+                    .iter()
+                    .map(|r| {
+                        Role::try_from(*r)
+                            .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+                            .unwrap_or_else(|_| r.to_string())
+                    })
+                    .collect();
+                vec![
+                    u.name.clone(),
+                    u.display_name.clone(),
+                    roles.join(","),
+                    if u.has_password { "yes" } else { "no" }.into(),
+                    if u.disabled { "disabled" } else { "active" }.into(),
+                ]
+            })
+            .collect();
+        table(&["USER", "NAME", "ROLES", "PASSWORD", "STATE"], rows);
+        Ok(())
+    }
+
+    pub fn tokens(self, tokens: &[TokenInfo]) -> Result<()> {
+        if let Output::Json = self {
+            return print_json("gloss.v1.TokenInfo", tokens);
+        }
+        let when = |ms: i64| {
+            if ms == 0 {
+                "never".to_string()
+            } else {
+                format!("{ms}")
+            }
+        };
+        let rows = tokens
+            .iter()
+            .map(|t| {
+                vec![
+                    t.token_id.clone(),
+                    t.user.clone(),
+                    when(t.expires_at_ms),
+                    t.description.clone(),
+                ]
+            })
+            .collect();
+        table(&["TOKEN ID", "USER", "EXPIRES (MS)", "DESCRIPTION"], rows);
+        Ok(())
+    }
+
     pub fn tasks(self, tasks: &[Task]) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.Task", tasks);
+            return print_json("gloss.v1.Task", tasks);
         }
         let rows = tasks
             .iter()
@@ -181,7 +238,7 @@ impl Output {
 
     pub fn progress(self, p: &TaskProgress) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.TaskProgress", std::slice::from_ref(p));
+            return print_json("gloss.v1.TaskProgress", std::slice::from_ref(p));
         }
         println!(
             "{}/{}: {} of {} examples done, {} in progress, {} remaining; {} answers ({:.1}/h); review {} pending; gold {}",
@@ -206,7 +263,7 @@ impl Output {
 
     pub fn agreement(self, r: &AgreementReport) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.AgreementReport", std::slice::from_ref(r));
+            return print_json("gloss.v1.AgreementReport", std::slice::from_ref(r));
         }
         println!("{}/{}: {} annotators", r.project, r.task, r.annotators);
         let mut rows = Vec::new();
@@ -229,7 +286,7 @@ impl Output {
 
     pub fn review(self, page: &ListReviewQueueResponse) -> Result<()> {
         if let Output::Json = self {
-            return json(
+            return print_json(
                 "gloss.v1.ListReviewQueueResponse",
                 std::slice::from_ref(page),
             );
@@ -261,7 +318,7 @@ impl Output {
 
     pub fn import(self, s: &ImportSummary) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.ImportSummary", std::slice::from_ref(s));
+            return print_json("gloss.v1.ImportSummary", std::slice::from_ref(s));
         }
         println!(
             "import {}: {} imported, {} duplicates skipped, {} invalid skipped ({} records, {} bytes read)",
@@ -275,7 +332,7 @@ impl Output {
 
     pub fn examples(self, page: &ListExamplesResponse) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.ListExamplesResponse", std::slice::from_ref(page));
+            return print_json("gloss.v1.ListExamplesResponse", std::slice::from_ref(page));
         }
         let rows = page
             .examples
@@ -301,7 +358,7 @@ impl Output {
 
     pub fn cluster(self, s: &ClusterStatus) -> Result<()> {
         if let Output::Json = self {
-            return json("gloss.v1.ClusterStatus", std::slice::from_ref(s));
+            return print_json("gloss.v1.ClusterStatus", std::slice::from_ref(s));
         }
         println!(
             "node {} ({}) term {} leader {} | log {} commit {} applied {} snapshot {} purged {} | gloss {} data {}",

@@ -1,0 +1,62 @@
+//! gRPC adapter of the user service.
+
+use gloss_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::{ok, Api};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl user_service_server::UserService for Api {
+    async fn create_user(&self, req: Request<CreateUserRequest>) -> Reply<User> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .create_user(&r.name, &r.display_name, r.roles, &r.password)
+            .await)
+    }
+
+    async fn list_users(&self, _: Request<ListUsersRequest>) -> Reply<ListUsersResponse> {
+        ok(self
+            .service
+            .list_users()
+            .await
+            .map(|users| ListUsersResponse { users }))
+    }
+
+    async fn update_user(&self, req: Request<UpdateUserRequest>) -> Reply<User> {
+        ok(self.service.update_user(req.into_inner()).await)
+    }
+
+    async fn issue_token(&self, req: Request<IssueTokenRequest>) -> Reply<IssuedToken> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .issue_token(&r.user, r.ttl_seconds, &r.description)
+            .await)
+    }
+
+    async fn list_tokens(&self, req: Request<ListTokensRequest>) -> Reply<ListTokensResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .list_tokens(&r.user)
+            .await
+            .map(|tokens| ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(&self, req: Request<RevokeTokenRequest>) -> Reply<RevokeTokenResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .revoke_token(&r.token_id)
+            .await
+            .map(|()| RevokeTokenResponse {}))
+    }
+
+    async fn sign_in(&self, req: Request<SignInRequest>) -> Reply<IssuedToken> {
+        let r = req.into_inner();
+        ok(self.service.sign_in(&r.user, &r.password).await)
+    }
+}
