@@ -76,9 +76,28 @@ print(ds.num_rows, "rows;", sorted(ds.features))' "$@"; }
   check "HF datasets reads the ner export as is" hf_load "$work/ents.hf.jsonl" annotator ann
   check "HF datasets reads the choice export as is" hf_load "$work/cls.hf.jsonl" label POS
 fi
+printf '{"seq": 2, "labels": ["NEG"], "score": 0.3, "source": "teacher"}\n' >"$work/sugg.jsonl"
+check "task suggest" contains "stored 1 suggestion" ctl task suggest news/cls "$work/sugg.jsonl"
+printf '{"seq": 2, "lables": ["NEG"]}\n' >"$work/badsugg.jsonl"
+check "task suggest names the bad field" contains 'line 1: unknown field `lables`' ctl task suggest news/cls "$work/badsugg.jsonl"
 check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"
+check "first administrator's token printed once" contains "token (shown once" cat "$work/gloss.out"
+admin_token="$(grep -A1 'token (shown once' "$work/gloss.out" | tail -1 | tr -d ' ')"
+check "the admin token signs in to the web api" contains '"admin"' curl -sf -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$HTTP/api/me"
+check "user create" contains "carol" sh -c "echo 'carol-password' | '$BIN/glossctl' --server 127.0.0.1:$GRPC user create carol --roles annotator,reviewer --password-stdin"
+check "user create names a bad role" contains 'unknown role "boss"' ctl user create dave --roles boss
+check "user list" contains "reviewer,annotator" ctl user list
+carol_token="$(ctl user token carol --ttl-secs 600 2>/dev/null)"
+check "user token works on the web api" contains '"carol"' curl -sf -H "Authorization: Bearer $carol_token" "http://127.0.0.1:$HTTP/api/me"
+check "web sign-in with a password" contains '"token"' curl -sf -H 'Content-Type: application/json' -d '{"user":"carol","password":"carol-password"}' "http://127.0.0.1:$HTTP/api/session"
+check "web sign-in refuses a wrong password" fails curl -sf -H 'Content-Type: application/json' -d '{"user":"carol","password":"nope-nope"}' "http://127.0.0.1:$HTTP/api/session"
+check "user tokens lists ids only" contains "password sign-in" ctl user tokens carol
+token_id="$(echo "$carol_token" | cut -d_ -f2)"
+check "user revoke" contains "revoked token" ctl user revoke "$token_id"
+check "a revoked token is refused" fails curl -sf -H "Authorization: Bearer $carol_token" "http://127.0.0.1:$HTTP/api/me"
+check "web app page served" contains '/assets/app.js' curl -sf "http://127.0.0.1:$HTTP/"
 kill -TERM "$pid"; wait "$pid"; code=$?
 check "clean shutdown on SIGTERM (exit $code)" grep -q 'stopped cleanly' "$work/gloss.out"
 

@@ -131,7 +131,11 @@ pub async fn start_node_with(data_dir: &Path, extra: Overrides, faults: Option<F
         ..Overrides::default()
     };
     let config = Config::resolve(extra.over(defaults)).expect("valid test config");
-    let coordinator = Coordinator::start_with_faults(&config, faults)
+    let options = gloss_coordinator::StartOptions {
+        faults,
+        http_routes: Some(gloss_web::router),
+    };
+    let coordinator = Coordinator::start_with(&config, options)
         .await
         .expect("coordinator starts");
     let client = Client::connect(&[coordinator.addrs().grpc.to_string()])

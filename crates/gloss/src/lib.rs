@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use gloss_coordinator::Coordinator;
+use gloss_coordinator::{Coordinator, StartOptions};
 use gloss_core::config::{Config, Overrides};
 
 #[derive(Parser)]
@@ -133,11 +133,39 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Name of the administrator created on a cluster's first start.
+const FIRST_ADMIN: &str = "admin";
+
 async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
     let config = node.config()?;
-    let coordinator = Coordinator::start(&config)
+    let options = StartOptions {
+        http_routes: Some(gloss_web::router),
+        ..StartOptions::default()
+    };
+    let coordinator = Coordinator::start_with(&config, options)
         .await
         .context("starting the coordinator")?;
+    // The first administrator is created once per cluster, by whichever coordinator gets there
+    // first once a leader exists; its token is printed here and stored only hashed.
+    tokio::spawn({
+        let service = coordinator.service().clone();
+        async move {
+            for _ in 0..600 {
+                match service.bootstrap_admin(FIRST_ADMIN).await {
+                    Ok(Some(t)) => {
+                        println!(
+                            "  first administrator {FIRST_ADMIN:?}; token (shown once, keep it):"
+                        );
+                        println!("    {}", t.token);
+                        return;
+                    }
+                    Ok(None) => return,
+                    Err(e) => tracing::debug!(error = %e, "first administrator not created yet"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
     if demo {
         coordinator.wait_for_leader(Duration::from_secs(30)).await?;
         match gloss_coordinator::demo::load(coordinator.service()).await? {
@@ -162,9 +190,20 @@ async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
         a.grpc, a.grpc
     );
     println!(
-        "  HTTP       http://{}   (/healthz /readyz /metrics)",
+        "  web app    http://{}/   (also /healthz /readyz /metrics)",
         a.http
     );
+    if demo {
+        println!(
+            "  demo users {} (password {:?})",
+            gloss_coordinator::demo::USERS
+                .iter()
+                .map(|(name, role)| format!("{name} ({role})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            gloss_coordinator::demo::PASSWORD
+        );
+    }
     println!("  internal   {}", a.raft);
     println!("  data       {}", data_dir.display());
     println!("press Ctrl-C to stop");

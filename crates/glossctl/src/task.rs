@@ -74,6 +74,13 @@ pub enum TaskCmd {
         #[arg(long, default_value = "prodigy")]
         format: String,
     },
+    /// Attach a model's or teacher's suggestions from a JSONL file, one per line:
+    /// {"seq": 3, "labels": ["POS"], "spans": [{"start": 0, "end": 5, "label": "ORG"}],
+    /// "score": 0.42, "source": "teacher"}. The uncertainty ordering serves low scores first.
+    Suggest {
+        task: String,
+        file: std::path::PathBuf,
+    },
     /// Define a group of annotators (PROJECT/GROUP) usable in pools as group:GROUP.
     Group {
         group: String,
@@ -229,6 +236,29 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
             };
             write_export(client, &task, ExportSource::Task(request), to).await
         }
+        TaskCmd::Suggest { task, file } => {
+            let (project, name) = split(&task)?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            let suggestions = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(i, l)| {
+                    parse_suggestion(l).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let stored = api
+                .set_suggestions(SetSuggestionsRequest {
+                    project,
+                    task: name,
+                    suggestions,
+                })
+                .await?
+                .into_inner()
+                .stored;
+            out.done(&format!("stored {stored} suggestion(s) on {task}"))
+        }
         TaskCmd::Group { group, members } => {
             let (project, name) = split(&group)?;
             let g = api
@@ -249,5 +279,102 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
                 g.members.join(", ")
             ))
         }
+    }
+}
+
+/// One suggestion from a JSONL line; errors name the field.
+fn parse_suggestion(line: &str) -> Result<Suggestion> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not JSON: {e}"))?;
+    let Some(obj) = v.as_object() else {
+        bail!("expected a JSON object");
+    };
+    for key in obj.keys() {
+        if !["seq", "labels", "spans", "score", "source"].contains(&key.as_str()) {
+            bail!("unknown field `{key}`");
+        }
+    }
+    let seq = obj
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| anyhow::anyhow!("field `seq`: an example number is required"))?;
+    let strings = |field: &str, v: &Value| -> Result<String> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("field `{field}`: expected a string"))
+    };
+    let labels = match obj.get("labels") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, l)| strings(&format!("labels[{i}]"), l))
+            .collect::<Result<_>>()?,
+        Some(_) => bail!("field `labels`: expected an array of strings"),
+    };
+    let spans = match obj.get("spans") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let num = |k: &str| {
+                    s.get(k)
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("field `spans[{i}].{k}`: expected an offset")
+                        })
+                };
+                Ok(Span {
+                    start: num("start")?,
+                    end: num("end")?,
+                    label: strings(
+                        &format!("spans[{i}].label"),
+                        s.get("label").unwrap_or(&Value::Null),
+                    )?,
+                    ..Span::default()
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => bail!("field `spans`: expected an array"),
+    };
+    let score = match obj.get("score") {
+        None => 0.0,
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("field `score`: expected a number"))?,
+    };
+    let source = match obj.get("source") {
+        None => String::new(),
+        Some(v) => strings("source", v)?,
+    };
+    Ok(Suggestion {
+        seq,
+        labels,
+        spans,
+        score,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestion_lines_parse_and_errors_name_the_field() {
+        let s = parse_suggestion(
+            r#"{"seq": 3, "spans": [{"start": 0, "end": 5, "label": "ORG"}], "score": 0.4, "source": "t"}"#,
+        )
+        .unwrap();
+        assert_eq!((s.seq, s.spans[0].end, s.score), (3, 5, 0.4));
+        let err = |l: &str| parse_suggestion(l).unwrap_err().to_string();
+        assert!(err(r#"{"labels": ["A"]}"#).contains("`seq`"));
+        assert!(
+            err(r#"{"seq": 1, "spans": [{"start": 0, "label": "X"}]}"#).contains("spans[0].end")
+        );
+        assert!(err(r#"{"seq": 1, "lables": []}"#).contains("`lables`"));
+        assert!(err("[1]").contains("object"));
     }
 }

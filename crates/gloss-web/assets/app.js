@@ -1,0 +1,571 @@
+// The Gloss web app: sign-in, the annotator's task list and queue, the reviewer's queue and the
+// project lead's dashboard. One page, no framework, no build step; every answer goes through
+// the outbox so none is lost when the network or a coordinator goes away.
+
+import { api, ApiError, newId, session, taskPath } from "./lib/api.js";
+import { barChart } from "./lib/chart.js";
+import { Editor, labelClass, isSpanTask } from "./lib/editor.js";
+import { NetworkError, Outbox } from "./lib/outbox.js";
+import * as S from "./lib/spans.js";
+import { fmtRate, h, mount, progressBar } from "./lib/views.js";
+
+const main = document.getElementById("main");
+const netEl = document.getElementById("net");
+/** How many examples the annotator holds: the one on screen plus the prefetched ones. */
+const PREFETCH = 5;
+
+let outbox = null;
+let keyHandler = null;
+let leaveView = () => {};
+const net = { offline: false, retryMs: 1000, timer: null };
+
+document.addEventListener("keydown", (e) => {
+  const typing = e.target && ["INPUT", "TEXTAREA", "SELECT"].includes(e.target.tagName);
+  if (keyHandler && !typing && !e.ctrlKey && !e.metaKey && !e.altKey && keyHandler(e)) e.preventDefault();
+});
+window.addEventListener("popstate", route);
+window.addEventListener("online", () => drainNow());
+
+function go(path) {
+  history.pushState({}, "", path);
+  route();
+}
+
+function link(path, ...children) {
+  return h("a", { href: path, onclick: (e) => (e.preventDefault(), go(path)) }, ...children);
+}
+
+// ---- outbox and the saved/pending indicator ----
+
+function showNet() {
+  if (!outbox) return (netEl.textContent = "");
+  const n = outbox.pending();
+  if (net.offline) {
+    netEl.className = "net offline";
+    netEl.textContent = `offline · ${n} pending`;
+  } else if (n > 0) {
+    netEl.className = "net pending";
+    netEl.textContent = `saving · ${n} pending`;
+  } else {
+    netEl.className = "net saved";
+    netEl.textContent = "all saved";
+  }
+  netEl.dataset.pending = String(n);
+  netEl.dataset.offline = String(net.offline);
+}
+
+function startOutbox() {
+  outbox = new Outbox(localStorage, `gloss.outbox.${session.user.name}`, (entry) =>
+    api(entry.path, { method: "POST", body: entry.body }),
+  );
+  outbox.onChange(showNet);
+  showNet();
+  drainNow();
+}
+
+async function drainNow() {
+  if (!outbox) return;
+  clearTimeout(net.timer);
+  const r = await outbox.drain();
+  net.offline = r.offline;
+  showNet();
+  if (r.refused) document.dispatchEvent(new CustomEvent("gloss:refused"));
+  if (r.offline) {
+    net.timer = setTimeout(drainNow, net.retryMs);
+    net.retryMs = Math.min(net.retryMs * 2, 8000);
+  } else {
+    net.retryMs = 1000;
+  }
+  document.dispatchEvent(new CustomEvent("gloss:drained", { detail: r }));
+}
+
+function refusedNotice() {
+  if (!outbox || outbox.refused.length === 0) return null;
+  return h(
+    "div",
+    { class: "notice bad", "data-testid": "refused" },
+    h("strong", {}, `${outbox.refused.length} answer(s) were not accepted: `),
+    outbox.refused.map((r) => h("div", {}, `example ${r.body.answer ? r.body.answer.seq : "?"}: ${r.reason}`)),
+    h("button", { onclick: () => (outbox.dismissRefused(), route()) }, "Dismiss"),
+  );
+}
+
+// ---- sign-in and navigation ----
+
+function signInView(message) {
+  leaveView();
+  keyHandler = null;
+  document.getElementById("nav").replaceChildren();
+  document.getElementById("who").textContent = "";
+  const user = h("input", { id: "user", name: "user", autocomplete: "username", autofocus: true });
+  const password = h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password" });
+  const token = h("input", { id: "token", name: "token", autocomplete: "off", placeholder: "glt_…" });
+  const err = h("p", { class: "error", role: "alert" }, message || "");
+  const submit = async (e) => {
+    e.preventDefault();
+    err.textContent = "";
+    try {
+      const body = token.value.trim() ? { token: token.value.trim() } : { user: user.value.trim(), password: password.value };
+      const r = await api("/api/session", { method: "POST", body });
+      session.token = r.token;
+      session.user = r.user;
+      localStorage.setItem("gloss.user", JSON.stringify(r.user));
+      startOutbox();
+      go(location.pathname.startsWith("/app/") && location.pathname !== "/app/signin" ? location.pathname : "/app/tasks");
+    } catch (x) {
+      err.textContent = x.message;
+    }
+  };
+  mount(
+    main,
+    h(
+      "form",
+      { class: "signin card", onsubmit: submit },
+      h("h2", {}, "Sign in to Gloss"),
+      h("label", { for: "user" }, "User name"),
+      user,
+      h("label", { for: "password" }, "Password"),
+      password,
+      h("p", { class: "muted" }, "or paste a token issued by your administrator:"),
+      token,
+      h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")),
+      err,
+    ),
+  );
+}
+
+function navBar(active) {
+  const roles = session.user.roles || [];
+  const has = (r) => roles.includes(r) || roles.includes("admin");
+  const item = (path, name) => {
+    const a = link(path, name);
+    if (active === name) a.className = "active";
+    return a;
+  };
+  mount(document.getElementById("nav"), item("/app/tasks", "Tasks"), has("manager") ? item("/app/dashboard", "Dashboard") : null);
+  mount(
+    document.getElementById("who"),
+    `${session.user.display_name} `,
+    h("button", {
+      onclick: async () => {
+        try {
+          await api("/api/session", { method: "DELETE" });
+        } catch {
+          // Signing out locally still works when the server is away.
+        }
+        session.token = "";
+        signInView("Signed out.");
+      },
+    }, "Sign out"),
+  );
+}
+
+async function route() {
+  leaveView();
+  leaveView = () => {};
+  keyHandler = null;
+  if (!session.token || !session.user) return signInView();
+  const parts = location.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+  try {
+    if (parts[1] === "annotate" && parts.length === 4) return await annotateView(parts[2], parts[3]);
+    if (parts[1] === "review" && parts.length === 4) return await reviewView(parts[2], parts[3]);
+    if (parts[1] === "dashboard") return await dashboardView();
+    return await tasksView();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) {
+      session.token = "";
+      return signInView(e.message);
+    }
+    mount(main, h("div", { class: "card error", role: "alert" }, e.message), h("button", { onclick: route }, "Retry"));
+  }
+}
+
+// ---- task list ----
+
+async function tasksView() {
+  navBar("Tasks");
+  const { tasks } = await api("/api/tasks");
+  const rows = tasks.map((t) => {
+    const p = t.progress;
+    const mine = p.mine ? p.mine.answers : 0;
+    const path = `${encodeURIComponent(t.project)}/${encodeURIComponent(t.name)}`;
+    return h(
+      "tr",
+      { class: "task-row", "data-task": `${t.project}/${t.name}` },
+      h("td", {}, t.can_annotate ? link(`/app/annotate/${path}`, `${t.project}/${t.name}`) : `${t.project}/${t.name}`),
+      h("td", {}, t.interface.replace("INTERFACE_", "").toLowerCase().replace("_", "-")),
+      h("td", {}, progressBar(p.done, p.total), h("span", { class: "muted" }, ` ${p.done} / ${p.total} done`)),
+      h("td", {}, `${mine} by you`),
+      h("td", {}, t.can_review ? link(`/app/review/${path}`, `review (${p.review_pending})`) : ""),
+    );
+  });
+  mount(
+    main,
+    refusedNotice(),
+    h(
+      "div",
+      { class: "card" },
+      h("h2", {}, "Your tasks"),
+      tasks.length
+        ? h("table", {}, h("tr", {}, h("th", {}, "Task"), h("th", {}, "Interface"), h("th", {}, "Progress"), h("th", {}, "Yours"), h("th", {}, "")), rows)
+        : h("p", { class: "muted" }, "No task lists you yet. Ask your project lead to add you to a task's pool."),
+    ),
+  );
+}
+
+// ---- annotation ----
+
+async function annotateView(project, name) {
+  navBar("Tasks");
+  const base = taskPath(project, name);
+  const task = await api(base);
+  const sessionId = sessionStorage.getItem("gloss.session") || newId();
+  sessionStorage.setItem("gloss.session", sessionId);
+  const st = {
+    queue: [],
+    done: new Set(), // seqs answered here (sent or still in the outbox)
+    history: [], // [{entry, example}] for undo
+    editor: null,
+    shownAt: 0,
+    exhausted: false,
+    fetching: false,
+    stats: { count: 0, first: 0 },
+    notice: "",
+    alive: true,
+  };
+  const card = h("div", { class: "card", "data-testid": "annotate" });
+  const header = h("div", { class: "meta" });
+  const body = h("div");
+  const foot = h("div");
+  mount(main, h("div", { id: "refused" }, refusedNotice()), card);
+  mount(card, h("h2", {}, `${project}/${name}`), header, body, foot);
+
+  const pendingHere = () => outbox.entries.filter((e) => e.path === `${base}/answers`).length;
+
+  async function refill() {
+    if (st.fetching || !st.alive || st.queue.length >= PREFETCH) return;
+    st.fetching = true;
+    try {
+      const r = await api(`${base}/next`, { method: "POST", body: { count: PREFETCH + pendingHere(), session_id: sessionId } });
+      const have = new Set(st.queue.map((x) => x.seq));
+      for (const ex of r.examples) if (!have.has(ex.seq) && !st.done.has(ex.seq)) st.queue.push(ex);
+      st.exhausted = r.exhausted && st.queue.length === 0;
+      st.notice = "";
+    } catch (e) {
+      if (!(e instanceof NetworkError)) st.notice = e.message;
+    } finally {
+      st.fetching = false;
+    }
+    if (!st.editor) show();
+    else renderMeta();
+  }
+
+  function renderMeta() {
+    const mins = st.stats.first ? (Date.now() - st.stats.first) / 3600000 : 0;
+    const rate = mins > 0 ? st.stats.count / mins : 0;
+    mount(
+      header,
+      h("span", { "data-testid": "done" }, `${st.stats.count} done this session`),
+      h("span", {}, st.stats.count > 1 ? fmtRate(rate) : ""),
+      h("span", {}, `${st.queue.length} ready`),
+      st.editor ? h("span", {}, `example #${st.editor.ex.seq}`) : null,
+    );
+  }
+
+  function show() {
+    const ex = st.queue[0];
+    if (!ex) {
+      st.editor = null;
+      const text = st.exhausted
+        ? "Nothing left for you in this task. Thank you!"
+        : net.offline
+          ? "Offline: waiting for the server to hand out more examples. Your answers are kept."
+          : "Loading the next example…";
+      mount(body, h("p", { class: st.exhausted ? "" : "muted", "data-testid": st.exhausted ? "exhausted" : "waiting" }, text));
+      mount(foot, st.notice ? h("p", { class: "error" }, st.notice) : null);
+      renderMeta();
+      return;
+    }
+    st.editor = new Editor(task, ex, decide);
+    st.shownAt = performance.now();
+    mount(body, st.editor.el);
+    mount(
+      foot,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { class: "accept", onclick: () => st.editor.decide("DECISION_ACCEPT") }, "Accept ", h("kbd", {}, "a")),
+        h("button", { class: "reject", onclick: () => st.editor.decide("DECISION_REJECT") }, "Reject ", h("kbd", {}, "x")),
+        h("button", { onclick: () => st.editor.decide("DECISION_IGNORE") }, "Ignore ", h("kbd", {}, "space")),
+        h("button", { onclick: undo }, "Undo ", h("kbd", {}, "⌫")),
+      ),
+      st.notice ? h("p", { class: "error" }, st.notice) : null,
+      h("p", { class: "keys" }, keysHelp(task)),
+    );
+    renderMeta();
+  }
+
+  function decide(decision, parts) {
+    const ex = st.queue[0];
+    if (!ex) return;
+    const answer = {
+      answer_id: newId(),
+      seq: ex.seq,
+      session_id: sessionId,
+      decision,
+      label: parts.label,
+      choices: parts.choices,
+      spans: parts.spans,
+      time_spent_ms: Math.round(performance.now() - st.shownAt),
+    };
+    const entry = { id: answer.answer_id, path: `${base}/answers`, body: { answer } };
+    outbox.add(entry);
+    st.done.add(ex.seq);
+    st.history.push({ entry, example: ex });
+    st.queue.shift();
+    st.stats.count++;
+    if (!st.stats.first) st.stats.first = Date.now();
+    show();
+    drainNow();
+    refill();
+  }
+
+  async function undo() {
+    const last = st.history.pop();
+    if (!last) return;
+    const seq = last.example.seq;
+    if (outbox.take(last.entry.id)) {
+      st.done.delete(seq);
+      st.queue.unshift({ ...last.example, previous: last.entry.body.answer });
+    } else {
+      try {
+        const r = await api(`${base}/undo`, { method: "POST", body: { seq } });
+        st.done.delete(seq);
+        st.queue.unshift(r.example);
+      } catch (e) {
+        st.history.push(last);
+        st.notice = `cannot undo example ${seq}: ${e.message}`;
+      }
+    }
+    st.stats.count = Math.max(0, st.stats.count - 1);
+    show();
+  }
+
+  keyHandler = (e) => {
+    if (e.key === "Backspace") {
+      undo();
+      return true;
+    }
+    return st.editor ? st.editor.key(e) : false;
+  };
+
+  // Leases are kept alive while the tab is visible; a hidden tab lets them lapse so the
+  // examples go back to the queue for others.
+  const beat = setInterval(() => {
+    if (document.visibilityState === "visible" && st.queue.length) api(`${base}/heartbeat`, { method: "POST" }).catch(() => {});
+  }, Math.max(2000, (task.lease_ttl_ms || 30000) / 3));
+  const poll = setInterval(refill, 3000);
+  const onDrained = () => {
+    mount(document.getElementById("refused") || h("div"), refusedNotice());
+    if (!st.editor) show();
+  };
+  document.addEventListener("gloss:drained", onDrained);
+  leaveView = () => {
+    st.alive = false;
+    clearInterval(beat);
+    clearInterval(poll);
+    document.removeEventListener("gloss:drained", onDrained);
+  };
+  show();
+  await refill();
+}
+
+function keysHelp(task) {
+  if (task.interface === "INTERFACE_BINARY") return "a accept · x reject · space ignore · backspace undo";
+  if (isSpanTask(task))
+    return "1-9 pick a label, then select text with the mouse · or arrows move, shift+arrows extend, 1-9 labels the selection · click or Delete removes a span · a/Enter accept · x reject · space ignore · backspace undo";
+  if (task.interface === "INTERFACE_MULTI_CHOICE") return "1-9 toggle a label · a/Enter accept · x reject · space ignore · backspace undo";
+  return "1-9 choose and submit · x reject · space ignore · backspace undo";
+}
+
+// ---- review ----
+
+async function reviewView(project, name) {
+  navBar("Tasks");
+  const base = taskPath(project, name);
+  const card = h("div", { class: "card", "data-testid": "review" });
+  mount(main, card);
+  let items = [];
+  let pending = 0;
+  let idx = 0;
+  let task = null;
+  let editing = null;
+  let message = "";
+
+  async function load() {
+    const r = await api(`${base}/review?limit=50`);
+    items = r.items;
+    pending = r.pending;
+    task = r.task;
+    idx = Math.min(idx, Math.max(0, items.length - 1));
+  }
+
+  function versionView(a, i, diff) {
+    const spans = (a.spans || []).map((s) =>
+      h("span", { class: `label ${labelClass(task, s.label)}${diff.spans[i].has(S.spanKey(s)) ? " diff" : ""}` }, `${s.text || S.sliceCodePoints(items[idx].text, s.start, s.end)} · ${s.label}`),
+    );
+    const choices = (a.choices || []).map((c) => h("span", { class: `label ${labelClass(task, c)}${diff.choices[i].has(c) ? " diff" : ""}` }, c));
+    return h(
+      "div",
+      { class: "version", "data-answer": a.answer_id },
+      h("div", { class: "meta" }, h("kbd", {}, String(i + 1)), h("strong", {}, a.annotator)),
+      h("div", { class: `decision${diff.decisionsDiffer ? " diff" : ""}` }, a.decision.replace("DECISION_", "").toLowerCase(), a.label ? ` ${a.label}` : ""),
+      h("div", { class: "labels" }, choices, spans),
+    );
+  }
+
+  function render() {
+    if (items.length === 0) {
+      mount(card, h("h2", {}, `Review ${project}/${name}`), h("p", { "data-testid": "review-empty" }, "No disagreements waiting."));
+      return;
+    }
+    const it = items[idx];
+    const diff = S.differences(it.answers);
+    const parts = [
+      h("h2", {}, `Review ${project}/${name}`),
+      h("div", { class: "meta" }, h("span", {}, `${idx + 1} of ${items.length} shown · ${pending} pending`), h("span", {}, `example #${it.seq}`), it.disputed_labels.length ? h("span", {}, `disputed: ${it.disputed_labels.join(", ")}`) : null),
+    ];
+    if (editing) {
+      parts.push(editing.el, h("p", { class: "keys" }, "edit, then a/Enter saves your version as gold · Escape cancels"));
+    } else {
+      parts.push(h("div", { class: "example" }, it.text), h("div", { class: "side" }, it.answers.map((a, i) => versionView(a, i, diff))));
+      parts.push(h("p", { class: "keys" }, "1-9 pick that version as gold · e edit · j/k next/previous"));
+    }
+    if (message) parts.push(h("p", { class: "error", role: "alert" }, message));
+    mount(card, parts);
+  }
+
+  async function resolve(body) {
+    const it = items[idx];
+    try {
+      await api(`${base}/review/${it.seq}`, { method: "POST", body });
+      message = "";
+      editing = null;
+      await load();
+    } catch (e) {
+      message = e.message;
+    }
+    render();
+  }
+
+  keyHandler = (e) => {
+    if (!items.length) return false;
+    if (editing) {
+      if (e.key === "Escape") {
+        editing = null;
+        render();
+        return true;
+      }
+      return editing.key(e);
+    }
+    const it = items[idx];
+    if (/^[1-9]$/.test(e.key) && it.answers[Number(e.key) - 1]) {
+      resolve({ answer_id: it.answers[Number(e.key) - 1].answer_id });
+      return true;
+    }
+    if (e.key === "e") {
+      const ex = { seq: it.seq, text: it.text, tokens: it.tokens };
+      editing = new Editor(task, ex, (decision, p) => resolve({ edited: { decision, label: p.label, choices: p.choices, spans: p.spans } }), it.answers[0]);
+      render();
+      return true;
+    }
+    if (e.key === "j" || e.key === "k") {
+      idx = Math.max(0, Math.min(items.length - 1, idx + (e.key === "j" ? 1 : -1)));
+      render();
+      return true;
+    }
+    return false;
+  };
+  await load();
+  render();
+}
+
+// ---- dashboard ----
+
+async function dashboardView() {
+  navBar("Dashboard");
+  const { projects } = await api("/api/dashboard");
+  const fmt = (v) => (v === undefined || v === null ? "n/a" : v.toFixed(3));
+  const cards = projects.map((p) =>
+    h(
+      "div",
+      { class: "card", "data-project": p.project.name },
+      h("h2", {}, p.project.name),
+      p.project.description ? h("p", { class: "muted" }, p.project.description) : null,
+      p.tasks.length ? null : h("p", { class: "muted" }, "No tasks yet."),
+      p.tasks.map(({ task, progress, agreement }) => {
+        const o = agreement.overall || {};
+        const metric = (l) => l.krippendorff_alpha ?? l.span_f1 ?? l.percent_agreement ?? null;
+        return h(
+          "div",
+          { class: "task-dash", "data-task": `${task.project}/${task.name}` },
+          h("h3", {}, `${task.name} `, h("span", { class: "muted" }, task.interface.replace("INTERFACE_", "").toLowerCase(), task.state === "TASK_STATE_CLOSED" ? " · closed" : "")),
+          h(
+            "div",
+            { class: "stats" },
+            progressBar(progress.done, progress.total),
+            h("span", {}, `${progress.done} / ${progress.total} done`),
+            h("span", {}, `${progress.in_progress} in progress`),
+            h("span", {}, `${progress.remaining} remaining`),
+            h("span", {}, `${progress.answers} answers · ${fmtRate(progress.answers_per_hour)}`),
+            h("span", { "data-testid": "review-pending" }, `${progress.review_pending} to review`),
+            h("span", {}, `${progress.gold} gold`),
+          ),
+          h(
+            "div",
+            { class: "grid2" },
+            h(
+              "table",
+              {},
+              h("tr", {}, h("th", {}, "Annotator"), h("th", {}, "Answers"), h("th", {}, "In progress"), h("th", {}, "Speed"), h("th", {}, "Last seen")),
+              progress.annotators.map((a) =>
+                h("tr", {}, h("td", {}, a.annotator), h("td", {}, a.answers), h("td", {}, a.in_progress), h("td", {}, fmtRate(a.answers_per_hour)), h("td", {}, a.last_seen_ms ? new Date(a.last_seen_ms).toLocaleTimeString() : "")),
+              ),
+            ),
+            h(
+              "div",
+              {},
+              h("p", { class: "muted" }, `agreement over ${o.items || 0} items by ${agreement.annotators} annotators: percent ${fmt(o.percent_agreement)}, Krippendorff's alpha ${fmt(o.krippendorff_alpha)}${o.cohen_kappa != null ? `, Cohen's kappa ${fmt(o.cohen_kappa)}` : ""}${o.span_f1 != null ? `, span F1 ${fmt(o.span_f1)}` : ""}`),
+              agreement.labels.length ? barChart(agreement.labels.map((l) => ({ label: l.label, value: metric(l), note: `(${l.items})` })), { title: "agreement per label" }) : null,
+            ),
+          ),
+          h("p", { class: "muted" }, "Models: no teacher or student has been evaluated on this task yet."),
+        );
+      }),
+    ),
+  );
+  mount(main, cards.length ? cards : h("p", { class: "muted" }, "No projects yet."));
+}
+
+// ---- start ----
+
+async function boot() {
+  if (!session.token) return signInView();
+  try {
+    session.user = await api("/api/me");
+    localStorage.setItem("gloss.user", JSON.stringify(session.user));
+  } catch (e) {
+    if (e instanceof NetworkError) {
+      // Started while the server is away: work from what this browser already knows.
+      session.user = JSON.parse(localStorage.getItem("gloss.user") || "null");
+      if (!session.user) return signInView("Cannot reach the server.");
+    } else {
+      session.token = "";
+      return signInView(e instanceof ApiError && e.status === 401 ? "Your session has ended; sign in again." : e.message);
+    }
+  }
+  startOutbox();
+  route();
+}
+
+boot();

@@ -1,0 +1,274 @@
+// The annotation editor: renders one example for the task's interface and turns keys and mouse
+// selections into a decision. The annotator's view and the reviewer's "edit" both use it.
+//
+// Keys: binary a accept, x reject, space ignore. Choice: number keys pick (single choice submits
+// at once; multi-choice toggles, then a or Enter accepts). Spans: number key picks the label for
+// mouse selections, or labels the keyboard selection (arrow keys move, shift+arrows extend);
+// Delete removes the span under the cursor; click a span to remove it; a or Enter accepts.
+
+import * as S from "./spans.js";
+import { h, mount } from "./views.js";
+
+const SPAN_INTERFACES = ["INTERFACE_NER", "INTERFACE_NER_CORRECT", "INTERFACE_SPANS"];
+
+export const isSpanTask = (task) => SPAN_INTERFACES.includes(task.interface);
+
+/** Colour class of a label (stable by position in the scheme). */
+export const labelClass = (task, label) => `c${Math.max(0, task.labels.indexOf(label)) % 9}`;
+
+export class Editor {
+  /**
+   * @param task the task (JSON)
+   * @param example a leased example, or {seq, text, tokens} for review
+   * @param onDecide (decision, {choices, spans, label}) => void
+   * @param prefill an earlier answer to start from (undo, review edit)
+   */
+  constructor(task, example, onDecide, prefill) {
+    this.task = task;
+    this.ex = example;
+    this.onDecide = onDecide;
+    this.multi = task.interface === "INTERFACE_MULTI_CHOICE";
+    this.spanTask = isSpanTask(task);
+    this.allowOverlap = task.interface === "INTERFACE_SPANS";
+    this.activeLabel = 0;
+    this.cursor = 0;
+    this.sel = null; // {anchor} when the keyboard is selecting
+    const tokens = example.tokens || [];
+    const sugg = example.suggestion;
+    const from = prefill || example.previous;
+    if (from) {
+      this.choices = new Set(from.choices || []);
+      this.spans = this.#spansFrom(from.spans, false);
+    } else {
+      this.choices = new Set(sugg && !this.spanTask && task.interface !== "INTERFACE_BINARY" ? sugg.labels : []);
+      this.suggestedChoices = new Set(this.choices);
+      this.spans = this.spanTask && sugg ? this.#spansFrom(sugg.spans, true) : [];
+    }
+    this.tokens = tokens;
+    this.el = h("div", { class: "editor", "data-seq": example.seq });
+    this.render();
+  }
+
+  #spansFrom(spans, suggested) {
+    const out = [];
+    for (const s of spans || []) {
+      const snapped = S.snapToTokens(this.ex.tokens || [], s.start, s.end);
+      if (snapped) out.push({ ...snapped, label: s.label, suggested });
+    }
+    return S.sortSpans(out);
+  }
+
+  answerParts() {
+    return {
+      label: this.ex.label || "",
+      choices: [...this.choices],
+      spans: this.spans.map((s) => ({ start: s.start, end: s.end, label: s.label })),
+    };
+  }
+
+  decide(decision) {
+    this.onDecide(decision, this.answerParts());
+  }
+
+  render() {
+    const t = this.task;
+    const parts = [];
+    if (t.instructions) parts.push(h("p", { class: "muted" }, t.instructions));
+    if (t.interface === "INTERFACE_BINARY") {
+      parts.push(h("div", { class: "labels" }, h("span", { class: "proposed" }, this.ex.label || t.labels[0])));
+    } else {
+      parts.push(this.#labelBar());
+    }
+    parts.push(this.spanTask ? this.#spanText() : h("div", { class: "example", "data-testid": "text" }, this.ex.text));
+    if (this.spanTask && this.spans.length) parts.push(this.#spanList());
+    const sugg = this.ex.suggestion;
+    if (sugg && (sugg.source || sugg.score)) {
+      parts.push(h("p", { class: "muted" }, `suggested by ${sugg.source || "a model"}`, sugg.score ? ` (confidence ${sugg.score.toFixed(2)})` : ""));
+    }
+    mount(this.el, parts);
+  }
+
+  #labelBar() {
+    const t = this.task;
+    return h(
+      "div",
+      { class: "labels" },
+      t.labels.map((l, i) => {
+        const cls = ["label", labelClass(t, l)];
+        if (this.spanTask && i === this.activeLabel) cls.push("active");
+        if (!this.spanTask && this.choices.has(l)) cls.push("chosen");
+        if (this.suggestedChoices && this.suggestedChoices.has(l)) cls.push("suggested");
+        return h(
+          "span",
+          { class: cls.join(" "), "data-label": l, onclick: () => this.#number(i) },
+          i < 9 ? h("kbd", {}, String(i + 1)) : null,
+          " ",
+          l,
+        );
+      }),
+    );
+  }
+
+  #spanAt(tokenIndex) {
+    // The shortest span covering the token (the innermost, for overlapping spans).
+    let best = -1;
+    this.spans.forEach((s, i) => {
+      if (s.token_start <= tokenIndex && tokenIndex <= s.token_end) {
+        if (best < 0 || s.end - s.start < this.spans[best].end - this.spans[best].start) best = i;
+      }
+    });
+    return best;
+  }
+
+  #spanText() {
+    const t = this.task;
+    const box = h("div", { class: "example", "data-testid": "text" });
+    const selLo = this.sel ? Math.min(this.sel.anchor, this.cursor) : -1;
+    const selHi = this.sel ? Math.max(this.sel.anchor, this.cursor) : -2;
+    let i = 0;
+    const text = Array.from(this.ex.text);
+    let pos = 0;
+    const gap = (to) => {
+      if (to > pos) box.append(text.slice(pos, to).join(""));
+      pos = Math.max(pos, to);
+    };
+    while (i < this.tokens.length) {
+      const k = this.#spanAt(i);
+      const tokClass = (j) => ["tok", j === this.cursor ? "cursor" : "", j >= selLo && j <= selHi ? "sel" : ""].join(" ").trim();
+      const tokEl = (j) => h("span", { class: tokClass(j), "data-i": j }, text.slice(this.tokens[j].start, this.tokens[j].end).join(""));
+      gap(this.tokens[i].start);
+      if (k >= 0 && this.spans[k].token_start === i) {
+        const s = this.spans[k];
+        const mark = h("mark", {
+          class: `span ${labelClass(t, s.label)}${s.suggested ? " suggested" : ""}`,
+          "data-span": k,
+          title: `${s.label}: click to remove`,
+        });
+        for (let j = s.token_start; j <= s.token_end; j++) {
+          if (j > s.token_start) mark.append(text.slice(this.tokens[j - 1].end, this.tokens[j].start).join(""));
+          mark.append(tokEl(j));
+        }
+        mark.append(h("span", { class: "tag" }, s.label));
+        box.append(mark);
+        pos = this.tokens[s.token_end].end;
+        i = s.token_end + 1;
+      } else {
+        box.append(tokEl(i));
+        pos = this.tokens[i].end;
+        i++;
+      }
+    }
+    gap(text.length);
+    box.addEventListener("mouseup", (e) => this.#mouseUp(e, box));
+    return box;
+  }
+
+  #spanList() {
+    return h(
+      "div",
+      { class: "labels", "data-testid": "spans" },
+      this.spans.map((s, i) =>
+        h(
+          "span",
+          { class: `label ${labelClass(this.task, s.label)}${s.suggested ? " suggested" : ""}`, title: "click to remove", onclick: () => this.#remove(i) },
+          `${S.sliceCodePoints(this.ex.text, s.start, s.end)} · ${s.label} ✕`,
+        ),
+      ),
+    );
+  }
+
+  #mouseUp(e, box) {
+    const selection = window.getSelection();
+    const tokOf = (node) => {
+      const el = node && (node.nodeType === 1 ? node : node.parentElement);
+      const tok = el && el.closest(".tok");
+      return tok && box.contains(tok) ? Number(tok.dataset.i) : null;
+    };
+    if (selection && !selection.isCollapsed) {
+      const a = tokOf(selection.anchorNode);
+      const b = tokOf(selection.focusNode);
+      selection.removeAllRanges();
+      if (a !== null && b !== null) {
+        this.#label(S.tokenRange(this.tokens, a, b), this.task.labels[this.activeLabel]);
+        return;
+      }
+    }
+    const mark = e.target.closest && e.target.closest("mark.span");
+    if (mark) this.#remove(Number(mark.dataset.span));
+  }
+
+  #label(range, label) {
+    if (!range) return;
+    this.spans = S.addSpan(this.spans, { ...range, label, suggested: false }, this.allowOverlap);
+    this.sel = null;
+    this.render();
+  }
+
+  #remove(i) {
+    this.spans = S.removeSpan(this.spans, i);
+    this.render();
+  }
+
+  #number(i) {
+    const label = this.task.labels[i];
+    if (label === undefined) return;
+    if (this.spanTask) {
+      if (this.sel) this.#label(S.tokenRange(this.tokens, this.sel.anchor, this.cursor), label);
+      else {
+        this.activeLabel = i;
+        this.render();
+      }
+    } else if (this.multi) {
+      if (this.choices.has(label)) this.choices.delete(label);
+      else this.choices.add(label);
+      this.render();
+    } else {
+      this.choices = new Set([label]);
+      this.render();
+      this.decide("DECISION_ACCEPT");
+    }
+  }
+
+  /** Handles a key; returns true when it was the editor's. */
+  key(e) {
+    const k = e.key;
+    if (/^[1-9]$/.test(k) && this.task.interface !== "INTERFACE_BINARY") {
+      this.#number(Number(k) - 1);
+      return true;
+    }
+    if (this.spanTask && (k === "ArrowLeft" || k === "ArrowRight")) {
+      const next = Math.max(0, Math.min(this.tokens.length - 1, this.cursor + (k === "ArrowLeft" ? -1 : 1)));
+      if (e.shiftKey) {
+        if (!this.sel) this.sel = { anchor: this.cursor };
+      } else {
+        this.sel = { anchor: next };
+      }
+      this.cursor = next;
+      this.render();
+      return true;
+    }
+    if (this.spanTask && k === "Escape") {
+      this.sel = null;
+      this.render();
+      return true;
+    }
+    if (this.spanTask && k === "Delete") {
+      const i = this.#spanAt(this.cursor);
+      if (i >= 0) this.#remove(i);
+      return true;
+    }
+    if (k === "a" || k === "Enter") {
+      this.decide("DECISION_ACCEPT");
+      return true;
+    }
+    if (k === "x") {
+      this.decide("DECISION_REJECT");
+      return true;
+    }
+    if (k === " ") {
+      this.decide("DECISION_IGNORE");
+      return true;
+    }
+    return false;
+  }
+}

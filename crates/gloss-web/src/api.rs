@@ -1,0 +1,478 @@
+//! The JSON API the web app talks to. Every handler authenticates the bearer token, checks the
+//! caller's role (and, for annotation, the task's pool), then calls the same service layer as
+//! the gRPC API; nothing here decides a business rule of its own.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use gloss_coordinator::users::{role_name, Caller};
+use gloss_coordinator::{Service, ServiceError};
+use gloss_proto::v1::{
+    resolve_review_request::Resolution, Answer, NextRequest, ResolveReviewRequest, Role, Task, User,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::json::{from_json, to_json};
+
+type Shared = State<Arc<Service>>;
+type Reply = Result<Json<Value>, ApiError>;
+
+/// A failed request: the HTTP status of the service error and its message.
+pub struct ApiError(ServiceError);
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self.0 {
+            ServiceError::InvalidArgument(_) | ServiceError::ImportRejected { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_argument")
+            }
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            ServiceError::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
+            ServiceError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
+            ServiceError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ServiceError::NotLeader { .. } | ServiceError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %self.0, "web api request failed");
+        }
+        (
+            status,
+            Json(json!({"error": self.0.to_string(), "code": code})),
+        )
+            .into_response()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError(ServiceError::InvalidArgument(msg.into()))
+}
+
+/// Routes under `/api`.
+pub fn routes() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/api/session", post(sign_in).delete(sign_out))
+        .route("/api/me", get(me))
+        .route("/api/tasks", get(my_tasks))
+        .route("/api/tasks/:project/:task", get(task))
+        .route("/api/tasks/:project/:task/next", post(next))
+        .route("/api/tasks/:project/:task/heartbeat", post(heartbeat))
+        .route("/api/tasks/:project/:task/answers", post(submit))
+        .route("/api/tasks/:project/:task/undo", post(undo))
+        .route("/api/tasks/:project/:task/review", get(review_queue))
+        .route("/api/tasks/:project/:task/review/:seq", post(resolve))
+        .route("/api/tasks/:project/:task/progress", get(progress))
+        .route("/api/tasks/:project/:task/agreement", get(agreement))
+        .route("/api/dashboard", get(dashboard))
+}
+
+/// The caller named by the `Authorization: Bearer` header.
+async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError(ServiceError::Unauthenticated(
+                "sign in first: no bearer token in the Authorization header".into(),
+            ))
+        })?;
+    Ok(service.authenticate(token).await?)
+}
+
+fn user_json(u: &User) -> Value {
+    let roles: Vec<&str> = u
+        .roles
+        .iter()
+        .filter_map(|r| Role::try_from(*r).ok().map(role_name))
+        .collect();
+    json!({
+        "name": u.name,
+        "display_name": if u.display_name.is_empty() { &u.name } else { &u.display_name },
+        "roles": roles,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    token: String,
+}
+
+/// Signs in with a user name and password (a new session token) or checks a given token.
+async fn sign_in(State(s): Shared, Json(req): Json<SignIn>) -> Reply {
+    let token = if req.token.is_empty() {
+        if req.user.is_empty() || req.password.is_empty() {
+            return Err(invalid("give a user name and password, or a token"));
+        }
+        s.sign_in(&req.user, &req.password).await?.token
+    } else {
+        req.token
+    };
+    let caller = s.authenticate(&token).await?;
+    Ok(Json(
+        json!({"token": token, "user": user_json(&caller.user)}),
+    ))
+}
+
+/// Signs out: the session token is revoked on every coordinator.
+async fn sign_out(State(s): Shared, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    caller(&s, &headers).await?;
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer glt_"))
+        .and_then(|v| v.split_once('_'))
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default();
+    s.revoke_token(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(s): Shared, headers: HeaderMap) -> Reply {
+    let c = caller(&s, &headers).await?;
+    Ok(Json(user_json(&c.user)))
+}
+
+/// What the caller may do with a task.
+struct Access {
+    annotate: bool,
+    review: bool,
+    manage: bool,
+}
+
+fn access(s: &Service, c: &Caller, task: &Task) -> Result<Access, ApiError> {
+    Ok(Access {
+        annotate: c.has(Role::Annotator) && s.pool_admits(task, &c.user.name)?,
+        review: c.has(Role::Reviewer) || c.has(Role::Manager),
+        manage: c.has(Role::Manager),
+    })
+}
+
+fn task_json(t: &Task, a: &Access) -> Value {
+    let mut v = to_json(t);
+    v["can_annotate"] = json!(a.annotate);
+    v["can_review"] = json!(a.review);
+    v["can_manage"] = json!(a.manage);
+    v
+}
+
+/// Every task the caller may work on: annotators see the tasks whose pool admits them,
+/// reviewers and managers see every task.
+async fn my_tasks(State(s): Shared, headers: HeaderMap) -> Reply {
+    let c = caller(&s, &headers).await?;
+    let mut out = Vec::new();
+    for project in s.list_projects().await? {
+        for t in s.list_tasks(&project.name).await? {
+            let a = access(&s, &c, &t)?;
+            if !(a.annotate || a.review || a.manage) {
+                continue;
+            }
+            let progress = s.task_progress(&t.project, &t.name).await?;
+            let mine = progress
+                .annotators
+                .iter()
+                .find(|p| p.annotator == c.user.name)
+                .map(to_json);
+            let mut v = task_json(&t, &a);
+            v["progress"] = json!({
+                "total": progress.total,
+                "done": progress.done,
+                "remaining": progress.remaining,
+                "review_pending": progress.review_pending,
+                "mine": mine,
+            });
+            out.push(v);
+        }
+    }
+    Ok(Json(json!({"tasks": out})))
+}
+
+/// Loads a task and checks that the caller may annotate it.
+async fn annotatable(
+    s: &Service,
+    headers: &HeaderMap,
+    project: &str,
+    task: &str,
+) -> Result<(Caller, Task), ApiError> {
+    let c = caller(s, headers).await?;
+    let t = s.task_record(project, task).await?.task.unwrap_or_default();
+    if !access(s, &c, &t)?.annotate {
+        return Err(ApiError(ServiceError::PermissionDenied(format!(
+            "user {:?} is not an annotator of task {project}/{task}",
+            c.user.name
+        ))));
+    }
+    Ok((c, t))
+}
+
+/// Loads a task and checks the caller holds one of `roles`.
+async fn with_role(
+    s: &Service,
+    headers: &HeaderMap,
+    project: &str,
+    task: &str,
+    roles: &[Role],
+    action: &str,
+) -> Result<(Caller, Task), ApiError> {
+    let c = caller(s, headers).await?;
+    c.require(roles, action)?;
+    let t = s.task_record(project, task).await?.task.unwrap_or_default();
+    Ok((c, t))
+}
+
+async fn task(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, name)): Path<(String, String)>,
+) -> Reply {
+    let c = caller(&s, &headers).await?;
+    let t = s
+        .task_record(&project, &name)
+        .await?
+        .task
+        .unwrap_or_default();
+    let a = access(&s, &c, &t)?;
+    if !(a.annotate || a.review || a.manage) {
+        return Err(ApiError(ServiceError::PermissionDenied(format!(
+            "user {:?} has no access to task {project}/{name}",
+            c.user.name
+        ))));
+    }
+    Ok(Json(task_json(&t, &a)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Next {
+    #[serde(default)]
+    count: u32,
+    #[serde(default)]
+    session_id: String,
+}
+
+async fn next(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+    Json(req): Json<Next>,
+) -> Reply {
+    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let reply = s
+        .next_examples(NextRequest {
+            project,
+            task,
+            annotator: c.user.name,
+            session_id: req.session_id,
+            count: req.count,
+        })
+        .await?;
+    Ok(Json(to_json(&reply)))
+}
+
+async fn heartbeat(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+) -> Reply {
+    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let g = s.heartbeat(&project, &task, &c.user.name).await?;
+    Ok(Json(json!({
+        "lease_expires_at_ms": g.expires_at_ms,
+        "leased": g.seqs.len(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submit {
+    answer: Value,
+    #[serde(default)]
+    revise: bool,
+}
+
+/// Records an answer as the caller: the project, task and annotator come from the route and the
+/// session, never from the body.
+async fn submit(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+    Json(req): Json<Submit>,
+) -> Reply {
+    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let mut answer: Answer = from_json(req.answer).map_err(|e| invalid(format!("answer: {e}")))?;
+    answer.project = project;
+    answer.task = task;
+    answer.annotator = c.user.name;
+    let (answer, duplicate) = s.submit_answer(answer, req.revise).await?;
+    Ok(Json(
+        json!({"answer": to_json(&answer), "duplicate": duplicate}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Undo {
+    seq: u64,
+}
+
+async fn undo(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+    Json(req): Json<Undo>,
+) -> Reply {
+    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let ex = s
+        .undo_answer(&project, &task, &c.user.name, req.seq)
+        .await?;
+    Ok(Json(json!({"example": to_json(&ex)})))
+}
+
+const REVIEWERS: &[Role] = &[Role::Reviewer, Role::Manager];
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: u32,
+}
+
+async fn review_queue(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+    Query(page): Query<Page>,
+) -> Reply {
+    let (_, t) = with_role(&s, &headers, &project, &task, REVIEWERS, "reviewing").await?;
+    let (items, pending) = s
+        .review_queue(&project, &task, page.limit, page.after)
+        .await?;
+    // The reviewer's editor needs the same tokens the annotators had.
+    let items: Vec<Value> = items
+        .iter()
+        .map(|it| {
+            let mut v = to_json(it);
+            let tokens: Vec<Value> = gloss_annotate::tokenize(&it.text)
+                .iter()
+                .map(to_json)
+                .collect();
+            v["tokens"] = Value::Array(tokens);
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "task": to_json(&t),
+        "items": items,
+        "pending": pending,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolve {
+    /// Pick one annotator's answer by id...
+    #[serde(default)]
+    answer_id: String,
+    /// ...or send an edited answer.
+    #[serde(default)]
+    edited: Option<Value>,
+}
+
+async fn resolve(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task, seq)): Path<(String, String, u64)>,
+    Json(req): Json<Resolve>,
+) -> Reply {
+    let (c, _) = with_role(
+        &s,
+        &headers,
+        &project,
+        &task,
+        REVIEWERS,
+        "resolving a review",
+    )
+    .await?;
+    let resolution = match (req.answer_id.is_empty(), req.edited) {
+        (false, None) => Resolution::PickAnswerId(req.answer_id),
+        (true, Some(v)) => {
+            let mut a: Answer = from_json(v).map_err(|e| invalid(format!("edited: {e}")))?;
+            a.project = project.clone();
+            a.task = task.clone();
+            a.seq = seq;
+            a.annotator = c.user.name.clone();
+            Resolution::Edited(a)
+        }
+        _ => return Err(invalid("give exactly one of answer_id and edited")),
+    };
+    let gold = s
+        .resolve_review(ResolveReviewRequest {
+            project,
+            task,
+            seq,
+            reviewer: c.user.name,
+            resolution: Some(resolution),
+        })
+        .await?;
+    Ok(Json(to_json(&gold)))
+}
+
+async fn progress(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+) -> Reply {
+    with_role(&s, &headers, &project, &task, REVIEWERS, "task progress").await?;
+    Ok(Json(to_json(&s.task_progress(&project, &task).await?)))
+}
+
+async fn agreement(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, task)): Path<(String, String)>,
+) -> Reply {
+    with_role(&s, &headers, &project, &task, REVIEWERS, "agreement").await?;
+    Ok(Json(to_json(&s.task_agreement(&project, &task).await?)))
+}
+
+/// Projects with their tasks, progress per annotator, agreement per label and queue health.
+async fn dashboard(State(s): Shared, headers: HeaderMap) -> Reply {
+    let c = caller(&s, &headers).await?;
+    c.require(&[Role::Manager], "the dashboard")?;
+    let mut projects = Vec::new();
+    for p in s.list_projects().await? {
+        let mut tasks = Vec::new();
+        for t in s.list_tasks(&p.name).await? {
+            let progress = s.task_progress(&t.project, &t.name).await?;
+            let agreement = s.task_agreement(&t.project, &t.name).await?;
+            tasks.push(json!({
+                "task": to_json(&t),
+                "progress": to_json(&progress),
+                "agreement": to_json(&agreement),
+            }));
+        }
+        projects.push(json!({"project": to_json(&p), "tasks": tasks}));
+    }
+    Ok(Json(json!({"projects": projects})))
+}

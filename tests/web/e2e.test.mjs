@@ -1,0 +1,355 @@
+// End-to-end tests of the web app in Debian's headless Chromium, driven by playwright-core,
+// against a real `gloss up --demo` process (demo users alice and bob annotate, rita reviews,
+// mona leads). Screenshots go to $GLOSS_E2E_ARTIFACTS (default ./artifacts).
+//
+// Run through tests/web/run.sh, which builds the binaries first.
+
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+
+import { chromium } from "playwright-core";
+
+const TARGET = process.env.CARGO_TARGET_DIR || join(process.env.HOME, ".cache/gloss-target");
+const GLOSS = process.env.GLOSS_BIN || join(TARGET, "debug/gloss");
+const GLOSSCTL = process.env.GLOSSCTL_BIN || join(TARGET, "debug/glossctl");
+const ARTIFACTS = process.env.GLOSS_E2E_ARTIFACTS || join(process.cwd(), "artifacts");
+const PASSWORD = "gloss-demo";
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"];
+
+mkdirSync(ARTIFACTS, { recursive: true });
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/** A `gloss up --demo` process that can be stopped and started again on the same ports. */
+class Gloss {
+  async init() {
+    this.dir = mkdtempSync(join(tmpdir(), "gloss-e2e-"));
+    this.ports = { grpc: await freePort(), http: await freePort(), raft: await freePort() };
+    this.base = `http://127.0.0.1:${this.ports.http}`;
+    await this.start();
+  }
+
+  async start() {
+    const args = ["up", "--demo", "--data-dir", this.dir, "--listen", `127.0.0.1:${this.ports.grpc}`, "--http", `127.0.0.1:${this.ports.http}`, "--raft-listen", `127.0.0.1:${this.ports.raft}`];
+    this.proc = spawn(GLOSS, args, { stdio: ["ignore", "pipe", "pipe"] });
+    this.output = "";
+    this.proc.stdout.on("data", (d) => (this.output += d));
+    this.proc.stderr.on("data", (d) => (this.output += d));
+    const deadline = Date.now() + 60000;
+    while (!this.output.includes("press Ctrl-C to stop")) {
+      if (this.proc.exitCode !== null) throw new Error(`gloss exited early:\n${this.output}`);
+      if (Date.now() > deadline) throw new Error(`gloss did not start:\n${this.output}`);
+      await sleep(100);
+    }
+    // The demo users exist once the demo is loaded, which happens before the banner.
+  }
+
+  async stop() {
+    const exited = new Promise((r) => this.proc.once("exit", r));
+    this.proc.kill("SIGTERM");
+    await exited;
+  }
+
+  ctl(...args) {
+    return execFileSync(GLOSSCTL, ["--server", `127.0.0.1:${this.ports.grpc}`, ...args], { encoding: "utf8" });
+  }
+
+  /** The task's answers as exported by glossctl (Prodigy JSONL), one object per answer. */
+  exportAnswers(task) {
+    const out = this.ctl("task", "export", task, "-o", "-");
+    return out.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  }
+
+  async api(user, method, path, body) {
+    const s = await fetch(`${this.base}/api/session`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user, password: PASSWORD }) });
+    const { token } = await s.json();
+    const r = await fetch(`${this.base}${path}`, { method, headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body: body && JSON.stringify(body) });
+    return r.json();
+  }
+}
+
+const TOPICS = ["business", "sport", "local", "science", "weather", "culture", "health"];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let gloss;
+let browser;
+const renderTimes = [];
+
+before(async () => {
+  gloss = new Gloss();
+  await gloss.init();
+  // A classification task with enough examples for several sessions holding prefetched leases.
+  const file = join(gloss.dir, "topics.jsonl");
+  const lines = Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `Report ${i + 1}: ${TOPICS[i % TOPICS.length]} news of the day` }));
+  writeFileSync(file, lines.join("\n") + "\n");
+  gloss.ctl("dataset", "import", "demo/reports", file);
+  gloss.ctl("task", "create", "demo/topics", "--dataset", "reports", "--interface", "choice", "--labels", TOPICS.join(","));
+  // An entity-correction task with a teacher's suggestions on the first two headlines.
+  gloss.ctl("task", "create", "demo/correct", "--dataset", "headlines", "--interface", "ner-correct", "--labels", "PERSON,ORG,LOC");
+  const suggestions = join(gloss.dir, "suggestions.jsonl");
+  writeFileSync(
+    suggestions,
+    [
+      { seq: 1, spans: [{ start: 0, end: 12, label: "ORG" }], score: 0.9, source: "teacher" },
+      { seq: 2, spans: [{ start: 0, end: 10, label: "LOC" }], score: 0.3, source: "teacher" },
+    ]
+      .map((x) => JSON.stringify(x))
+      .join("\n"),
+  );
+  gloss.ctl("task", "suggest", "demo/correct", suggestions);
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (gloss) {
+    await gloss.stop();
+    rmSync(gloss.dir, { recursive: true, force: true });
+  }
+  if (renderTimes.length) {
+    const sorted = [...renderTimes].sort((a, b) => a - b);
+    const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1);
+    console.log("\n| next example after a decision | samples | p50 ms | p95 ms | max ms |");
+    console.log("|---|---|---|---|---|");
+    console.log(`| key press to next example rendered | ${sorted.length} | ${q(0.5)} | ${q(0.95)} | ${sorted[sorted.length - 1].toFixed(1)} |`);
+  }
+});
+
+async function signIn(user) {
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => console.error(`[${user}] page error: ${e.message}`));
+  await page.goto(`${gloss.base}/app/tasks`);
+  await page.fill("#user", user);
+  await page.fill("#password", PASSWORD);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("h2:text('Your tasks')");
+  return { ctx, page };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/** The seq of the example on screen, or null while none is. */
+const currentSeq = (page) => page.evaluate(() => document.querySelector(".editor")?.dataset.seq ?? null);
+
+/** Presses `keys` on the current example and waits for the next one; returns its seq. */
+async function decide(page, ...keys) {
+  const before = await currentSeq(page);
+  assert.ok(before, "an example is on screen");
+  const last = keys.pop();
+  for (const k of keys) await page.keyboard.press(k);
+  // Measure in the page: from the decisive key to the next example in the DOM.
+  const waited = page.evaluate(
+    (prev) =>
+      new Promise((resolve) => {
+        const t0 = performance.now();
+        const check = () => {
+          const seq = document.querySelector(".editor")?.dataset.seq ?? null;
+          if (seq !== prev) resolve({ ms: performance.now() - t0, seq });
+          else requestAnimationFrame(check);
+        };
+        requestAnimationFrame(check);
+      }),
+    before,
+  );
+  await page.keyboard.press(last);
+  const { ms, seq } = await waited;
+  renderTimes.push(ms);
+  return seq;
+}
+
+async function pendingState(page) {
+  return page.evaluate(() => ({ pending: Number(document.getElementById("net").dataset.pending), offline: document.getElementById("net").dataset.offline === "true", text: document.getElementById("net").textContent }));
+}
+
+test("a classification task by keyboard survives a network cut with every answer stored once", async () => {
+  const { ctx, page } = await signIn("alice");
+  await shot(page, "01-task-list");
+  await page.click("tr[data-task='demo/topics'] a");
+  await page.waitForSelector(".editor");
+  const answered = [];
+  for (const key of ["1", "2", "3"]) {
+    answered.push(await currentSeq(page));
+    await decide(page, key);
+  }
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+
+  // The network goes away: the app keeps serving prefetched examples and holds the answers.
+  await ctx.route("**/api/**", (route) => route.abort("internetdisconnected"));
+  for (const key of ["4", "5"]) {
+    answered.push(await currentSeq(page));
+    await decide(page, key);
+  }
+  await page.waitForFunction(() => document.getElementById("net").dataset.offline === "true");
+  const offline = await pendingState(page);
+  assert.equal(offline.pending, 2, offline.text);
+  assert.match(offline.text, /offline/);
+  await shot(page, "02-offline-pending");
+
+  await ctx.unroute("**/api/**");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0", null, { timeout: 30000 });
+  assert.match((await pendingState(page)).text, /all saved/);
+  await shot(page, "03-saved-after-recovery");
+
+  const rows = gloss.exportAnswers("demo/topics").filter((r) => r._annotator_id === "topics-alice");
+  assert.equal(rows.length, answered.length, "every answer stored, none twice");
+  assert.equal(new Set(rows.map((r) => r._input_hash)).size, answered.length);
+  const progress = await gloss.api("mona", "GET", "/api/tasks/demo/topics/progress");
+  assert.equal(progress.annotators.find((a) => a.annotator === "alice").answers, answered.length);
+  await ctx.close();
+});
+
+test("answers made while the server is stopped are sent once it is back", async () => {
+  const { ctx, page } = await signIn("bob");
+  await page.click("tr[data-task='demo/topics'] a");
+  await page.waitForSelector(".editor");
+  await decide(page, "6");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+  await gloss.stop();
+  await decide(page, "7");
+  await decide(page, "1");
+  await page.waitForFunction(() => document.getElementById("net").dataset.offline === "true");
+  assert.equal((await pendingState(page)).pending, 2);
+  await gloss.start();
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0", null, { timeout: 30000 });
+  const rows = gloss.exportAnswers("demo/topics").filter((r) => r._annotator_id === "topics-bob");
+  assert.equal(rows.length, 3);
+  assert.equal(new Set(rows.map((r) => r._input_hash)).size, 3);
+  await ctx.close();
+});
+
+test("undo takes back the last answer, sent or not", async () => {
+  const { ctx, page } = await signIn("alice");
+  await page.click("tr[data-task='demo/topics'] a");
+  await page.waitForSelector(".editor");
+  const first = await currentSeq(page);
+  await decide(page, "2");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+  await page.keyboard.press("Backspace");
+  await page.waitForFunction((s) => document.querySelector(".editor")?.dataset.seq === s, first);
+  // The withdrawn choice is shown again, then changed.
+  assert.equal(await page.locator(".label.chosen").getAttribute("data-label"), "sport");
+  await decide(page, "3");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+  const rows = gloss.exportAnswers("demo/topics").filter((r) => r._annotator_id === "topics-alice");
+  assert.equal(rows.length, 6, "five from the first session and this one; the undone answer is gone");
+  assert.equal(new Set(rows.map((r) => r._input_hash)).size, 6);
+  assert.equal(rows.filter((r) => JSON.stringify(r.accept) === JSON.stringify(["sport"])).length, 1, "only the first session's sport answer");
+  await ctx.close();
+});
+
+/** Labels tokens [from, to] of the current example by keyboard with label number `n`. */
+async function keyboardSpan(page, from, to, n) {
+  await page.keyboard.press("Escape");
+  const cursor = await page.evaluate(() => Number(document.querySelector(".tok.cursor")?.dataset.i ?? 0));
+  for (let i = cursor; i < from; i++) await page.keyboard.press("ArrowRight");
+  for (let i = cursor; i > from; i--) await page.keyboard.press("ArrowLeft");
+  if (cursor === from) {
+    // Arrow keys start a selection; step off and back to select the token itself.
+    await page.keyboard.press(from > 0 ? "ArrowLeft" : "ArrowRight");
+    await page.keyboard.press(from > 0 ? "ArrowRight" : "ArrowLeft");
+  }
+  for (let i = from; i < to; i++) await page.keyboard.press("Shift+ArrowRight");
+  await page.keyboard.press(String(n));
+}
+
+/** Labels tokens [from, to] by dragging the mouse across them with label number `n` active. */
+async function mouseSpan(page, from, to, n) {
+  await page.keyboard.press(String(n));
+  const a = await page.locator(`.tok[data-i='${from}']`).boundingBox();
+  const b = await page.locator(`.tok[data-i='${to}']`).boundingBox();
+  await page.mouse.move(a.x + 2, a.y + a.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(b.x + b.width - 2, b.y + b.height / 2, { steps: 5 });
+  await page.mouse.up();
+}
+
+test("two annotators mark entities by keyboard and mouse, and a reviewer resolves their disagreement", async () => {
+  const alice = await signIn("alice");
+  const bob = await signIn("bob");
+  for (const { page } of [alice, bob]) {
+    await page.click("tr[data-task='demo/entities'] a");
+    await page.waitForSelector(".editor .tok");
+  }
+  // Both get example 1 first: "Central bank holds interest rates steady for a third month".
+  assert.equal(await currentSeq(alice.page), "1");
+  assert.equal(await currentSeq(bob.page), "1");
+  // Alice: "Central bank" as ORG, by keyboard.
+  await keyboardSpan(alice.page, 0, 1, 2);
+  const aliceSpans = await alice.page.locator("mark.span").allTextContents();
+  assert.deepEqual(aliceSpans, ["Central bankORG"]);
+  await shot(alice.page, "04-entity-keyboard");
+  await decide(alice.page, "a");
+  // Bob: "Central bank" as LOC, with the mouse; then removes a span by clicking and re-adds it.
+  await mouseSpan(bob.page, 0, 1, 3);
+  assert.deepEqual(await bob.page.locator("mark.span").allTextContents(), ["Central bankLOC"]);
+  await bob.page.click("mark.span");
+  assert.equal(await bob.page.locator("mark.span").count(), 0, "a click removes the span");
+  await mouseSpan(bob.page, 0, 1, 3);
+  await shot(bob.page, "05-entity-mouse");
+  await decide(bob.page, "a");
+  // Their second examples agree: "Local team wins the regional cup after a late penalty" -> no spans.
+  await decide(alice.page, "a");
+  await decide(bob.page, "a");
+  for (const { page } of [alice, bob]) await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+
+  const reviewer = await signIn("rita");
+  await reviewer.page.click("tr[data-task='demo/entities'] a:text('review')");
+  await reviewer.page.waitForSelector(".version");
+  assert.equal(await reviewer.page.locator(".version").count(), 2, "both versions side by side");
+  assert.equal(await reviewer.page.locator(".version .label.diff").count(), 2, "the differing spans are highlighted");
+  await shot(reviewer.page, "06-review-side-by-side");
+  // Pick Alice's version (the one listed with her name).
+  const names = await reviewer.page.locator(".version strong").allTextContents();
+  await reviewer.page.keyboard.press(String(names.indexOf("alice") + 1));
+  await reviewer.page.waitForSelector("[data-testid=review-empty]");
+  const gold = gloss.exportAnswers("demo/entities");
+  assert.equal(gold.length, 4, "four answers recorded");
+  const progress = await gloss.api("mona", "GET", "/api/tasks/demo/entities/progress");
+  assert.equal(progress.review_pending, 0);
+  assert.equal(progress.gold, 2, "one agreed, one reviewed");
+
+  const lead = await signIn("mona");
+  await lead.page.click("nav a:text('Dashboard')");
+  await lead.page.waitForSelector(".task-dash[data-task='demo/entities'] svg.chart");
+  await shot(lead.page, "07-dashboard");
+  for (const s of [alice, bob, reviewer, lead]) await s.ctx.close();
+});
+
+test("a teacher's suggestions are shown distinctly, accepted as they are or corrected", async () => {
+  const { ctx, page } = await signIn("alice");
+  await page.click("tr[data-task='demo/correct'] a");
+  await page.waitForSelector(".editor .tok");
+  assert.equal(await currentSeq(page), "1");
+  assert.deepEqual(await page.locator("mark.span.suggested").allTextContents(), ["Central bankORG"]);
+  assert.match(await page.textContent(".editor"), /suggested by teacher \(confidence 0\.90\)/);
+  await shot(page, "08-suggestion");
+  await decide(page, "a");
+  // The second suggestion is wrong: remove it with a click, mark the span as ORG by keyboard.
+  assert.deepEqual(await page.locator("mark.span.suggested").allTextContents(), ["Local teamLOC"]);
+  await page.click("mark.span");
+  await keyboardSpan(page, 0, 1, 2);
+  assert.equal(await page.locator("mark.span.suggested").count(), 0, "a corrected span is the annotator's own");
+  await decide(page, "a");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+  const rows = gloss.exportAnswers("demo/correct").filter((r) => r._annotator_id === "correct-alice");
+  const spans = rows.map((r) => r.spans.map((s) => `${s.start}-${s.end}:${s.label}`));
+  assert.deepEqual(spans, [["0-12:ORG"], ["0-10:ORG"]]);
+  await ctx.close();
+});
