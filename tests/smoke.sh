@@ -80,6 +80,11 @@ printf '{"seq": 2, "labels": ["NEG"], "score": 0.3, "source": "teacher"}\n' >"$w
 check "task suggest" contains "stored 1 suggestion" ctl task suggest news/cls "$work/sugg.jsonl"
 printf '{"seq": 2, "lables": ["NEG"]}\n' >"$work/badsugg.jsonl"
 check "task suggest names the bad field" contains 'line 1: unknown field `lables`' ctl task suggest news/cls "$work/badsugg.jsonl"
+check "worker list shows the embedded worker" contains "embedded" ctl worker list
+check "job submit refuses what no worker runs" contains "not available yet" ctl job submit predict news/cls --model tiny
+check "a train job without enough gold fails with the reason" contains "too few to train on" ctl job submit train news/cls --max-attempts 1 --wait
+check "job list" contains "failed" ctl job list
+check "job logs" contains "attempt 1 started" ctl job logs j-1
 check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"

@@ -219,6 +219,7 @@ impl NodeProcess {
             .args(["--http", &format!("127.0.0.1:{http}")])
             .args(["--raft-listen", &format!("127.0.0.1:{raft}")])
             .args(["--import-batch", "500"])
+            .arg("--no-worker")
             .args(extra)
             .env("GLOSS_LOG", "info")
             .stdout(Stdio::null())
@@ -268,5 +269,152 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `gloss worker` running as a child process.
+pub struct WorkerProcess {
+    child: Child,
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `binary worker` against the coordinator's internal address `raft`.
+    pub fn start(
+        binary: &str,
+        dir: &Path,
+        name: &str,
+        raft: SocketAddr,
+        token_file: &Path,
+    ) -> WorkerProcess {
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).expect("worker log file");
+        let child = Command::new(binary)
+            .arg("worker")
+            .args(["--coordinator", &raft.to_string()])
+            .arg("--join-token-file")
+            .arg(token_file)
+            .args(["--name", name, "--cpus", "1", "--memory", "2GiB"])
+            .arg("--work-dir")
+            .arg(dir.join(name))
+            .env("GLOSS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("worker starts");
+        WorkerProcess {
+            child,
+            name: name.into(),
+            log,
+        }
+    }
+
+    /// The process id (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Project `films` with dataset `reviews` of `n` texts of two well-separated classes and a
+/// choice task `polarity` (POS/NEG, overlap 1) where annotator `ann` answered every example,
+/// so each is a gold record.
+pub async fn seed_choice_gold(client: &Client, n: usize) {
+    client
+        .projects()
+        .create_project(gloss_proto::v1::CreateProjectRequest {
+            name: "films".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let body: String = (0..n)
+        .map(|i| {
+            let words = if i % 2 == 0 {
+                "a wonderful moving film"
+            } else {
+                "an awful boring mess"
+            };
+            format!("{{\"text\":\"{words}, review number {i}\"}}\n")
+        })
+        .collect();
+    import(client, jsonl("films", "reviews"), body)
+        .await
+        .unwrap();
+    let mut task = gloss_proto::v1::Task {
+        project: "films".into(),
+        name: "polarity".into(),
+        labels: vec!["POS".into(), "NEG".into()],
+        source_dataset: "reviews".into(),
+        ..Default::default()
+    };
+    task.set_interface(gloss_proto::v1::Interface::Choice);
+    client
+        .tasks()
+        .create_task(gloss_proto::v1::CreateTaskRequest { task: Some(task) })
+        .await
+        .unwrap();
+    let mut left = n;
+    while left > 0 {
+        let next = client
+            .feed()
+            .next_examples(gloss_proto::v1::NextRequest {
+                project: "films".into(),
+                task: "polarity".into(),
+                annotator: "ann".into(),
+                count: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for ex in next.examples {
+            let label = if ex.text.contains("wonderful") {
+                "POS"
+            } else {
+                "NEG"
+            };
+            let answer = gloss_proto::v1::Answer {
+                answer_id: format!("a{}", ex.seq),
+                project: "films".into(),
+                task: "polarity".into(),
+                seq: ex.seq,
+                annotator: "ann".into(),
+                decision: gloss_proto::v1::Decision::Accept as i32,
+                choices: vec![label.into()],
+                ..Default::default()
+            };
+            client
+                .feed()
+                .submit_answer(gloss_proto::v1::SubmitRequest {
+                    answer: Some(answer),
+                })
+                .await
+                .unwrap();
+            left -= 1;
+        }
     }
 }

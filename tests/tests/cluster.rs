@@ -56,6 +56,19 @@ async fn any_coordinator_takes_writes_and_serves_current_reads() {
     }
     let status = nodes[0].status().await;
     assert_eq!(status.members.len(), 3);
+    // The member list only carried internal addresses; each node records its public one.
+    let mut status = nodes[1].status().await;
+    for _ in 0..100 {
+        if status.members.iter().all(|m| !m.api_address.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = nodes[1].status().await;
+    }
+    for n in &nodes {
+        let m = status.members.iter().find(|m| m.node_id == n.id()).unwrap();
+        assert_eq!(m.api_address, n.coordinator.addrs().grpc.to_string());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,7 +142,12 @@ impl Client {
         }
     }
 
-    /// The server this client talks to.
+    /// The channel to the server, for service clients this crate does not wrap.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The server this client is connected to.
     pub fn server(&self) -> &str {
         &self.server
     }

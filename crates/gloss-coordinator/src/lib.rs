@@ -10,10 +10,12 @@ pub mod demo;
 pub mod error;
 mod export;
 mod grpc;
+mod grpc_jobs;
 mod grpc_tasks;
 mod grpc_users;
 mod http;
 pub mod import;
+pub mod jobs;
 pub mod metrics;
 pub mod sandbox;
 pub mod service;
@@ -29,9 +31,10 @@ use std::time::Duration;
 use gloss_core::config::Config;
 use gloss_proto::v1::{
     cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
-    feed_service_server::FeedServiceServer, project_service_server::ProjectServiceServer,
-    raft_service_server::RaftServiceServer, review_service_server::ReviewServiceServer,
-    task_service_server::TaskServiceServer, user_service_server::UserServiceServer,
+    feed_service_server::FeedServiceServer, job_service_server::JobServiceServer,
+    project_service_server::ProjectServiceServer, raft_service_server::RaftServiceServer,
+    review_service_server::ReviewServiceServer, task_service_server::TaskServiceServer,
+    user_service_server::UserServiceServer, worker_service_server::WorkerServiceServer,
 };
 pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
@@ -182,6 +185,8 @@ impl Coordinator {
                 max_record_bytes: config.max_record_bytes,
                 import_batch: config.import_batch,
                 data_dir: config.data_dir.display().to_string(),
+                join_token: config.join_token.clone(),
+                admin_token: config.admin_token.clone(),
             },
             metrics,
             gloss_raft::network::Forwarder::new(config.node_id, faults.clone()),
@@ -214,6 +219,9 @@ impl Coordinator {
                 RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone(), heard))
                     .max_decoding_message_size(256 << 20),
             )
+            .add_service(WorkerServiceServer::new(grpc::Api::new(service.clone())))
+            // Workers read tasks and gold records over the internal port too.
+            .add_service(TaskServiceServer::new(grpc::Api::new(service.clone())))
             .serve_with_incoming_shutdown(accepted(raft_listener), stop(shutdown.subscribe()));
         servers.push((
             "raft",
@@ -235,6 +243,7 @@ impl Coordinator {
         health.set_serving::<FeedServiceServer<grpc::Api>>().await;
         health.set_serving::<ReviewServiceServer<grpc::Api>>().await;
         health.set_serving::<UserServiceServer<grpc::Api>>().await;
+        health.set_serving::<JobServiceServer<grpc::Api>>().await;
         fn reflection(
             b: tonic_reflection::server::Builder<'static>,
         ) -> tonic_reflection::server::Builder<'static> {
@@ -263,6 +272,7 @@ impl Coordinator {
             .add_service(FeedServiceServer::new(api.clone()))
             .add_service(ReviewServiceServer::new(api.clone()))
             .add_service(UserServiceServer::new(api.clone()))
+            .add_service(JobServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(accepted(grpc_listener), stop(shutdown.subscribe()));
         servers.push((
@@ -285,7 +295,7 @@ impl Coordinator {
             }),
         ));
 
-        let coordinator = Coordinator {
+        let mut coordinator = Coordinator {
             service,
             raft,
             addrs,
@@ -296,8 +306,10 @@ impl Coordinator {
             raft_addr: resolve(&config.advertise, addrs.raft, config.raft_listen),
             api_addr: resolve(&config.advertise_api, addrs.grpc, config.listen),
         };
-        coordinator.initialize(config, me).await?;
+        coordinator.initialize(config, me.clone()).await?;
         coordinator.spawn_orphan_cleanup();
+        coordinator.spawn_api_address_record(me.api_addr);
+        coordinator.spawn_scheduler();
         Ok(coordinator)
     }
 
@@ -350,6 +362,60 @@ impl Coordinator {
             )) => Ok(()), // another member's initialisation reached us first
             Err(e) => Err(CoordinatorError::RaftInit(e.to_string())),
         }
+    }
+
+    /// Records this node's public address in the membership once a leader is known, when the
+    /// membership lacks it or holds an old one (groups formed from `--initial-members`), so
+    /// `cluster status` and NOT_LEADER redirects can name it.
+    fn spawn_api_address_record(&mut self, api_addr: String) {
+        let (service, raft) = (self.service.clone(), self.raft.clone());
+        let mut shutdown = self.shutdown.subscribe();
+        let node_id = service.node_id();
+        let task = tokio::spawn(async move {
+            loop {
+                let (recorded, is_member) = {
+                    let m = raft.metrics().borrow().clone();
+                    // Not a member (yet) is a learner being added, or a --join node.
+                    match m.membership_config.membership().get_node(&node_id) {
+                        Some(n) => (n.api_addr == api_addr, true),
+                        None => (false, false),
+                    }
+                };
+                if recorded {
+                    return Ok(());
+                }
+                if is_member && raft.metrics().borrow().current_leader.is_some() {
+                    let change = gloss_raft::membership::MembershipChange::SetApiAddress {
+                        node_id,
+                        api_addr: api_addr.clone(),
+                    };
+                    match service.change_membership(change).await {
+                        Ok(_) => {
+                            tracing::info!(%api_addr, "public address recorded in the membership")
+                        }
+                        Err(e) => tracing::debug!(error = %e, "public address not recorded yet"),
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.wait_for(|s| *s) => return Ok(()),
+                }
+            }
+        });
+        self.servers.push(("public address record", task));
+    }
+
+    /// Places queued jobs and expires lost workers while this node leads.
+    fn spawn_scheduler(&mut self) {
+        let service = self.service.clone();
+        let stop = self.shutdown.subscribe();
+        let task = tokio::spawn(async move {
+            service
+                .run_scheduler(Duration::from_millis(500), stop)
+                .await;
+            Ok(())
+        });
+        self.servers.push(("scheduler", task));
     }
 
     /// Aborts, once a leader is known, the imports an earlier run of this node left open.
@@ -443,6 +509,16 @@ impl Coordinator {
         if let Err(e) = self.raft.shutdown().await {
             first_error.get_or_insert(CoordinatorError::RaftInit(format!("raft shutdown: {e}")));
         }
+        // Connection tasks of the servers may still hold the service (and with it the state
+        // database) for a moment; a restart in the same process needs the database closed.
+        let service = self.service;
+        for _ in 0..200 {
+            if Arc::strong_count(&service) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        drop(service);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

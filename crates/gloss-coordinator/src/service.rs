@@ -27,6 +27,10 @@ pub struct ServiceSettings {
     pub max_record_bytes: usize,
     pub import_batch: usize,
     pub data_dir: String,
+    /// Token workers must present to register (none: registration is refused).
+    pub join_token: Option<gloss_core::config::Secret>,
+    /// First administrator's token, registered instead of a generated one.
+    pub admin_token: Option<gloss_core::config::Secret>,
 }
 
 /// Shared state of one coordinator's request handlers.

@@ -139,11 +139,23 @@ fn sha256(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
 }
 
-/// Splits `glt_<id>_<secret>` into id and secret.
-fn split_token(token: &str) -> Option<(&str, &str)> {
-    let rest = token.trim().strip_prefix(TOKEN_PREFIX)?;
-    let (id, secret) = rest.split_once('_')?;
-    (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
+/// Splits `glt_<id>_<secret>` into id and secret. A token an installer chose (any other string of
+/// 16 or more characters, such as the Helm chart's generated admin token) is its own secret,
+/// found by an id derived from its hash.
+fn split_token(token: &str) -> Option<(String, &str)> {
+    let token = token.trim();
+    if let Some(rest) = token.strip_prefix(TOKEN_PREFIX) {
+        let (id, secret) = rest.split_once('_')?;
+        return (!id.is_empty() && !secret.is_empty()).then(|| (id.to_string(), secret));
+    }
+    if token.len() < 16 || token.contains(char::is_whitespace) {
+        return None;
+    }
+    let id: String = sha256(token.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some((id, token))
 }
 
 impl Service {
@@ -236,6 +248,24 @@ impl Service {
     ) -> Result<IssuedToken, ServiceError> {
         let id = random_hex(8)?;
         let secret = random_hex(32)?;
+        let token = format!("{TOKEN_PREFIX}{id}_{secret}");
+        self.store_token(user, &token, ttl_seconds, description)
+            .await
+    }
+
+    /// Stores the hash of `token` (either form [`split_token`] accepts) for `user`.
+    async fn store_token(
+        &self,
+        user: &str,
+        token: &str,
+        ttl_seconds: u64,
+        description: &str,
+    ) -> Result<IssuedToken, ServiceError> {
+        let (id, secret) = split_token(token).ok_or_else(|| {
+            ServiceError::InvalidArgument(
+                "a token needs at least 16 characters and no spaces".into(),
+            )
+        })?;
         let expires_at_ms = match ttl_seconds {
             0 => 0,
             s => now_ms().saturating_add((s as i64).saturating_mul(1000)),
@@ -255,7 +285,7 @@ impl Service {
         });
         match self.propose(body, String::new()).await? {
             command_result::Result::Token(info) => Ok(IssuedToken {
-                token: format!("{TOKEN_PREFIX}{id}_{secret}"),
+                token: token.to_string(),
                 token_id: info.token_id,
                 user: info.user,
                 expires_at_ms: info.expires_at_ms,
@@ -276,6 +306,13 @@ impl Service {
             token_id: token_id.to_string(),
         });
         self.propose(body, String::new()).await.map(|_| ())
+    }
+
+    /// Revokes the token presented (signing out).
+    pub async fn sign_out(&self, token: &str) -> Result<(), ServiceError> {
+        let (id, _) = split_token(token)
+            .ok_or_else(|| ServiceError::Unauthenticated("not a token".into()))?;
+        self.revoke_token(&id).await
     }
 
     /// Exchanges a user name and password for a session token.
@@ -307,11 +344,11 @@ impl Service {
         let (id, secret) = split_token(token).ok_or_else(|| {
             ServiceError::Unauthenticated(format!("a token looks like {TOKEN_PREFIX}<id>_<secret>"))
         })?;
-        let mut stored = read::token(&self.state.db(), id)?;
+        let mut stored = read::token(&self.state.db(), &id)?;
         if stored.is_none() {
             // Issued a moment ago through another coordinator: wait until this one has it.
             self.read_barrier().await?;
-            stored = read::token(&self.state.db(), id)?;
+            stored = read::token(&self.state.db(), &id)?;
         }
         let rejected = || ServiceError::Unauthenticated("token is unknown or revoked".into());
         let stored = stored.ok_or_else(rejected)?;
@@ -352,9 +389,17 @@ impl Service {
             Err(ServiceError::AlreadyExists(_)) => return Ok(None),
             Err(e) => return Err(e),
         }
-        self.issue_token(name, 0, "first administrator")
-            .await
-            .map(Some)
+        match self.settings.admin_token.clone() {
+            // The installer chose the token (and already knows it): nothing to show.
+            Some(t) => self
+                .store_token(name, t.expose(), 0, "first administrator (configured)")
+                .await
+                .map(|_| None),
+            None => self
+                .issue_token(name, 0, "first administrator")
+                .await
+                .map(Some),
+        }
     }
 
     /// Whether `task`'s pool admits `user`.
@@ -373,12 +418,25 @@ mod tests {
 
     #[test]
     fn tokens_split_into_id_and_secret() {
-        assert_eq!(split_token("glt_ab12_cafe"), Some(("ab12", "cafe")));
-        assert_eq!(split_token(" glt_ab12_cafe\n"), Some(("ab12", "cafe")));
-        assert_eq!(split_token("glt__cafe"), None);
-        assert_eq!(split_token("glt_ab12_"), None);
-        assert_eq!(split_token("Bearer glt_ab12_cafe"), None);
-        assert_eq!(split_token("ab12_cafe"), None);
+        let split = |t| split_token(t).map(|(id, s)| (id, s.to_string()));
+        assert_eq!(split("glt_ab12_cafe"), Some(("ab12".into(), "cafe".into())));
+        assert_eq!(
+            split(" glt_ab12_cafe\n"),
+            Some(("ab12".into(), "cafe".into()))
+        );
+        assert_eq!(split("glt__cafe"), None);
+        assert_eq!(split("glt_ab12_"), None);
+        assert_eq!(split("Bearer glt_ab12_cafe"), None);
+        assert_eq!(
+            split("ab12_cafe"),
+            None,
+            "too short for an installer's token"
+        );
+        let (id, secret) = split("installer-chosen-0123456789").unwrap();
+        assert_eq!(
+            (id.len(), secret.as_str()),
+            (16, "installer-chosen-0123456789")
+        );
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct Overrides {
     pub initial_members: Option<String>,
     /// Start without forming a group: wait to be added with `glossctl cluster add-learner`.
     pub join: Option<bool>,
+    /// File holding the token workers must present to register.
+    pub join_token_file: Option<PathBuf>,
+    /// File holding the first administrator's token, registered on the cluster's first start
+    /// instead of a generated one (for installers that create it, such as the Helm chart).
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -89,6 +94,8 @@ impl Overrides {
             snapshot_every: self.snapshot_every.or(lower.snapshot_every),
             initial_members: self.initial_members.or(lower.initial_members),
             join: self.join.or(lower.join),
+            join_token_file: self.join_token_file.or(lower.join_token_file),
+            admin_token_file: self.admin_token_file.or(lower.admin_token_file),
         }
     }
 }
@@ -110,6 +117,10 @@ pub struct Config {
     pub initial_members: Vec<(u64, String)>,
     /// Never form a group; wait to be added to an existing one.
     pub join: bool,
+    /// Token workers present to register (none: workers cannot join).
+    pub join_token: Option<Secret>,
+    /// First administrator's token to register on first start.
+    pub admin_token: Option<Secret>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -137,6 +148,8 @@ impl Config {
                 None => Vec::new(),
             },
             join: o.join.unwrap_or(false),
+            join_token: read_secret("join_token_file", o.join_token_file.as_deref())?,
+            admin_token: read_secret("admin_token_file", o.admin_token_file.as_deref())?,
         };
         c.validate()?;
         Ok(c)
@@ -182,6 +195,51 @@ impl Config {
             );
         }
         Ok(())
+    }
+}
+
+/// The trimmed first line of a secret file; an unreadable or empty file is an error that names
+/// the setting (the secret itself is never printed).
+fn read_secret(setting: &'static str, path: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        setting,
+        reason: format!("cannot read {}: {e}", path.display()),
+    })?;
+    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    if secret.len() < 16 {
+        return Err(ConfigError::Invalid {
+            setting,
+            reason: format!(
+                "{} must hold a secret of at least 16 characters",
+                path.display()
+            ),
+        });
+    }
+    Ok(Some(Secret(secret)))
+}
+
+/// A secret setting: its `Debug` output is redacted, so logging a config never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -287,5 +345,47 @@ mod tests {
         std::fs::write(&path, "nodeid = 3\n").unwrap();
         let err = Overrides::from_file(&path).unwrap_err();
         assert!(err.to_string().contains("bad.toml"), "{err}");
+    }
+}
+
+/// Parses a size such as `80GiB`, `512 MiB`, `1.5g` or `2000000` (bytes); binary units.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 80GiB"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB or TiB"
+            ))
+        }
+    };
+    if n < 0.0 {
+        return Err(format!("{s:?} is negative"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_bytes("80GiB"), Ok(80 << 30));
+        assert_eq!(parse_bytes("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("1.5g"), Ok(3 << 29));
+        assert!(parse_bytes("12 parsecs").unwrap_err().contains("parsecs"));
+        assert!(parse_bytes("-1GiB").is_err());
     }
 }

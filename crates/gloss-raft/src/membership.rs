@@ -18,6 +18,10 @@ pub enum MembershipChange {
     Promote { node_id: NodeId },
     /// Remove a voter or a learner.
     Remove { node_id: NodeId },
+    /// Record a member's public API address (members of a group formed from
+    /// `--initial-members` only know each other's internal addresses at first). The internal
+    /// address is never changed this way.
+    SetApiAddress { node_id: NodeId, api_addr: String },
 }
 
 /// Error of a membership change on the leader.
@@ -51,6 +55,25 @@ impl MembershipChange {
                 };
                 // `retain = false`: a removed voter leaves the group entirely.
                 raft.change_membership(change, false).await?;
+            }
+            MembershipChange::SetApiAddress { node_id, api_addr } => {
+                let current = raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(node_id)
+                    .cloned();
+                // Unknown members are left alone: SetNodes only updates existing ones.
+                if let Some(node) = current.filter(|n| &n.api_addr != api_addr) {
+                    let node = NodeInfo {
+                        api_addr: api_addr.clone(),
+                        ..node
+                    };
+                    let nodes = std::collections::BTreeMap::from([(*node_id, node)]);
+                    raft.change_membership(ChangeMembers::SetNodes(nodes), true)
+                        .await?;
+                }
             }
         }
         Ok(())

@@ -14,7 +14,9 @@ use prost::Message;
 
 use crate::overlay::Overlay;
 use crate::read::{self, decode};
-use crate::{check_name, code, feed, import_state, ok, rejected, review, task, users, StateError};
+use crate::{
+    check_name, code, feed, import_state, jobs, ok, rejected, review, task, users, StateError,
+};
 
 /// Applies `cmd` to the state in `db`, recording every change in `batch`. Returns the command's
 /// result, which is a rejection (not an `Err`) when the command is invalid in the current state.
@@ -105,6 +107,13 @@ impl Tx<'_> {
             Body::PutUser(c) => users::put_user(&mut ov, now, c),
             Body::PutToken(c) => users::put_token(&mut ov, now, c),
             Body::RevokeToken(c) => users::revoke_token(&mut ov, &c.token_id),
+            Body::RegisterWorker(c) => jobs::register_worker(&mut ov, now, c),
+            Body::WorkerBeat(c) => jobs::worker_beat(&mut ov, now, c),
+            Body::SubmitJob(c) => jobs::submit_job(&mut ov, now, c),
+            Body::PlaceJobs(c) => jobs::place_jobs(&mut ov, now, c),
+            Body::ReportJob(c) => jobs::report_job(&mut ov, now, c),
+            Body::CancelJob(c) => jobs::cancel_job(&mut ov, now, &c.job_id),
+            Body::ExpireJobs(c) => jobs::expire_jobs(&mut ov, now, c.worker_timeout_ms),
             Body::ResolveReview(c) => {
                 review::resolve(&mut ov, now, &c.request.clone().unwrap_or_default())
             }

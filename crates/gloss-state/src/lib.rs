@@ -8,6 +8,7 @@
 
 mod apply;
 pub mod feed;
+pub mod jobs;
 mod overlay;
 pub mod read;
 mod review;

@@ -166,6 +166,21 @@ pub fn decode_task_seq(key: &[u8]) -> Result<u64, StoreError> {
     Ok(decode_example(key)?.1)
 }
 
+/// Key of a job or a worker: its number, big-endian, so scans run in submission order.
+pub fn numbered(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// Key of a job's log line: job number, line number.
+pub fn job_log(job: u64, line: u64) -> [u8; 16] {
+    example(job, line)
+}
+
+/// Line number from a [`job_log`] key.
+pub fn decode_job_log(key: &[u8]) -> Result<u64, StoreError> {
+    Ok(decode_example(key)?.1)
+}
+
 /// Key of an answer: task id, sequence, annotator.
 pub fn answer(task_id: u64, seq: u64, annotator: &str) -> Vec<u8> {
     let mut k = task_seq(task_id, seq).to_vec();

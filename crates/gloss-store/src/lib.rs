@@ -58,6 +58,12 @@ pub mod state_cf {
     pub const USERS: &str = "users";
     /// Token hashes by token id.
     pub const TOKENS: &str = "tokens";
+    /// Jobs by id.
+    pub const JOBS: &str = "jobs";
+    /// Job log lines by (job id, line).
+    pub const JOB_LOGS: &str = "job_logs";
+    /// Workers by id.
+    pub const WORKERS: &str = "workers";
     /// Every column family of the state database.
     pub const ALL: &[&str] = &[
         META,
@@ -77,6 +83,9 @@ pub mod state_cf {
         GROUPS,
         USERS,
         TOKENS,
+        JOBS,
+        JOB_LOGS,
+        WORKERS,
     ];
 }
 

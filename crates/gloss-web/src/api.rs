@@ -80,17 +80,20 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/dashboard", get(dashboard))
 }
 
-/// The caller named by the `Authorization: Bearer` header.
-async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = headers
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError(ServiceError::Unauthenticated(
-                "sign in first: no bearer token in the Authorization header".into(),
-            ))
-        })?;
+}
+
+/// The caller named by the `Authorization: Bearer` header.
+async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer(headers).ok_or_else(|| {
+        ApiError(ServiceError::Unauthenticated(
+            "sign in first: no bearer token in the Authorization header".into(),
+        ))
+    })?;
     Ok(service.authenticate(token).await?)
 }
 
@@ -137,14 +140,7 @@ async fn sign_in(State(s): Shared, Json(req): Json<SignIn>) -> Reply {
 /// Signs out: the session token is revoked on every coordinator.
 async fn sign_out(State(s): Shared, headers: HeaderMap) -> Result<StatusCode, ApiError> {
     caller(&s, &headers).await?;
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer glt_"))
-        .and_then(|v| v.split_once('_'))
-        .map(|(id, _)| id.to_string())
-        .unwrap_or_default();
-    s.revoke_token(&token).await?;
+    s.sign_out(bearer(&headers).unwrap_or_default()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,6 +4,9 @@
 
 mod bench;
 mod bench_feed;
+mod gpu;
+mod job_run;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,11 +31,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a single-node Gloss on a local data directory (default ./gloss-data).
+    /// Start a single-node Gloss on a local data directory (default ./gloss-data): a
+    /// coordinator and a worker in one process.
     Up {
         /// Load the built-in demo project when the data directory holds no project yet.
         #[arg(long)]
         demo: bool,
+        /// Do not run a worker in this process.
+        #[arg(long)]
+        no_worker: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -42,6 +49,9 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Start a worker: it joins the coordinators with the join token and runs the jobs they
+    /// place on it (pre-annotation, training, evaluation).
+    Worker(worker::WorkerArgs),
     /// Benchmarks that print tables.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -88,6 +98,14 @@ struct NodeArgs {
     /// member [default: this node alone].
     #[arg(long, env = "GLOSS_INITIAL_MEMBERS")]
     initial_members: Option<String>,
+    /// File holding the token workers present to register (without one, workers cannot join
+    /// this cluster; `gloss up` then makes one for its own worker).
+    #[arg(long, env = "GLOSS_JOIN_TOKEN_FILE")]
+    join_token_file: Option<PathBuf>,
+    /// File holding the first administrator's token, registered on the cluster's first start
+    /// instead of a generated one.
+    #[arg(long, env = "GLOSS_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Do not form a group on an empty data directory; wait to be added to an existing one
     /// (`glossctl cluster add-learner`), e.g. to replace a dead coordinator.
     #[arg(long, env = "GLOSS_JOIN")]
@@ -109,6 +127,8 @@ impl NodeArgs {
             snapshot_every: self.snapshot_every,
             initial_members: self.initial_members.clone(),
             join: self.join.then_some(true),
+            join_token_file: self.join_token_file.clone(),
+            admin_token_file: self.admin_token_file.clone(),
         };
         let file = match &self.config {
             Some(path) => Overrides::from_file(path)?,
@@ -133,11 +153,25 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
+/// A random secret for this process's own worker.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom for the embedded worker's join token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Name of the administrator created on a cluster's first start.
 const FIRST_ADMIN: &str = "admin";
 
-async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
-    let config = node.config()?;
+async fn serve(node: NodeArgs, demo: bool, embedded_worker: bool) -> Result<()> {
+    let mut config = node.config()?;
+    // `gloss up` runs a worker in the same process; it joins with a token made for this run
+    // when none is configured.
+    if embedded_worker && config.join_token.is_none() {
+        config.join_token = Some(gloss_core::config::Secret::new(random_token()?));
+    }
     let options = StartOptions {
         http_routes: Some(gloss_web::router),
         ..StartOptions::default()
@@ -206,8 +240,42 @@ async fn serve(node: NodeArgs, demo: bool) -> Result<()> {
     }
     println!("  internal   {}", a.raft);
     println!("  data       {}", data_dir.display());
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = embedded_worker.then(|| {
+        let args = worker::WorkerArgs {
+            coordinator: vec![a.raft.to_string()],
+            join_token_file: None,
+            name: Some("embedded".into()),
+            labels: vec!["embedded=true".into()],
+            gpus: None,
+            cpus: None,
+            memory: None,
+            work_dir: config.data_dir.join("worker"),
+        };
+        let token = config
+            .join_token
+            .as_ref()
+            .map(|t| t.expose().to_string())
+            .unwrap_or_default();
+        let mut rx = worker_stopped.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = worker::run(args, token, stopped).await {
+                tracing::error!(error = %format!("{e:#}"), "embedded worker stopped");
+            }
+        })
+    });
+    if worker.is_some() {
+        println!("  worker     embedded (runs jobs in this process)");
+    }
     println!("press Ctrl-C to stop");
     wait_for_signal().await;
+    let _ = stop_worker.send(true);
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
     println!("stopping…");
     coordinator.shutdown().await?;
     println!("stopped cleanly");
@@ -224,8 +292,16 @@ pub fn run_cli() -> ExitCode {
     let result = runtime.block_on(async {
         let _telemetry = gloss_core::telemetry::init("gloss");
         match cli.command {
-            Command::Up { demo, node } => serve(node, demo).await,
-            Command::Coordinator { node } => serve(node, false).await,
+            Command::Up {
+                demo,
+                no_worker,
+                node,
+            } => serve(node, demo, !no_worker).await,
+            Command::Coordinator { node } => serve(node, false, false).await,
+            Command::Worker(args) => match worker::read_token(&args) {
+                Ok(token) => worker::run(args, token, wait_for_signal()).await,
+                Err(e) => Err(e),
+            },
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     });

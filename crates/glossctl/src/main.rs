@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
 
+mod job;
 mod output;
 mod task;
 mod user;
@@ -59,6 +60,19 @@ enum Noun {
     /// Users, roles and tokens.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Jobs on workers (train; predict and evaluate come later): submit, list, show, logs,
+    /// cancel.
+    #[command(subcommand)]
+    Job(job::JobCmd),
+    /// Workers.
+    #[command(subcommand)]
+    Worker(WorkerCmd),
+}
+
+#[derive(Subcommand)]
+enum WorkerCmd {
+    /// Registered workers: capacity, GPUs, state, jobs.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -195,6 +209,8 @@ async fn run(cli: Cli) -> Result<()> {
         Noun::Task(cmd) => task::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
         Noun::User(cmd) => user::run(&client, out, cmd).await,
+        Noun::Job(cmd) => job::run(&client, out, cmd).await,
+        Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
             let status = match cmd {

@@ -1,0 +1,86 @@
+//! gRPC adapters of the job service (public port) and the worker service (internal port).
+
+use gloss_proto::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::{ok, Api};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl job_service_server::JobService for Api {
+    async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Reply<Job> {
+        ok(self.service.submit_job(req.into_inner()).await)
+    }
+
+    async fn list_jobs(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
+        let r = req.into_inner();
+        let states: Vec<JobState> = r
+            .states
+            .iter()
+            .filter_map(|s| JobState::try_from(*s).ok())
+            .collect();
+        ok(self
+            .service
+            .list_jobs(&states, r.limit)
+            .await
+            .map(|jobs| ListJobsResponse { jobs }))
+    }
+
+    async fn get_job(&self, req: Request<GetJobRequest>) -> Reply<Job> {
+        ok(self.service.get_job(&req.into_inner().id).await)
+    }
+
+    async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Reply<Job> {
+        ok(self.service.cancel_job(&req.into_inner().id).await)
+    }
+
+    async fn job_logs(&self, req: Request<JobLogsRequest>) -> Reply<JobLogsResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .job_logs(&r.id, r.after)
+            .await
+            .map(|lines| JobLogsResponse { lines }))
+    }
+
+    async fn list_workers(&self, _: Request<ListWorkersRequest>) -> Reply<ListWorkersResponse> {
+        ok(self
+            .service
+            .list_workers()
+            .await
+            .map(|workers| ListWorkersResponse { workers }))
+    }
+}
+
+#[tonic::async_trait]
+impl worker_service_server::WorkerService for Api {
+    async fn register(&self, req: Request<RegisterWorkerRequest>) -> Reply<RegisterWorkerResponse> {
+        let r = req.into_inner();
+        let worker = r.worker.unwrap_or_default();
+        ok(self
+            .service
+            .register_worker(&r.join_token, worker)
+            .await
+            .map(|w| RegisterWorkerResponse {
+                worker_id: w.id,
+                heartbeat_interval_ms: crate::jobs::HEARTBEAT_INTERVAL_MS,
+            }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<WorkerHeartbeatRequest>,
+    ) -> Reply<WorkerHeartbeatResponse> {
+        let r = req.into_inner();
+        ok(self.service.worker_heartbeat(&r.worker_id, r.running).await)
+    }
+
+    async fn report_progress(&self, req: Request<JobProgressReport>) -> Reply<JobReportReply> {
+        ok(self.service.report_job(Some(req.into_inner()), None).await)
+    }
+
+    async fn finish_job(&self, req: Request<JobFinishReport>) -> Reply<JobReportReply> {
+        ok(self.service.report_job(None, Some(req.into_inner())).await)
+    }
+}

@@ -1,0 +1,297 @@
+//! `glossctl job ...` and `glossctl worker list`: submit, watch and cancel jobs; see workers.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use gloss_client::Client;
+use gloss_proto::v1::job_service_client::JobServiceClient;
+use gloss_proto::v1::*;
+
+use crate::output::{print_json, Output};
+use crate::split;
+
+#[derive(Subcommand)]
+pub enum JobCmd {
+    /// Queue a job on a task (PROJECT/TASK).
+    Submit {
+        /// train (predict and evaluate come later).
+        kind: String,
+        task: String,
+        /// Model name (predict/evaluate).
+        #[arg(long, default_value = "")]
+        model: String,
+        /// Kind-specific settings as a JSON object, e.g. '{"epochs": 30, "seed": 7}'.
+        #[arg(long, default_value = "")]
+        config: String,
+        /// CPU cores (fractions allowed).
+        #[arg(long, default_value_t = 1.0)]
+        cpus: f64,
+        /// Memory, such as 2GiB.
+        #[arg(long, default_value = "512MiB")]
+        memory: String,
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+        /// GPU memory per GPU, such as 40GiB.
+        #[arg(long, default_value = "0")]
+        gpu_memory: String,
+        /// Required GPU model.
+        #[arg(long, default_value = "")]
+        gpu_model: String,
+        /// Worker labels the job needs, k=v,k=v.
+        #[arg(long, value_delimiter = ',')]
+        constraint: Vec<String>,
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// Wait until the job ends, printing its log; exit 1 unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List jobs, newest first.
+    List {
+        /// Only these states (queued, placed, running, succeeded, failed, cancelled).
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one job with its attempts and metrics.
+    Show { id: String },
+    /// Print a job's log (--follow keeps printing until it ends).
+    Logs {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a job.
+    Cancel { id: String },
+}
+
+fn parse_bytes(s: &str) -> Result<u64> {
+    gloss_core::config::parse_bytes(s).map_err(anyhow::Error::msg)
+}
+
+fn parse_state(s: &str) -> Result<i32> {
+    JobState::from_str_name(&format!("JOB_STATE_{}", s.trim().to_uppercase()))
+        .map(|s| s as i32)
+        .with_context(|| format!("unknown job state {s:?}"))
+}
+
+fn parse_kind(s: &str) -> Result<JobKind> {
+    JobKind::from_str_name(&format!("JOB_KIND_{}", s.trim().to_uppercase()))
+        .with_context(|| format!("unknown job kind {s:?}; use predict, train or evaluate"))
+}
+
+fn name(state: JobState) -> String {
+    state
+        .as_str_name()
+        .trim_start_matches("JOB_STATE_")
+        .to_lowercase()
+}
+
+fn jobs_table(out: Output, jobs: &[Job]) -> Result<()> {
+    if let Output::Json = out {
+        return print_json("gloss.v1.Job", jobs);
+    }
+    println!(
+        "{:<8} {:<8} {:<22} {:<10} {:>7} {:>8} {:<8} ERROR",
+        "JOB", "KIND", "TASK", "STATE", "ATTEMPT", "PROGRESS", "WORKER"
+    );
+    for j in jobs {
+        let spec = j.spec.clone().unwrap_or_default();
+        println!(
+            "{:<8} {:<8} {:<22} {:<10} {:>7} {:>7.0}% {:<8} {}",
+            j.id,
+            spec.kind()
+                .as_str_name()
+                .trim_start_matches("JOB_KIND_")
+                .to_lowercase(),
+            format!("{}/{}", spec.project, spec.task),
+            name(j.state()),
+            format!("{}/{}", j.attempt, j.max_attempts),
+            j.progress * 100.0,
+            j.worker_id,
+            j.error
+        );
+    }
+    Ok(())
+}
+
+fn show(out: Output, j: &Job) -> Result<()> {
+    if let Output::Json = out {
+        return print_json("gloss.v1.Job", std::slice::from_ref(j));
+    }
+    jobs_table(out, std::slice::from_ref(j))?;
+    if !j.result_json.is_empty() {
+        println!("result: {}", j.result_json);
+    }
+    for h in &j.history {
+        println!("history: {h}");
+    }
+    if !j.metrics.is_empty() {
+        println!("{:>6} {:>10} {:>10}", "EPOCH", "LOSS", "DEV");
+        for m in &j.metrics {
+            println!("{:>6} {:>10.4} {:>10.4}", m.epoch, m.loss, m.dev_score);
+        }
+    }
+    Ok(())
+}
+
+/// Prints log lines as they come until the job ends; returns its final state.
+async fn follow(api: &mut JobServiceClient<tonic::transport::Channel>, id: &str) -> Result<Job> {
+    let mut after = 0;
+    loop {
+        let lines = api
+            .job_logs(JobLogsRequest {
+                id: id.into(),
+                after,
+            })
+            .await?
+            .into_inner()
+            .lines;
+        for l in &lines {
+            println!("[attempt {}] {}", l.attempt, l.text);
+            after = l.line;
+        }
+        let job = api
+            .get_job(GetJobRequest { id: id.into() })
+            .await?
+            .into_inner();
+        if matches!(
+            job.state(),
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        ) {
+            return Ok(job);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn run(client: &Client, out: Output, cmd: JobCmd) -> Result<()> {
+    let mut api = JobServiceClient::new(client.channel());
+    match cmd {
+        JobCmd::Submit {
+            kind,
+            task,
+            model,
+            config,
+            cpus,
+            memory,
+            gpus,
+            gpu_memory,
+            gpu_model,
+            constraint,
+            priority,
+            max_attempts,
+            wait,
+        } => {
+            let (project, task) = split(&task)?;
+            let mut constraints = std::collections::HashMap::new();
+            for c in constraint.iter().filter(|c| !c.is_empty()) {
+                let (k, v) = c
+                    .split_once('=')
+                    .with_context(|| format!("--constraint {c:?} is not KEY=VALUE"))?;
+                constraints.insert(k.to_string(), v.to_string());
+            }
+            if cpus <= 0.0 {
+                bail!("--cpus must be above 0");
+            }
+            let req = SubmitJobRequest {
+                spec: Some(JobSpec {
+                    kind: parse_kind(&kind)? as i32,
+                    project,
+                    task,
+                    model,
+                    config_json: config,
+                }),
+                resources: Some(Resources {
+                    cpu_millis: (cpus * 1000.0) as u64,
+                    memory_bytes: parse_bytes(&memory)?,
+                    gpu_count: gpus,
+                    gpu_memory_bytes: parse_bytes(&gpu_memory)?,
+                    gpu_model,
+                }),
+                constraints,
+                priority,
+                max_attempts,
+            };
+            let job = api.submit_job(req).await?.into_inner();
+            if !wait {
+                return show(out, &job);
+            }
+            eprintln!("job {} queued; waiting", job.id);
+            let job = follow(&mut api, &job.id).await?;
+            show(out, &job)?;
+            if job.state() != JobState::Succeeded {
+                bail!("job {} ended {}: {}", job.id, name(job.state()), job.error);
+            }
+            Ok(())
+        }
+        JobCmd::List { state, limit } => {
+            let states = state
+                .iter()
+                .map(|s| parse_state(s))
+                .collect::<Result<_>>()?;
+            let jobs = api
+                .list_jobs(ListJobsRequest { states, limit })
+                .await?
+                .into_inner()
+                .jobs;
+            jobs_table(out, &jobs)
+        }
+        JobCmd::Show { id } => show(out, &api.get_job(GetJobRequest { id }).await?.into_inner()),
+        JobCmd::Logs { id, follow: true } => follow(&mut api, &id).await.map(|_| ()),
+        JobCmd::Logs { id, follow: false } => {
+            let lines = api
+                .job_logs(JobLogsRequest { id, after: 0 })
+                .await?
+                .into_inner()
+                .lines;
+            for l in lines {
+                println!("[attempt {}] {}", l.attempt, l.text);
+            }
+            Ok(())
+        }
+        JobCmd::Cancel { id } => show(
+            out,
+            &api.cancel_job(CancelJobRequest { id }).await?.into_inner(),
+        ),
+    }
+}
+
+/// `glossctl worker list`.
+pub async fn workers(client: &Client, out: Output) -> Result<()> {
+    let mut api = JobServiceClient::new(client.channel());
+    let workers = api
+        .list_workers(ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
+    if let Output::Json = out {
+        return print_json("gloss.v1.Worker", &workers);
+    }
+    println!(
+        "{:<6} {:<16} {:>6} {:>9} {:<28} {:<7} JOBS",
+        "ID", "NAME", "CPUS", "MEMORY", "GPUS", "STATE"
+    );
+    for w in workers {
+        let gpus: Vec<String> = w
+            .gpus
+            .iter()
+            .map(|g| format!("{}:{}GiB", g.model, g.memory_bytes >> 30))
+            .collect();
+        println!(
+            "{:<6} {:<16} {:>6.1} {:>6}GiB {:<28} {:<7} {}",
+            w.id,
+            w.name,
+            w.cpu_millis as f64 / 1000.0,
+            w.memory_bytes >> 30,
+            gpus.join(","),
+            if w.lost { "lost" } else { "ready" },
+            w.jobs.join(",")
+        );
+    }
+    Ok(())
+}

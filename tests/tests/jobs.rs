@@ -1,0 +1,398 @@
+//! Jobs and workers on a running coordinator: a real worker trains a student on a task's gold
+//! records; fencing epochs refuse a replaced worker's reports; lost workers and lapsed leases
+//! re-queue with backoff and dead-letter on the last attempt; cancellation; GPU jobs that do not
+//! fit together never share a GPU. The tests play the worker protocol through the service
+//! layer where they need to control time, and run the real `gloss worker` loop otherwise.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gloss_coordinator::Service;
+use gloss_core::config::Overrides;
+use gloss_proto::v1::*;
+use gloss_tests::{seed_choice_gold, start_node_in, Node};
+
+const TOKEN: &str = "join-token-for-tests-0123456789";
+
+async fn node_with_gold(dir: &std::path::Path, n: usize) -> Node {
+    let token_file = dir.join("join-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let node = start_node_in(
+        &dir.join("data"),
+        Overrides {
+            join_token_file: Some(token_file),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    seed_choice_gold(&node.client, n).await;
+    node
+}
+
+fn train_request(config: &str, max_attempts: u32) -> SubmitJobRequest {
+    SubmitJobRequest {
+        spec: Some(JobSpec {
+            kind: JobKind::Train as i32,
+            project: "films".into(),
+            task: "polarity".into(),
+            config_json: config.into(),
+            ..Default::default()
+        }),
+        max_attempts,
+        ..Default::default()
+    }
+}
+
+async fn wait_for(service: &Service, id: &str, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = service.get_job(id).await.unwrap();
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "{what}: job stuck at {job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn worker(name: &str, gpus: Vec<Gpu>) -> Worker {
+    Worker {
+        name: name.into(),
+        cpu_millis: 4000,
+        memory_bytes: 8 << 30,
+        gpus,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 60).await;
+    let service = node.coordinator.service().clone();
+    let args = gloss::worker::WorkerArgs {
+        coordinator: vec![node.coordinator.addrs().raft.to_string()],
+        join_token_file: None,
+        name: Some("w".into()),
+        labels: vec!["zone=a".into()],
+        gpus: None,
+        cpus: Some(2.0),
+        memory: Some("4GiB".into()),
+        work_dir: dir.path().join("work"),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move {
+        let mut rx = stopped;
+        gloss::worker::run(args, TOKEN.into(), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    let mut req = train_request(r#"{"epochs": 4, "patience": 4, "seed": 7}"#, 3);
+    req.constraints.insert("zone".into(), "a".into());
+    let job = service.submit_job(req).await.unwrap();
+    let done = wait_for(&service, &job.id, "training", |j| {
+        j.state() == JobState::Succeeded
+    })
+    .await;
+    assert_eq!(done.attempt, 1);
+    assert_eq!(
+        done.metrics.len(),
+        4,
+        "one metric per epoch: {:?}",
+        done.metrics
+    );
+    let result: serde_json::Value = serde_json::from_str(&done.result_json).unwrap();
+    assert!(result["dev_accuracy"].as_f64().unwrap() >= 0.9, "{result}");
+    assert_eq!(
+        result["train_examples"].as_u64().unwrap() + result["dev_examples"].as_u64().unwrap(),
+        60
+    );
+    assert!(std::path::Path::new(result["model_dir"].as_str().unwrap())
+        .join("model.safetensors")
+        .exists());
+    let logs = service.job_logs(&job.id, 0).await.unwrap();
+    assert!(
+        logs.iter().any(|l| l.text.starts_with("epoch 1: loss")),
+        "{logs:?}"
+    );
+    let workers = service.list_workers().await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].labels.get("zone").map(String::as_str), Some("a"));
+    // A wrong join token is refused with a clear error.
+    let err = service
+        .register_worker("nope", worker("x", vec![]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wrong join token"), "{err}");
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_workers_late_reports_are_refused_by_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 4).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let a = s.register_worker(TOKEN, worker("a", vec![])).await.unwrap();
+    let job = s.submit_job(train_request("", 3)).await.unwrap();
+    let placed = wait_for(&s, &job.id, "placement", |j| j.state() == JobState::Placed).await;
+    assert_eq!(
+        (placed.worker_id.as_str(), placed.epoch),
+        (a.id.as_str(), 1)
+    );
+    let beat = s.worker_heartbeat(&a.id, vec![]).await.unwrap();
+    assert_eq!(beat.assignments.len(), 1);
+    let start = |epoch| JobProgressReport {
+        job_id: job.id.clone(),
+        epoch,
+        started: true,
+        log: vec![format!("epoch {epoch} here")],
+        ..Default::default()
+    };
+    assert!(s.report_job(Some(start(1)), None).await.unwrap().accepted);
+
+    // Worker a goes silent; b registers; a is declared lost and the job moves to b, epoch 2.
+    let b = s.register_worker(TOKEN, worker("b", vec![])).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        let _ = s.worker_heartbeat(&b.id, vec![]).await.unwrap();
+        let j = s.get_job(&job.id).await.unwrap();
+        if j.state() == JobState::Placed && j.worker_id == b.id {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "job never moved: {j:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((moved.epoch, moved.attempt), (2, 2));
+    assert!(
+        moved.history[0].contains(&format!("worker {} lost", a.id)),
+        "{:?}",
+        moved.history
+    );
+    assert!(s
+        .list_workers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|w| w.id == a.id && w.lost));
+
+    // The zombie wakes up: its reports carry epoch 1 and change nothing.
+    let late = s.report_job(Some(start(1)), None).await.unwrap();
+    assert!(!late.accepted);
+    assert!(late.reason.contains("stale epoch 1"), "{}", late.reason);
+    let finish = |epoch, ok| JobFinishReport {
+        job_id: job.id.clone(),
+        epoch,
+        ok,
+        result_json: format!("{{\"by\": {epoch}}}"),
+        ..Default::default()
+    };
+    assert!(
+        !s.report_job(None, Some(finish(1, true)))
+            .await
+            .unwrap()
+            .accepted
+    );
+    let lost_beat = s
+        .worker_heartbeat(
+            &a.id,
+            vec![RunningJob {
+                job_id: job.id.clone(),
+                epoch: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(lost_beat.lost, "a lost worker is told to register again");
+    assert_eq!(lost_beat.stop, vec![job.id.clone()]);
+
+    assert!(s.report_job(Some(start(2)), None).await.unwrap().accepted);
+    assert!(
+        s.report_job(None, Some(finish(2, true)))
+            .await
+            .unwrap()
+            .accepted
+    );
+    let done = s.get_job(&job.id).await.unwrap();
+    assert_eq!(done.state(), JobState::Succeeded);
+    assert_eq!(
+        done.result_json, "{\"by\": 2}",
+        "the replacement's result, once"
+    );
+    assert!(
+        !s.report_job(None, Some(finish(2, true)))
+            .await
+            .unwrap()
+            .accepted,
+        "no second finish"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_retry_with_backoff_then_dead_letter_and_cancel_stops_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 4).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let w = s.register_worker(TOKEN, worker("w", vec![])).await.unwrap();
+    let job = s.submit_job(train_request("", 2)).await.unwrap();
+    let fail = |epoch| JobFinishReport {
+        job_id: job.id.clone(),
+        epoch,
+        ok: false,
+        error: "out of disk".into(),
+        ..Default::default()
+    };
+    let first = wait_for(&s, &job.id, "first placement", |j| {
+        j.state() == JobState::Placed
+    })
+    .await;
+    assert!(
+        s.report_job(None, Some(fail(first.epoch)))
+            .await
+            .unwrap()
+            .accepted
+    );
+    let queued = s.get_job(&job.id).await.unwrap();
+    assert_eq!(queued.state(), JobState::Queued);
+    let wait = queued.not_before_ms - gloss_coordinator::service::now_ms();
+    assert!(
+        wait > 1_000 && wait <= gloss_state::jobs::BACKOFF_BASE_MS,
+        "backoff {wait} ms"
+    );
+    let second = wait_for(&s, &job.id, "retry", |j| j.state() == JobState::Placed).await;
+    assert_eq!((second.attempt, second.epoch), (2, 2));
+    s.worker_heartbeat(&w.id, vec![]).await.unwrap();
+    assert!(s.report_job(None, Some(fail(2))).await.unwrap().accepted);
+    let dead = s.get_job(&job.id).await.unwrap();
+    assert_eq!(dead.state(), JobState::Failed);
+    assert_eq!(dead.error, "dead-lettered after 2 attempt(s): out of disk");
+    assert_eq!(dead.history.len(), 2);
+
+    // Cancel: a queued job ends at once; a running one is stopped through the heartbeat.
+    let queued = s.submit_job(train_request("", 1)).await.unwrap();
+    let running = s.submit_job(train_request("", 1)).await.unwrap();
+    let cancelled = s.cancel_job(&queued.id).await.unwrap();
+    assert_eq!(cancelled.state(), JobState::Cancelled);
+    let placed = wait_for(&s, &running.id, "placement", |j| {
+        j.state() == JobState::Placed
+    })
+    .await;
+    let progress = JobProgressReport {
+        job_id: running.id.clone(),
+        epoch: placed.epoch,
+        started: true,
+        ..Default::default()
+    };
+    assert!(
+        s.report_job(Some(progress.clone()), None)
+            .await
+            .unwrap()
+            .accepted
+    );
+    s.cancel_job(&running.id).await.unwrap();
+    let beat = s
+        .worker_heartbeat(
+            &w.id,
+            vec![RunningJob {
+                job_id: running.id.clone(),
+                epoch: placed.epoch,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(beat.stop, vec![running.id.clone()]);
+    assert!(!s.report_job(Some(progress), None).await.unwrap().accepted);
+    let stop = JobFinishReport {
+        job_id: running.id.clone(),
+        epoch: placed.epoch,
+        ok: false,
+        error: "cancelled".into(),
+        ..Default::default()
+    };
+    s.report_job(None, Some(stop)).await.unwrap();
+    assert_eq!(
+        s.get_job(&running.id).await.unwrap().state(),
+        JobState::Cancelled
+    );
+    let err = s.cancel_job(&running.id).await.unwrap_err();
+    assert!(
+        err.to_string().contains("already ended (cancelled)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gpu_jobs_that_do_not_fit_together_never_share_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 4).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let gpu = Gpu {
+        index: 0,
+        model: "h200".into(),
+        memory_bytes: 80 << 30,
+    };
+    let w = s
+        .register_worker(TOKEN, worker("gpu", vec![gpu]))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut req = train_request("", 1);
+        req.resources = Some(Resources {
+            gpu_count: 1,
+            gpu_memory_bytes: 60 << 30,
+            ..Default::default()
+        });
+        ids.push(s.submit_job(req).await.unwrap().id);
+    }
+    let first = wait_for(&s, &ids[0], "first GPU job", |j| {
+        j.state() == JobState::Placed
+    })
+    .await;
+    assert_eq!(
+        (first.worker_id.as_str(), first.gpus.as_slice()),
+        (w.id.as_str(), &[0u32][..])
+    );
+    for _ in 0..10 {
+        s.worker_heartbeat(
+            &w.id,
+            vec![RunningJob {
+                job_id: ids[0].clone(),
+                epoch: 1,
+            }],
+        )
+        .await
+        .unwrap();
+        let second = s.get_job(&ids[1]).await.unwrap();
+        assert_eq!(
+            second.state(),
+            JobState::Queued,
+            "60 + 60 GiB never fit one 80 GiB GPU"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = JobFinishReport {
+        job_id: ids[0].clone(),
+        epoch: 1,
+        ok: true,
+        result_json: "{}".into(),
+        ..Default::default()
+    };
+    assert!(s.report_job(None, Some(done)).await.unwrap().accepted);
+    let second = wait_for(&s, &ids[1], "second GPU job", |j| {
+        j.state() == JobState::Placed
+    })
+    .await;
+    assert_eq!(second.gpus, vec![0]);
+    // A bad request names the field.
+    let mut bad = train_request("", 1);
+    bad.resources = Some(Resources {
+        gpu_memory_bytes: 1 << 30,
+        ..Default::default()
+    });
+    let err = s.submit_job(bad).await.unwrap_err();
+    assert!(err.to_string().contains("resources.gpu_count"), "{err}");
+    let err = s.submit_job(train_request("[1]", 1)).await.unwrap_err();
+    assert!(err.to_string().contains("spec.config_json"), "{err}");
+}
