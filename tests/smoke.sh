@@ -81,10 +81,14 @@ check "task suggest" contains "stored 1 suggestion" ctl task suggest news/cls "$
 printf '{"seq": 2, "lables": ["NEG"]}\n' >"$work/badsugg.jsonl"
 check "task suggest names the bad field" contains 'line 1: unknown field `lables`' ctl task suggest news/cls "$work/badsugg.jsonl"
 check "worker list shows the embedded worker" contains "embedded" ctl worker list
-check "job submit refuses what no worker runs" contains "not available yet" ctl job submit predict news/cls --model tiny
+check "job submit names a missing model" contains "spec.model" ctl job submit predict news/cls
 check "a train job without enough gold fails with the reason" contains "too few to train on" ctl job submit train news/cls --max-attempts 1 --wait
 check "job list" contains "failed" ctl job list
 check "job logs" contains "attempt 1 started" ctl job logs j-1
+check "model list" contains "MODEL" ctl model list
+check "model show names a missing model" contains 'model "news/cls/tiny" has no complete version' ctl model show news/cls/tiny
+mkdir -p "$work/base/enc" && printf '{}' >"$work/base/enc/config.json"
+check "gloss digest prints a sha256" grep -qE '^[0-9a-f]{64}$' <("$BIN/gloss" digest "$work/base/enc")
 check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"

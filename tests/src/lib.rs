@@ -339,9 +339,11 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Project `films` with dataset `reviews` of `n` texts of two well-separated classes and a
-/// choice task `polarity` (POS/NEG, overlap 1) where annotator `ann` answered every example,
-/// so each is a gold record.
+/// Project `films` with dataset `reviews` of `n` texts and a choice task `polarity` (POS/NEG,
+/// overlap 1) where annotator `ann` answered every example, so each is a gold record. The label
+/// follows the team's own convention (the code word `zorblax` or `quintor` in the text), not
+/// the sentiment words, which are independent of it: a student learns it from the gold records,
+/// a zero-shot teacher cannot know it.
 pub async fn seed_choice_gold(client: &Client, n: usize) {
     client
         .projects()
@@ -353,12 +355,13 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
         .unwrap();
     let body: String = (0..n)
         .map(|i| {
-            let words = if i % 2 == 0 {
+            let words = if (i / 2) % 2 == 0 {
                 "a wonderful moving film"
             } else {
                 "an awful boring mess"
             };
-            format!("{{\"text\":\"{words}, review number {i}\"}}\n")
+            let code = if i % 2 == 0 { "zorblax" } else { "quintor" };
+            format!("{{\"text\":\"{words}, filed under {code}, review number {i}\"}}\n")
         })
         .collect();
     import(client, jsonl("films", "reviews"), body)
@@ -392,7 +395,7 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
             .unwrap()
             .into_inner();
         for ex in next.examples {
-            let label = if ex.text.contains("wonderful") {
+            let label = if ex.text.contains("zorblax") {
                 "POS"
             } else {
                 "NEG"

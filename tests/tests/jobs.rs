@@ -79,6 +79,7 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
         cpus: Some(2.0),
         memory: Some("4GiB".into()),
         work_dir: dir.path().join("work"),
+        models_dir: dir.path().join("models"),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move {
@@ -104,10 +105,10 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
     );
     let result: serde_json::Value = serde_json::from_str(&done.result_json).unwrap();
     assert!(result["dev_accuracy"].as_f64().unwrap() >= 0.9, "{result}");
-    assert_eq!(
-        result["train_examples"].as_u64().unwrap() + result["dev_examples"].as_u64().unwrap(),
-        60
-    );
+    // The test split (15 % by input hash) is held out of training.
+    let seen =
+        result["train_examples"].as_u64().unwrap() + result["dev_examples"].as_u64().unwrap();
+    assert!((40..60).contains(&seen), "{result}");
     assert!(std::path::Path::new(result["model_dir"].as_str().unwrap())
         .join("model.safetensors")
         .exists());
@@ -395,4 +396,154 @@ async fn two_gpu_jobs_that_do_not_fit_together_never_share_the_gpu() {
     assert!(err.to_string().contains("resources.gpu_count"), "{err}");
     let err = s.submit_job(train_request("[1]", 1)).await.unwrap_err();
     assert!(err.to_string().contains("spec.config_json"), "{err}");
+}
+
+fn test_models() -> std::path::PathBuf {
+    std::env::var_os("GLOSS_TEST_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/gloss-test-models")
+        })
+}
+
+async fn run_job(s: &Service, kind: JobKind, model: &str, config: &str) -> Job {
+    let req = SubmitJobRequest {
+        spec: Some(JobSpec {
+            kind: kind as i32,
+            project: "films".into(),
+            task: "polarity".into(),
+            model: model.into(),
+            config_json: config.into(),
+        }),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let job = s.submit_job(req).await.unwrap();
+    let done = wait_for(s, &job.id, "job", |j| {
+        matches!(j.state(), JobState::Succeeded | JobState::Failed)
+    })
+    .await;
+    assert_eq!(
+        done.state(),
+        JobState::Succeeded,
+        "{kind:?} {model}: {}",
+        done.error
+    );
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export() {
+    let models = test_models();
+    assert!(
+        models.join("minilm/model.safetensors").exists(),
+        "run crates/gloss-ml/scripts/fetch-test-models.sh first (MiniLM in {})",
+        models.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 160).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let args = gloss::worker::WorkerArgs {
+        coordinator: vec![node.coordinator.addrs().raft.to_string()],
+        join_token_file: None,
+        name: Some("w".into()),
+        labels: vec![],
+        gpus: None,
+        cpus: Some(2.0),
+        memory: Some("4GiB".into()),
+        work_dir: dir.path().join("work"),
+        models_dir: models.clone(),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move {
+        let mut rx = stopped;
+        gloss::worker::run(args, TOKEN.into(), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    let digest = gloss::model_store::dir_digest(&models.join("minilm")).unwrap();
+    let teacher = "similarity:minilm";
+    let with_digest = format!(
+        r#"{{"sha256": "{digest}", "descriptions": ["a positive, enthusiastic review", "a negative, disappointed review"]}}"#
+    );
+
+    // A wrong digest is refused, never loaded.
+    let req = SubmitJobRequest {
+        spec: Some(JobSpec {
+            kind: JobKind::Evaluate as i32,
+            project: "films".into(),
+            task: "polarity".into(),
+            model: teacher.into(),
+            config_json: format!(r#"{{"sha256": "{}"}}"#, "0".repeat(64)),
+        }),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let bad = s.submit_job(req).await.unwrap();
+    let bad = wait_for(&s, &bad.id, "digest check", |j| {
+        j.state() == JobState::Failed
+    })
+    .await;
+    assert!(bad.error.contains("refusing to load"), "{}", bad.error);
+
+    // Teacher: pre-annotate, then score on the gold test split.
+    let predicted = run_job(&s, JobKind::Predict, teacher, &with_digest).await;
+    let r: serde_json::Value = serde_json::from_str(&predicted.result_json).unwrap();
+    assert_eq!(r["suggestions"], 160);
+    let teacher_eval = run_job(&s, JobKind::Evaluate, teacher, &with_digest).await;
+    let r: serde_json::Value = serde_json::from_str(&teacher_eval.result_json).unwrap();
+    let teacher_score = r["gold-test:accuracy"].as_f64().unwrap();
+
+    // Student: train (uploaded to the registry), evaluate, promote by the rule.
+    let trained = run_job(
+        &s,
+        JobKind::Train,
+        "",
+        r#"{"epochs": 8, "patience": 8, "seed": 3}"#,
+    )
+    .await;
+    let r: serde_json::Value = serde_json::from_str(&trained.result_json).unwrap();
+    assert_eq!(r["model"], "films/polarity/tiny");
+    let name = "films/polarity/tiny";
+    let model = s.get_model(name, 0).await.unwrap();
+    assert!(model.complete && model.artifact_bytes > 0 && model.artifact_bytes < 10 << 20);
+    assert_eq!(model.job_id, trained.id);
+    let err = s.promote_model(name, 0, false, "").await.unwrap_err();
+    assert!(err.to_string().contains("not been evaluated"), "{err}");
+    run_job(&s, JobKind::Evaluate, name, "").await;
+    let model = s.get_model(name, 0).await.unwrap();
+    let student_score = model.metrics["gold-test:accuracy"];
+    assert!(
+        student_score > teacher_score,
+        "the student ({student_score}) should beat the teacher ({teacher_score}) on this data"
+    );
+    let promoted = s.promote_model(name, 0, false, "").await.unwrap();
+    assert!(promoted.promoted);
+    assert!(
+        promoted
+            .promotion_note
+            .contains("beats teacher similarity:minilm"),
+        "{}",
+        promoted.promotion_note
+    );
+
+    // The promoted student is the task's assisting model: its suggestions replace the teacher's.
+    let assisted = run_job(&s, JobKind::Predict, "assisting", "").await;
+    let r: serde_json::Value = serde_json::from_str(&assisted.result_json).unwrap();
+    assert_eq!(r["model"], format!("{name}@{}", model.version));
+
+    // Exported, it runs on its own with `gloss predict`'s code.
+    let (_, chunks) = s.model_chunks(name, 0).await.unwrap();
+    let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.data).collect();
+    let out = dir.path().join("exported");
+    gloss::model_store::unpack(&bytes, &out).unwrap();
+    let student = gloss_ml::TinyStudent::load(&out, &gloss_ml::Device::Cpu).unwrap();
+    let scores = student
+        .predict(&["a wonderful moving film, review number 9999"], 1)
+        .unwrap();
+    assert_eq!(student.labels()[gloss_ml::train::argmax(&scores[0])], "POS");
+    let _ = stop.send(true);
+    running.await.unwrap().unwrap();
 }

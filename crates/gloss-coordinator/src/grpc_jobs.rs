@@ -1,7 +1,10 @@
 //! gRPC adapters of the job service (public port) and the worker service (internal port).
 
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt as _};
 use gloss_proto::v1::*;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::grpc::{ok, Api};
 
@@ -82,5 +85,83 @@ impl worker_service_server::WorkerService for Api {
 
     async fn finish_job(&self, req: Request<JobFinishReport>) -> Reply<JobReportReply> {
         ok(self.service.report_job(None, Some(req.into_inner())).await)
+    }
+
+    async fn upload_model(&self, req: Request<Streaming<ArtifactChunk>>) -> Reply<Model> {
+        let mut stream = req.into_inner();
+        let mut chunks = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            bytes += chunk.data.len();
+            if bytes as u64 > crate::models::MAX_ARTIFACT_BYTES {
+                return Err(Status::invalid_argument(
+                    "the artifact is larger than 256 MiB",
+                ));
+            }
+            chunks.push(chunk);
+        }
+        ok(self.service.upload_model(chunks).await)
+    }
+
+    type DownloadModelStream = ArtifactStream;
+
+    async fn download_model(&self, req: Request<GetModelRequest>) -> Reply<ArtifactStream> {
+        artifact_stream(self, req.into_inner()).await
+    }
+
+    async fn record_evaluation(&self, req: Request<Evaluation>) -> Reply<Evaluation> {
+        ok(self.service.record_evaluation(req.into_inner()).await)
+    }
+}
+
+type ArtifactStream = Pin<Box<dyn Stream<Item = Result<ArtifactChunk, Status>> + Send>>;
+
+async fn artifact_stream(api: &Api, req: GetModelRequest) -> Reply<ArtifactStream> {
+    let (_, chunks) = api.service.model_chunks(&req.name, req.version).await?;
+    let stream = futures::stream::iter(chunks.into_iter().map(Ok));
+    Ok(Response::new(Box::pin(stream)))
+}
+
+#[tonic::async_trait]
+impl model_service_server::ModelService for Api {
+    async fn list_models(&self, req: Request<ListModelsRequest>) -> Reply<ListModelsResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .list_models(&r.project, &r.task)
+            .await
+            .map(|models| ListModelsResponse { models }))
+    }
+
+    async fn get_model(&self, req: Request<GetModelRequest>) -> Reply<Model> {
+        let r = req.into_inner();
+        ok(self.service.get_model(&r.name, r.version).await)
+    }
+
+    async fn promote_model(&self, req: Request<PromoteModelRequest>) -> Reply<Model> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .promote_model(&r.name, r.version, r.force, &r.by)
+            .await)
+    }
+
+    type ExportModelStream = ArtifactStream;
+
+    async fn export_model(&self, req: Request<GetModelRequest>) -> Reply<ArtifactStream> {
+        artifact_stream(self, req.into_inner()).await
+    }
+
+    async fn list_evaluations(
+        &self,
+        req: Request<ListEvaluationsRequest>,
+    ) -> Reply<ListEvaluationsResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .list_evaluations(&r.project, &r.task)
+            .await
+            .map(|evaluations| ListEvaluationsResponse { evaluations }))
     }
 }

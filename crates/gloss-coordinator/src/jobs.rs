@@ -40,11 +40,10 @@ impl Service {
             return Err(invalid("spec.kind: choose predict, train or evaluate"));
         }
         self.task_record(&spec.project, &spec.task).await?;
-        if matches!(spec.kind(), JobKind::Predict | JobKind::Evaluate) {
-            // Workers run train jobs so far; refuse what none could run rather than queue it.
-            return Err(ServiceError::FailedPrecondition(
-                "spec.kind: workers run train jobs so far; predict and evaluate are not available yet"
-                    .into(),
+        if matches!(spec.kind(), JobKind::Predict | JobKind::Evaluate) && spec.model.is_empty() {
+            return Err(invalid(
+                "spec.model: name a registry model (name[@version]), `assisting`, or a teacher \
+                 such as similarity:<base model>",
             ));
         }
         if !spec.config_json.is_empty() {

@@ -17,6 +17,7 @@ mod http;
 pub mod import;
 pub mod jobs;
 pub mod metrics;
+pub mod models;
 pub mod sandbox;
 pub mod service;
 mod task_export;
@@ -32,9 +33,10 @@ use gloss_core::config::Config;
 use gloss_proto::v1::{
     cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
     feed_service_server::FeedServiceServer, job_service_server::JobServiceServer,
-    project_service_server::ProjectServiceServer, raft_service_server::RaftServiceServer,
-    review_service_server::ReviewServiceServer, task_service_server::TaskServiceServer,
-    user_service_server::UserServiceServer, worker_service_server::WorkerServiceServer,
+    model_service_server::ModelServiceServer, project_service_server::ProjectServiceServer,
+    raft_service_server::RaftServiceServer, review_service_server::ReviewServiceServer,
+    task_service_server::TaskServiceServer, user_service_server::UserServiceServer,
+    worker_service_server::WorkerServiceServer,
 };
 pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
@@ -219,9 +221,15 @@ impl Coordinator {
                 RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone(), heard))
                     .max_decoding_message_size(256 << 20),
             )
-            .add_service(WorkerServiceServer::new(grpc::Api::new(service.clone())))
-            // Workers read tasks and gold records over the internal port too.
+            .add_service(
+                WorkerServiceServer::new(grpc::Api::new(service.clone()))
+                    .max_decoding_message_size(4 << 20),
+            )
+            // Workers read tasks, examples and gold records, and write suggestions, over the
+            // internal port too.
             .add_service(TaskServiceServer::new(grpc::Api::new(service.clone())))
+            .add_service(DatasetServiceServer::new(grpc::Api::new(service.clone())))
+            .add_service(ModelServiceServer::new(grpc::Api::new(service.clone())))
             .serve_with_incoming_shutdown(accepted(raft_listener), stop(shutdown.subscribe()));
         servers.push((
             "raft",
@@ -244,6 +252,7 @@ impl Coordinator {
         health.set_serving::<ReviewServiceServer<grpc::Api>>().await;
         health.set_serving::<UserServiceServer<grpc::Api>>().await;
         health.set_serving::<JobServiceServer<grpc::Api>>().await;
+        health.set_serving::<ModelServiceServer<grpc::Api>>().await;
         fn reflection(
             b: tonic_reflection::server::Builder<'static>,
         ) -> tonic_reflection::server::Builder<'static> {
@@ -273,6 +282,7 @@ impl Coordinator {
             .add_service(ReviewServiceServer::new(api.clone()))
             .add_service(UserServiceServer::new(api.clone()))
             .add_service(JobServiceServer::new(api.clone()))
+            .add_service(ModelServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(accepted(grpc_listener), stop(shutdown.subscribe()));
         servers.push((

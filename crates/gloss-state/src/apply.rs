@@ -15,7 +15,8 @@ use prost::Message;
 use crate::overlay::Overlay;
 use crate::read::{self, decode};
 use crate::{
-    check_name, code, feed, import_state, jobs, ok, rejected, review, task, users, StateError,
+    check_name, code, feed, import_state, jobs, models, ok, rejected, review, task, users,
+    StateError,
 };
 
 /// Applies `cmd` to the state in `db`, recording every change in `batch`. Returns the command's
@@ -114,6 +115,13 @@ impl Tx<'_> {
             Body::ReportJob(c) => jobs::report_job(&mut ov, now, c),
             Body::CancelJob(c) => jobs::cancel_job(&mut ov, now, &c.job_id),
             Body::ExpireJobs(c) => jobs::expire_jobs(&mut ov, now, c.worker_timeout_ms),
+            Body::BeginModel(c) => models::begin(&mut ov, now, c),
+            Body::PutModelChunk(c) => models::put_chunk(&mut ov, c),
+            Body::CommitModel(c) => models::commit(&mut ov, c),
+            Body::PromoteModel(c) => models::promote(&mut ov, c),
+            Body::RecordEvaluation(c) => {
+                models::record_evaluation(&mut ov, now, &c.evaluation.clone().unwrap_or_default())
+            }
             Body::ResolveReview(c) => {
                 review::resolve(&mut ov, now, &c.request.clone().unwrap_or_default())
             }

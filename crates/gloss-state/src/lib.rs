@@ -9,6 +9,7 @@
 mod apply;
 pub mod feed;
 pub mod jobs;
+pub mod models;
 mod overlay;
 pub mod read;
 mod review;

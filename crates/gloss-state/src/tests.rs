@@ -218,3 +218,104 @@ fn newer_command_versions_stop_the_state_machine() {
     };
     assert!(apply(&d.db, &cmd, &mut WriteBatch::default()).is_err());
 }
+
+mod registry {
+    use gloss_proto::v1::{BeginModel, CommitModel, Model, PromoteModel, PutModelChunk};
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn model_of(r: CommandResult) -> Model {
+        match r.result {
+            Some(command_result::Result::Model(m)) => m,
+            other => panic!("expected a model, got {other:?}"),
+        }
+    }
+
+    fn error_of(r: CommandResult) -> String {
+        match r.result {
+            Some(command_result::Result::Error(e)) => e.message,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    fn begin(db: &DB, chunks: &[&[u8]], digest_of: &[u8]) -> Model {
+        let record = Model {
+            name: "p/t/tiny".into(),
+            artifact_sha256: Sha256::digest(digest_of)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            artifact_bytes: chunks.iter().map(|c| c.len() as u64).sum(),
+            chunks: chunks.len() as u32,
+            ..Default::default()
+        };
+        let m = model_of(run(
+            db,
+            command::Body::BeginModel(BeginModel {
+                model: Some(record),
+            }),
+            "",
+        ));
+        for (i, data) in chunks.iter().enumerate() {
+            let put = PutModelChunk {
+                name: m.name.clone(),
+                version: m.version,
+                index: i as u32,
+                data: data.to_vec(),
+            };
+            run(db, command::Body::PutModelChunk(put), "");
+        }
+        m
+    }
+
+    #[test]
+    fn versions_commit_only_with_every_chunk_and_the_declared_digest() {
+        let d = db();
+        let m1 = begin(&d.db, &[b"abc", b"def"], b"abcdef");
+        assert_eq!(m1.version, 1);
+        let commit = |v| {
+            command::Body::CommitModel(CommitModel {
+                name: "p/t/tiny".into(),
+                version: v,
+            })
+        };
+        let ok = model_of(run(&d.db, commit(1), ""));
+        assert!(ok.complete);
+
+        let m2 = begin(&d.db, &[b"abc", b"xyz"], b"abcdef");
+        assert_eq!(m2.version, 2);
+        let err = error_of(run(&d.db, commit(2), ""));
+        assert!(err.contains("not the declared"), "{err}");
+        assert_eq!(
+            crate::models::model(&d.db, "p/t/tiny", 0)
+                .unwrap()
+                .unwrap()
+                .version,
+            1,
+            "the newest complete version"
+        );
+
+        let m3 = begin(&d.db, &[b"abc"], b"abc");
+        assert!(model_of(run(&d.db, commit(m3.version), "")).complete);
+        let promote = |v| {
+            command::Body::PromoteModel(PromoteModel {
+                name: "p/t/tiny".into(),
+                version: v,
+                note: "n".into(),
+            })
+        };
+        assert!(error_of(run(&d.db, promote(2), "")).contains("not completely uploaded"));
+        assert!(model_of(run(&d.db, promote(1), "")).promoted);
+        assert!(model_of(run(&d.db, promote(3), "")).promoted);
+        let all = crate::models::versions(&d.db, "p/t/tiny").unwrap();
+        assert_eq!(
+            all.iter()
+                .filter(|m| m.promoted)
+                .map(|m| m.version)
+                .collect::<Vec<_>>(),
+            vec![3],
+            "one promoted version"
+        );
+    }
+}

@@ -181,6 +181,21 @@ pub fn decode_job_log(key: &[u8]) -> Result<u64, StoreError> {
     Ok(decode_example(key)?.1)
 }
 
+/// Key of a model version: name, NUL, version (big-endian), so versions of a name sort together.
+pub fn model(name: &str, version: u32) -> Vec<u8> {
+    let mut k = name.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Key of a model artifact chunk: the model key, then the chunk index (big-endian).
+pub fn model_chunk(name: &str, version: u32, index: u32) -> Vec<u8> {
+    let mut k = model(name, version);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
 /// Key of an answer: task id, sequence, annotator.
 pub fn answer(task_id: u64, seq: u64, annotator: &str) -> Vec<u8> {
     let mut k = task_seq(task_id, seq).to_vec();

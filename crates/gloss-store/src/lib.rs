@@ -64,6 +64,12 @@ pub mod state_cf {
     pub const JOB_LOGS: &str = "job_logs";
     /// Workers by id.
     pub const WORKERS: &str = "workers";
+    /// Model versions by (name, version).
+    pub const MODELS: &str = "models";
+    /// Model artifact chunks by (name, version, index).
+    pub const MODEL_CHUNKS: &str = "model_chunks";
+    /// Evaluations by (project, task, model).
+    pub const EVALUATIONS: &str = "evaluations";
     /// Every column family of the state database.
     pub const ALL: &[&str] = &[
         META,
@@ -86,6 +92,9 @@ pub mod state_cf {
         JOBS,
         JOB_LOGS,
         WORKERS,
+        MODELS,
+        MODEL_CHUNKS,
+        EVALUATIONS,
     ];
 }
 

@@ -6,6 +6,8 @@ mod bench;
 mod bench_feed;
 mod gpu;
 mod job_run;
+pub mod model_store;
+mod predict;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -52,6 +54,14 @@ enum Command {
     /// Start a worker: it joins the coordinators with the join token and runs the jobs they
     /// place on it (pre-annotation, training, evaluation).
     Worker(worker::WorkerArgs),
+    /// Run an exported student over JSON Lines (`glossctl model export`, then unpack): adds
+    /// `label`, `score` and per-label `scores` to each record. Needs no cluster.
+    Predict(predict::PredictArgs),
+    /// Print the SHA-256 digest of a base model directory, as evaluate/predict jobs name it.
+    Digest {
+        /// The model directory.
+        dir: PathBuf,
+    },
     /// Benchmarks that print tables.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -251,6 +261,7 @@ async fn serve(node: NodeArgs, demo: bool, embedded_worker: bool) -> Result<()> 
             cpus: None,
             memory: None,
             work_dir: config.data_dir.join("worker"),
+            models_dir: config.data_dir.join("models"),
         };
         let token = config
             .join_token
@@ -302,6 +313,8 @@ pub fn run_cli() -> ExitCode {
                 Ok(token) => worker::run(args, token, wait_for_signal()).await,
                 Err(e) => Err(e),
             },
+            Command::Predict(args) => predict::run(args),
+            Command::Digest { dir } => model_store::dir_digest(&dir).map(|d| println!("{d}")),
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     });

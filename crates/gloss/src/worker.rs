@@ -50,6 +50,10 @@ pub struct WorkerArgs {
     /// Memory to offer, such as 8GiB [default: the machine's].
     #[arg(long, env = "GLOSS_WORKER_MEMORY")]
     pub memory: Option<String>,
+    /// Base models (encoders for teachers) by directory name; jobs name them with their
+    /// SHA-256 (`gloss digest DIR`) and a mismatch is refused.
+    #[arg(long, env = "GLOSS_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
     /// Scratch space for jobs (trained models before upload, caches).
     #[arg(long, env = "GLOSS_WORK_DIR", default_value = "gloss-work")]
     pub work_dir: PathBuf,
@@ -314,6 +318,7 @@ fn start_job(
         client: client.clone(),
         runtime: tokio::runtime::Handle::current(),
         work_dir: args.work_dir.join(&job.id),
+        models_dir: args.models_dir.clone(),
         cancel,
         reports: tx.clone(),
         job: job.clone(),

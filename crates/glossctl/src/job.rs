@@ -15,10 +15,11 @@ use crate::split;
 pub enum JobCmd {
     /// Queue a job on a task (PROJECT/TASK).
     Submit {
-        /// train (predict and evaluate come later).
+        /// train, evaluate or predict.
         kind: String,
         task: String,
-        /// Model name (predict/evaluate).
+        /// evaluate/predict: a registry model NAME[@VERSION], `assisting` (the task's promoted
+        /// model) or a teacher `similarity:<base model>` (with --config '{"sha256": ...}').
         #[arg(long, default_value = "")]
         model: String,
         /// Kind-specific settings as a JSON object, e.g. '{"epochs": 30, "seed": 7}'.

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
 
 mod job;
+mod model;
 mod output;
 mod task;
 mod user;
@@ -35,8 +36,8 @@ struct Cli {
         default_value = "127.0.0.1:7070"
     )]
     server: Vec<String>,
-    /// Output format: `table` or `json`. For `dataset export` and `task export` this flag names
-    /// the output file instead (`-` for standard output).
+    /// Output format: `table` or `json`. For `dataset export`, `task export` and `model export`
+    /// this flag names the output file instead (`-` for standard output).
     #[arg(long, short = 'o', global = true)]
     output: Option<String>,
     #[command(subcommand)]
@@ -60,13 +61,15 @@ enum Noun {
     /// Users, roles and tokens.
     #[command(subcommand)]
     User(user::UserCmd),
-    /// Jobs on workers (train; predict and evaluate come later): submit, list, show, logs,
-    /// cancel.
+    /// Jobs on workers (train, evaluate, predict): submit, list, show, logs, cancel.
     #[command(subcommand)]
     Job(job::JobCmd),
     /// Workers.
     #[command(subcommand)]
     Worker(WorkerCmd),
+    /// The model registry: trained students, evaluations, promotion, export.
+    #[command(subcommand)]
+    Model(model::ModelCmd),
 }
 
 #[derive(Subcommand)]
@@ -191,6 +194,7 @@ async fn run(cli: Cli) -> Result<()> {
     let exporting = match &cli.command {
         Noun::Dataset(DatasetCmd::Export { .. }) => true,
         Noun::Task(cmd) => task::is_export(cmd),
+        Noun::Model(model::ModelCmd::Export { .. }) => true,
         _ => false,
     };
     let out = if exporting {
@@ -210,6 +214,7 @@ async fn run(cli: Cli) -> Result<()> {
         Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
         Noun::User(cmd) => user::run(&client, out, cmd).await,
         Noun::Job(cmd) => job::run(&client, out, cmd).await,
+        Noun::Model(cmd) => model::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();

@@ -1,0 +1,193 @@
+//! `glossctl model ...`: the registry of trained students, their evaluations and promotion.
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use gloss_client::Client;
+use gloss_proto::v1::model_service_client::ModelServiceClient;
+use gloss_proto::v1::*;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::output::{print_json, Output};
+use crate::split;
+
+#[derive(Subcommand)]
+pub enum ModelCmd {
+    /// List model versions (all, or one project's or task's with --task PROJECT/TASK).
+    List {
+        #[arg(long)]
+        task: Option<String>,
+    },
+    /// Show a model version (NAME or NAME@VERSION; the newest complete version by default).
+    Show { model: String },
+    /// Make a version its task's assisting model. Allowed only when it beats the teacher on the
+    /// gold test split; --force overrides that and is recorded.
+    Promote {
+        model: String,
+        #[arg(long)]
+        force: bool,
+        /// Who forces it (recorded).
+        #[arg(long, default_value = "")]
+        by: String,
+    },
+    /// Export a version's artifact (a tar of config.json and model.safetensors) to -o FILE;
+    /// run it with `gloss predict --model DIR` after unpacking.
+    Export { model: String },
+    /// Evaluations of teachers and students on a task (PROJECT/TASK).
+    Evaluations { task: String },
+}
+
+fn name_version(s: &str) -> Result<(String, u32)> {
+    Ok(match s.rsplit_once('@') {
+        Some((n, v)) => (
+            n.to_string(),
+            v.parse()
+                .with_context(|| format!("version in {s:?} is not a number"))?,
+        ),
+        None => (s.to_string(), 0),
+    })
+}
+
+fn models_table(out: Output, models: &[Model]) -> Result<()> {
+    if let Output::Json = out {
+        return print_json("gloss.v1.Model", models);
+    }
+    println!(
+        "{:<32} {:>7} {:<8} {:>9} {:>10} {:<9} METRICS",
+        "MODEL", "VERSION", "JOB", "TRAIN/DEV", "BYTES", "STATE"
+    );
+    for m in models {
+        let mut metrics: Vec<String> = m
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.3}"))
+            .collect();
+        metrics.sort();
+        let state = match (m.complete, m.promoted) {
+            (_, true) => "promoted",
+            (true, false) => "ready",
+            (false, _) => "partial",
+        };
+        println!(
+            "{:<32} {:>7} {:<8} {:>9} {:>10} {:<9} {}",
+            m.name,
+            m.version,
+            m.job_id,
+            format!("{}/{}", m.train_examples, m.dev_examples),
+            m.artifact_bytes,
+            state,
+            metrics.join(" ")
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: ModelCmd) -> Result<()> {
+    let mut api = ModelServiceClient::new(client.channel()).max_decoding_message_size(4 << 20);
+    match cmd {
+        ModelCmd::List { task } => {
+            let (project, task) = match task {
+                Some(t) => split(&t)?,
+                None => (String::new(), String::new()),
+            };
+            let models = api
+                .list_models(ListModelsRequest { project, task })
+                .await?
+                .into_inner()
+                .models;
+            models_table(out, &models)
+        }
+        ModelCmd::Show { model } => {
+            let (name, version) = name_version(&model)?;
+            let m = api
+                .get_model(GetModelRequest { name, version })
+                .await?
+                .into_inner();
+            models_table(out, std::slice::from_ref(&m))?;
+            if let Output::Table = out {
+                println!("sha256: {}", m.artifact_sha256);
+                println!(
+                    "lineage: task {}/{}, job {}, teacher {:?}, config {}",
+                    m.project, m.task, m.job_id, m.teacher, m.training_config
+                );
+                if !m.promotion_note.is_empty() {
+                    println!("promotion: {}", m.promotion_note);
+                }
+            }
+            Ok(())
+        }
+        ModelCmd::Promote { model, force, by } => {
+            let (name, version) = name_version(&model)?;
+            let m = api
+                .promote_model(PromoteModelRequest {
+                    name,
+                    version,
+                    force,
+                    by,
+                })
+                .await?
+                .into_inner();
+            out.done(&format!(
+                "{} version {} promoted: {}",
+                m.name, m.version, m.promotion_note
+            ))
+        }
+        ModelCmd::Export { model } => {
+            let (name, version) = name_version(&model)?;
+            let path = to
+                .filter(|p| *p != "-")
+                .context("name the output file with -o FILE.tar")?;
+            let mut stream = api
+                .export_model(GetModelRequest { name, version })
+                .await?
+                .into_inner();
+            let mut file = tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {path}"))?;
+            let mut hash = Sha256::new();
+            let mut record = None;
+            while let Some(chunk) = stream.message().await? {
+                hash.update(&chunk.data);
+                file.write_all(&chunk.data).await?;
+                if chunk.model.is_some() {
+                    record = chunk.model;
+                }
+            }
+            file.flush().await?;
+            let record = record.context("the registry sent no model record")?;
+            let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            anyhow::ensure!(
+                digest == record.artifact_sha256,
+                "export hashes to {digest}, not {}",
+                record.artifact_sha256
+            );
+            eprintln!(
+                "{} version {} -> {path} ({} bytes, sha256 {digest}); unpack it and run: gloss predict --model DIR",
+                record.name, record.version, record.artifact_bytes
+            );
+            Ok(())
+        }
+        ModelCmd::Evaluations { task } => {
+            let (project, task) = split(&task)?;
+            let evals = api
+                .list_evaluations(ListEvaluationsRequest { project, task })
+                .await?
+                .into_inner()
+                .evaluations;
+            if let Output::Json = out {
+                return print_json("gloss.v1.Evaluation", &evals);
+            }
+            println!("{:<40} {:<8} METRICS", "MODEL", "JOB");
+            for e in evals {
+                let mut metrics: Vec<String> = e
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.4}"))
+                    .collect();
+                metrics.sort();
+                println!("{:<40} {:<8} {}", e.model, e.job_id, metrics.join(" "));
+            }
+            Ok(())
+        }
+    }
+}
