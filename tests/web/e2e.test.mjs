@@ -353,3 +353,36 @@ test("a teacher's suggestions are shown distinctly, accepted as they are or corr
   assert.deepEqual(spans, [["0-12:ORG"], ["0-10:ORG"]]);
   await ctx.close();
 });
+
+test("the dashboard shows a task's jobs, its student's score and learning curve", async () => {
+  // A task whose gold records follow a code word; alice answers every example through the API.
+  const file = join(gloss.dir, "codes.jsonl");
+  const lines = Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `ticket ${i} filed under ${i % 2 ? "quintor" : "zorblax"}` }));
+  writeFileSync(file, lines.join("\n") + "\n");
+  gloss.ctl("dataset", "import", "demo/codes", file);
+  gloss.ctl("task", "create", "demo/codes", "--dataset", "codes", "--interface", "choice", "--labels", "Z,Q");
+  const login = await fetch(`${gloss.base}/api/session`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user: "alice", password: PASSWORD }) });
+  const { token } = await login.json();
+  const call = (path, body) =>
+    fetch(`${gloss.base}${path}`, { method: "POST", headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json());
+  for (let left = 60; left > 0; ) {
+    const { examples } = await call("/api/tasks/demo/codes/next", { count: 50 });
+    for (const ex of examples) {
+      const label = ex.text.includes("zorblax") ? "Z" : "Q";
+      await call("/api/tasks/demo/codes/answers", { answer: { answer_id: `codes-${ex.seq}`, seq: ex.seq, decision: "DECISION_ACCEPT", choices: [label] } });
+      left--;
+    }
+  }
+  gloss.ctl("job", "submit", "train", "demo/codes", "--config", '{"epochs": 5, "patience": 5}', "--wait");
+  gloss.ctl("job", "submit", "evaluate", "demo/codes", "--model", "demo/codes/tiny", "--wait");
+  const { ctx, page } = await signIn("mona");
+  await page.click("nav a:text('Dashboard')");
+  const dash = page.locator(".task-dash[data-task='demo/codes']");
+  await dash.locator("[data-testid=models] svg.chart").first().waitFor();
+  assert.match(await dash.locator("[data-testid=models]").textContent(), /demo\/codes\/tiny@1/);
+  assert.equal(await dash.locator("[data-testid=jobs] tr").count(), 3, "header and two jobs");
+  assert.match(await dash.locator("[data-testid=jobs]").textContent(), /succeeded/);
+  await dash.scrollIntoViewIfNeeded();
+  await shot(page, "09-dashboard-models-and-jobs");
+  await ctx.close();
+});

@@ -3,7 +3,7 @@
 // the outbox so none is lost when the network or a coordinator goes away.
 
 import { api, ApiError, newId, session, taskPath } from "./lib/api.js";
-import { barChart } from "./lib/chart.js";
+import { barChart, lineChart } from "./lib/chart.js";
 import { Editor, labelClass, isSpanTask } from "./lib/editor.js";
 import { NetworkError, Outbox } from "./lib/outbox.js";
 import * as S from "./lib/spans.js";
@@ -503,7 +503,7 @@ async function dashboardView() {
       h("h2", {}, p.project.name),
       p.project.description ? h("p", { class: "muted" }, p.project.description) : null,
       p.tasks.length ? null : h("p", { class: "muted" }, "No tasks yet."),
-      p.tasks.map(({ task, progress, agreement }) => {
+      p.tasks.map(({ task, progress, agreement, evaluations, models, jobs }) => {
         const o = agreement.overall || {};
         const metric = (l) => l.krippendorff_alpha ?? l.span_f1 ?? l.percent_agreement ?? null;
         return h(
@@ -539,12 +539,67 @@ async function dashboardView() {
               agreement.labels.length ? barChart(agreement.labels.map((l) => ({ label: l.label, value: metric(l), note: `(${l.items})` })), { title: "agreement per label" }) : null,
             ),
           ),
-          h("p", { class: "muted" }, "Models: no teacher or student has been evaluated on this task yet."),
+          modelsView(evaluations, models),
+          jobsView(jobs),
         );
       }),
     ),
   );
   mount(main, cards.length ? cards : h("p", { class: "muted" }, "No projects yet."));
+}
+
+const METRIC = "gold-test:accuracy";
+
+/** Teacher vs student scores on the gold test split, and the student's learning curve. */
+function modelsView(evaluations, models) {
+  const scored = evaluations.filter((e) => e.metrics[METRIC] !== undefined);
+  if (!scored.length) {
+    return h("p", { class: "muted", "data-testid": "models" }, "Models: no teacher or student has been evaluated on this task yet.");
+  }
+  const teachers = scored.filter((e) => !e.model.includes("@"));
+  const bars = scored.map((e) => ({ label: e.model.length > 18 ? `…${e.model.slice(-17)}` : e.model, value: e.metrics[METRIC], note: e.model.includes("@") ? "student" : "teacher" }));
+  const versions = models.filter((m) => m.metrics[METRIC] !== undefined).sort((a, b) => a.train_examples - b.train_examples);
+  const curve = versions.length
+    ? lineChart(
+        [
+          { name: "student", points: versions.map((m) => [m.train_examples, m.metrics[METRIC]]) },
+          ...teachers.map((t) => ({ name: t.model.split(":")[0], points: [[versions[0].train_examples, t.metrics[METRIC]], [versions[versions.length - 1].train_examples, t.metrics[METRIC]]] })),
+        ],
+        { title: "learning curve: accuracy on the gold test split", xLabel: "gold examples the student trained on" },
+      )
+    : null;
+  const promoted = models.find((m) => m.promoted);
+  return h(
+    "div",
+    { class: "grid2", "data-testid": "models" },
+    barChart(bars, { title: `${METRIC} (teachers and students)` }),
+    h("div", {}, curve, h("p", { class: "muted" }, promoted ? `assisting model: ${promoted.name} v${promoted.version} (${promoted.promotion_note})` : "no promoted model yet")),
+  );
+}
+
+function jobsView(jobs) {
+  if (!jobs.length) return null;
+  const state = (j) => j.state.replace("JOB_STATE_", "").toLowerCase();
+  return h(
+    "table",
+    { "data-testid": "jobs" },
+    h("tr", {}, h("th", {}, "Job"), h("th", {}, "Kind"), h("th", {}, "Model"), h("th", {}, "State"), h("th", {}, "Attempt"), h("th", {}, "Progress"), h("th", {}, "Last epoch"), h("th", {}, "Error")),
+    jobs.map((j) => {
+      const last = j.metrics[j.metrics.length - 1];
+      return h(
+        "tr",
+        {},
+        h("td", {}, j.id),
+        h("td", {}, j.spec.kind.replace("JOB_KIND_", "").toLowerCase()),
+        h("td", {}, j.spec.model),
+        h("td", {}, state(j)),
+        h("td", {}, `${j.attempt}/${j.max_attempts}`),
+        h("td", {}, progressBar(Math.round(j.progress * 100), 100)),
+        h("td", {}, last ? `loss ${last.loss.toFixed(3)}, dev ${last.dev_score.toFixed(3)}` : ""),
+        h("td", { class: "error" }, j.error),
+      );
+    }),
+  );
 }
 
 // ---- start ----

@@ -452,20 +452,47 @@ async fn agreement(
     Ok(Json(to_json(&s.task_agreement(&project, &task).await?)))
 }
 
-/// Projects with their tasks, progress per annotator, agreement per label and queue health.
+/// Projects with their tasks, progress per annotator, agreement per label, queue health, recent
+/// jobs, and the models with teacher and student scores.
 async fn dashboard(State(s): Shared, headers: HeaderMap) -> Reply {
     let c = caller(&s, &headers).await?;
     c.require(&[Role::Manager], "the dashboard")?;
+    let recent_jobs = s.list_jobs(&[], 500).await?;
     let mut projects = Vec::new();
     for p in s.list_projects().await? {
         let mut tasks = Vec::new();
         for t in s.list_tasks(&p.name).await? {
             let progress = s.task_progress(&t.project, &t.name).await?;
             let agreement = s.task_agreement(&t.project, &t.name).await?;
+            let evaluations: Vec<Value> = s
+                .list_evaluations(&t.project, &t.name)
+                .await?
+                .iter()
+                .map(to_json)
+                .collect();
+            let models: Vec<Value> = s
+                .list_models(&t.project, &t.name)
+                .await?
+                .iter()
+                .map(to_json)
+                .collect();
+            let jobs: Vec<Value> = recent_jobs
+                .iter()
+                .filter(|j| {
+                    j.spec
+                        .as_ref()
+                        .is_some_and(|sp| sp.project == t.project && sp.task == t.name)
+                })
+                .take(10)
+                .map(to_json)
+                .collect();
             tasks.push(json!({
                 "task": to_json(&t),
                 "progress": to_json(&progress),
                 "agreement": to_json(&agreement),
+                "evaluations": evaluations,
+                "models": models,
+                "jobs": jobs,
             }));
         }
         projects.push(json!({"project": to_json(&p), "tasks": tasks}));

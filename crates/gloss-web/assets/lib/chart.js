@@ -44,6 +44,7 @@ export function lineChart(series, { width = 420, height = 220, title = "", xLabe
   series.forEach((s, i) => {
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(" ");
     root.append(svg("path", { d, class: `chart-line s${i % 4}` }));
+    for (const p of s.points) root.append(svg("circle", { cx: sx(p[0]), cy: sy(p[1]), r: 3, class: `chart-dot s${i % 4}` }));
     const last = s.points[s.points.length - 1];
     if (last) root.append(svg("text", { x: sx(last[0]) + 4, y: sy(last[1]) + 4, class: `chart-value s${i % 4}` }, s.name));
   });
