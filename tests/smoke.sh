@@ -89,6 +89,9 @@ check "model list" contains "MODEL" ctl model list
 check "model show names a missing model" contains 'model "news/cls/tiny" has no complete version' ctl model show news/cls/tiny
 mkdir -p "$work/base/enc" && printf '{}' >"$work/base/enc/config.json"
 check "gloss digest prints a sha256" grep -qE '^[0-9a-f]{64}$' <("$BIN/gloss" digest "$work/base/enc")
+check "backup create" contains "backup written" ctl backup create "$work/cluster.backup"
+check "the backup file has its header" grep -q GLOSSBACKUP1 "$work/cluster.backup"
+check "restore refuses a cluster that holds projects" contains "holds no project" ctl backup restore "$work/cluster.backup"
 check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"

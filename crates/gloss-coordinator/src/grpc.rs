@@ -74,6 +74,33 @@ impl cluster_service_server::ClusterService for Api {
             .await)
     }
 
+    type CreateBackupStream = Pin<Box<dyn Stream<Item = Result<BackupChunk, Status>> + Send>>;
+
+    async fn create_backup(
+        &self,
+        _: Request<CreateBackupRequest>,
+    ) -> Reply<Self::CreateBackupStream> {
+        let rx = self.service.backup().await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| {
+            item.map(|data| BackupChunk {
+                data: data.to_vec(),
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn restore_backup(
+        &self,
+        req: Request<tonic::Streaming<BackupChunk>>,
+    ) -> Reply<RestoreSummary> {
+        let stream = req.into_inner().map(|c| {
+            c.map(|c| bytes::Bytes::from(c.data))
+                .map_err(|s| ServiceError::InvalidArgument(format!("upload: {}", s.message())))
+        });
+        ok(self.service.restore(Box::pin(stream)).await)
+    }
+
     async fn get_state_digest(&self, _: Request<GetStateDigestRequest>) -> Reply<StateDigest> {
         ok(self.service.state_digest_report().await)
     }

@@ -6,6 +6,7 @@
 //! `gloss-import` for parsing. Business rules live once, in [`service::Service`]; the gRPC and HTTP
 //! layers only translate. It must never link ML or GPU code.
 
+pub mod backup;
 pub mod demo;
 pub mod error;
 mod export;

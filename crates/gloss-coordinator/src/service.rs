@@ -108,6 +108,11 @@ impl Service {
         }
     }
 
+    /// This node's state database (tests compare restored state through it).
+    pub fn state_db(&self) -> std::sync::Arc<gloss_store::rocksdb::DB> {
+        self.state.db()
+    }
+
     /// Digest of this node's whole state machine (equal on replicas that applied the same log).
     pub fn state_digest(&self) -> Result<Vec<(&'static str, u128)>, ServiceError> {
         Ok(gloss_state::read::digest(&self.state.db())?)

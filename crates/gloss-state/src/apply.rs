@@ -75,6 +75,7 @@ impl Tx<'_> {
             Body::StageExamples(c) => self.stage(c),
             Body::CommitImport(c) => self.commit_import(at_ms, c),
             Body::AbortImport(c) => self.abort_import(at_ms, c.import_id, &c.reason),
+            Body::RestoreRows(c) => crate::backup::restore_rows(self.db, self.batch, c),
             _ => self.task_command(at_ms, body),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
 
+mod backup;
 mod job;
 mod model;
 mod output;
@@ -70,6 +71,9 @@ enum Noun {
     /// The model registry: trained students, evaluations, promotion, export.
     #[command(subcommand)]
     Model(model::ModelCmd),
+    /// Backups of the whole cluster, and restoring a new cluster from one.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
 }
 
 #[derive(Subcommand)]
@@ -215,6 +219,7 @@ async fn run(cli: Cli) -> Result<()> {
         Noun::User(cmd) => user::run(&client, out, cmd).await,
         Noun::Job(cmd) => job::run(&client, out, cmd).await,
         Noun::Model(cmd) => model::run(&client, out, cli.output.as_deref(), cmd).await,
+        Noun::Backup(cmd) => backup::run(&client, out, cmd).await,
         Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
