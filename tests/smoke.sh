@@ -17,6 +17,10 @@ GRPC=$(port); HTTP=$(port); RAFT=$(port)
 pid=$!
 trap 'kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+# The first administrator's token is printed once, at the first start.
+for _ in $(seq 1 100); do grep -q 'token (shown once' "$work/gloss.out" && break; sleep 0.1; done
+admin_token="$(grep -A1 'token (shown once' "$work/gloss.out" | tail -1 | tr -d ' ')"
+AUTH=(-H "authorization: Bearer $admin_token")
 
 passed=0; failed=0
 check() {  # check NAME COMMAND... ; the command must succeed
@@ -26,7 +30,7 @@ check() {  # check NAME COMMAND... ; the command must succeed
 }
 contains() { local needle="$1" out; shift; out="$("$@" 2>&1)"; grep -qF -- "$needle" <<<"$out"; }
 fails() { ! "$@" >/dev/null 2>&1; }
-ctl() { "$BIN/glossctl" --server 127.0.0.1:$GRPC "$@"; }
+ctl() { "$BIN/glossctl" --server 127.0.0.1:$GRPC --token "$admin_token" "$@"; }
 
 printf '{"text":"One fine day","meta":{"src":"a"},"_input_hash":7}\n{"text":"Another day"}\n' >"$work/data.jsonl"
 printf '{"text":"ok"}\n{"text":""}\n' >"$work/bad.jsonl"
@@ -35,6 +39,8 @@ check "grpcurl list shows gloss and health" contains gloss.v1.DatasetService "$G
 check "grpcurl list shows health" contains grpc.health.v1.Health "$GRPCURL" -plaintext 127.0.0.1:$GRPC list
 check "grpcurl describe shows comments" contains "Stream a file into a dataset" "$GRPCURL" -plaintext 127.0.0.1:$GRPC describe gloss.v1.DatasetService
 check "grpcurl health check" contains SERVING "$GRPCURL" -plaintext 127.0.0.1:$GRPC grpc.health.v1.Health/Check
+check "a call without a token is refused" contains "send a token" "$BIN/glossctl" --server 127.0.0.1:$GRPC project list
+check "grpcurl without a token is refused" contains "Unauthenticated" "$GRPCURL" -plaintext -d '{}' 127.0.0.1:$GRPC gloss.v1.ProjectService/ListProjects
 check "demo data loaded" contains "demo/headlines" ctl dataset list demo
 check "project create" ctl project create news
 check "dataset import" contains "2 imported" ctl dataset import news/raw "$work/data.jsonl"
@@ -49,10 +55,10 @@ check "unknown server exits non-zero" fails "$BIN/glossctl" --server 127.0.0.1:1
 check "demo tasks created" contains "demo/entities" ctl task list demo
 check "task create" contains "news/cls" ctl task create news/cls --dataset raw --interface choice --labels POS,NEG --overlap 1
 check "task create names the bad field" contains "labels[1]" ctl task create news/bad --dataset raw --interface choice --labels POS,POS
-check "grpcurl next examples" contains '"seq": "1"' "$GRPCURL" -plaintext -d '{"project":"news","task":"cls","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
-check "grpcurl submit answer" contains '"revision": 1' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"a-1","project":"news","task":"cls","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","choices":["POS"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
-check "grpcurl retried submit is a duplicate" contains '"duplicate": true' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"a-1","project":"news","task":"cls","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","choices":["POS"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
-check "grpcurl unknown label names the field" contains 'choices[0]' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"a-2","project":"news","task":"cls","seq":"2","annotator":"ann","decision":"DECISION_ACCEPT","choices":["MAYBE"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl next examples" contains '"seq": "1"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"project":"news","task":"cls","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
+check "grpcurl submit answer" contains '"revision": 1' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"a-1","project":"news","task":"cls","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","choices":["POS"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl retried submit is a duplicate" contains '"duplicate": true' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"a-1","project":"news","task":"cls","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","choices":["POS"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl unknown label names the field" contains 'choices[0]' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"a-2","project":"news","task":"cls","seq":"2","annotator":"ann","decision":"DECISION_ACCEPT","choices":["MAYBE"]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
 check "task progress" contains "1 of 2 examples done" ctl task progress news/cls
 check "task agreement" contains "(overall)" ctl task agreement news/cls
 check "task review" contains "0 example(s) waiting" ctl task review news/cls
@@ -60,9 +66,9 @@ check "task export prodigy" contains '"answer":"accept"' ctl task export news/cl
 check "task export gold hf" contains '"label":"POS"' ctl task export news/cls --gold --format hf
 check "task export conll refuses a choice task" fails ctl task export news/cls --format conll
 check "task create ner" contains "news/ents" ctl task create news/ents --dataset raw --interface ner --labels PER,ORG
-check "grpcurl next with tokens" contains '"text": "fine"' "$GRPCURL" -plaintext -d '{"project":"news","task":"ents","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
-check "grpcurl span off a token boundary names the field" contains 'spans[0].end' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"e-0","project":"news","task":"ents","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":2,"label":"PER"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
-check "grpcurl submit spans" contains '"text": "One"' "$GRPCURL" -plaintext -d '{"answer":{"answerId":"e-1","project":"news","task":"ents","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":3,"label":"PER"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl next with tokens" contains '"text": "fine"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"project":"news","task":"ents","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
+check "grpcurl span off a token boundary names the field" contains 'spans[0].end' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"e-0","project":"news","task":"ents","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":2,"label":"PER"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl submit spans" contains '"text": "One"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"e-1","project":"news","task":"ents","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":3,"label":"PER"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
 check "task export conll" contains "$(printf 'One\tB-PER')" ctl task export news/ents --format conll
 check "task export hf (ner)" ctl task export news/ents --format hf -o "$work/ents.hf.jsonl"
 check "task export hf (choice)" ctl task export news/cls --format hf -o "$work/cls.hf.jsonl"
@@ -96,12 +102,12 @@ check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "first administrator's token printed once" contains "token (shown once" cat "$work/gloss.out"
-admin_token="$(grep -A1 'token (shown once' "$work/gloss.out" | tail -1 | tr -d ' ')"
 check "the admin token signs in to the web api" contains '"admin"' curl -sf -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$HTTP/api/me"
-check "user create" contains "carol" sh -c "echo 'carol-password' | '$BIN/glossctl' --server 127.0.0.1:$GRPC user create carol --roles annotator,reviewer --password-stdin"
+check "user create" contains "carol" sh -c "echo 'carol-password' | '$BIN/glossctl' --server 127.0.0.1:$GRPC --token '$admin_token' user create carol --roles annotator,reviewer --password-stdin"
 check "user create names a bad role" contains 'unknown role "boss"' ctl user create dave --roles boss
 check "user list" contains "reviewer,annotator" ctl user list
 carol_token="$(ctl user token carol --ttl-secs 600 2>/dev/null)"
+check "an annotator's token cannot create projects" contains "needs the role manager" "$BIN/glossctl" --server 127.0.0.1:$GRPC --token "$carol_token" project create nope
 check "user token works on the web api" contains '"carol"' curl -sf -H "Authorization: Bearer $carol_token" "http://127.0.0.1:$HTTP/api/me"
 check "web sign-in with a password" contains '"token"' curl -sf -H 'Content-Type: application/json' -d '{"user":"carol","password":"carol-password"}' "http://127.0.0.1:$HTTP/api/session"
 check "web sign-in refuses a wrong password" fails curl -sf -H 'Content-Type: application/json' -d '{"user":"carol","password":"nope-nope"}' "http://127.0.0.1:$HTTP/api/session"

@@ -182,7 +182,8 @@ status() {
   else echo "worker-1       stopped"; fi
   if [[ $rc -eq 0 ]] && ctl="$(find_bin glossctl "${GLOSSCTL_BIN:-}" 2>/dev/null)"; then
     echo
-    "$ctl" --server "$(servers)" cluster status || rc=1
+    GLOSS_TOKEN="${GLOSS_TOKEN:-$(cat "$DIR/tokens/admin-token" 2>/dev/null)}" \
+      "$ctl" --server "$(servers)" cluster status || rc=1
   fi
   return $rc
 }

@@ -91,7 +91,15 @@ pub fn records(prefix: &str, n: usize) -> String {
         .collect()
 }
 
-/// Starts a single-node coordinator in a fresh temporary directory.
+/// The first administrator's token of every sandbox cluster (configured, not generated).
+pub const ADMIN_TOKEN: &str = "sandbox-admin-token-0123456789";
+
+/// A client of `servers` signed with [`ADMIN_TOKEN`].
+pub async fn connect(servers: &[String]) -> Result<Client, gloss_client::ClientError> {
+    Client::connect(servers).await?.with_token(ADMIN_TOKEN)
+}
+
+/// Starts a single-node coordinator in a fresh temporary directory, with its administrator.
 pub async fn start_node() -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut node = start_node_in(dir.path(), Overrides::default()).await;
@@ -117,6 +125,11 @@ pub async fn start_group(
         let data_dir = dir.join(format!("n{id}"));
         nodes.push(start_node_with(&data_dir, extra(id).over(base), faults.clone()).await);
     }
+    nodes[0]
+        .coordinator
+        .ensure_admin(Duration::from_secs(30))
+        .await
+        .expect("the first administrator is created");
     nodes
 }
 
@@ -130,6 +143,13 @@ pub async fn start_node_with(data_dir: &Path, extra: Overrides, faults: Option<F
         raft_listen: any,
         ..Overrides::default()
     };
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let token_file = data_dir.join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).expect("admin token file");
+    let defaults = Overrides {
+        admin_token_file: Some(token_file),
+        ..defaults
+    };
     let config = Config::resolve(extra.over(defaults)).expect("valid test config");
     let options = gloss_coordinator::StartOptions {
         faults,
@@ -138,7 +158,15 @@ pub async fn start_node_with(data_dir: &Path, extra: Overrides, faults: Option<F
     let coordinator = Coordinator::start_with(&config, options)
         .await
         .expect("coordinator starts");
-    let client = Client::connect(&[coordinator.addrs().grpc.to_string()])
+    // A single-node group has a leader at once: make sure its administrator exists (a member of
+    // a bigger group waits for the others; start_group does it once they are all up).
+    if config.initial_members.is_empty() && !config.join {
+        coordinator
+            .ensure_admin(Duration::from_secs(20))
+            .await
+            .expect("the first administrator is created");
+    }
+    let client = connect(&[coordinator.addrs().grpc.to_string()])
         .await
         .expect("client connects");
     Node {
@@ -211,8 +239,13 @@ impl NodeProcess {
             .append(true)
             .open(&log)
             .expect("log file");
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let token_file = data_dir.join("admin-token");
+        std::fs::write(&token_file, ADMIN_TOKEN).expect("admin token file");
         let child = Command::new(binary)
             .arg("up")
+            .arg("--admin-token-file")
+            .arg(&token_file)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &format!("127.0.0.1:{grpc}")])
@@ -237,7 +270,7 @@ impl NodeProcess {
     pub async fn ready(&self, timeout: Duration) -> Client {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(client) = Client::connect(&[self.grpc.to_string()]).await {
+            if let Ok(client) = connect(&[self.grpc.to_string()]).await {
                 let ok = client
                     .projects()
                     .list_projects(gloss_proto::v1::ListProjectsRequest {})

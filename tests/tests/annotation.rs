@@ -461,7 +461,7 @@ async fn hundred_annotators_across_a_leader_change_never_exceed_the_overlap() {
         // Annotators spread over the three coordinators; each can fall back to the others.
         let mut order = servers.clone();
         order.rotate_left(a % 3);
-        let client = Client::connect(&order).await.unwrap();
+        let client = gloss_tests::connect(&order).await.unwrap();
         let recorded = recorded.clone();
         workers.push(tokio::spawn(async move {
             let who = format!("ann{a:03}");

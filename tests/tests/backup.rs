@@ -91,7 +91,7 @@ async fn a_new_cluster_restored_from_a_backup_has_the_same_state() {
         .collect();
     assert_eq!(
         users,
-        vec!["carol".to_string()],
+        vec!["admin".to_string(), "carol".to_string()],
         "exactly the backup's users"
     );
     // New writes after a restore get fresh ids (the counters came back too).

@@ -145,6 +145,11 @@ async fn a_dead_member_is_replaced_by_a_new_node_that_catches_up_by_snapshot() {
         nodes.push(node);
     }
     leader_of(&nodes[0]).await;
+    nodes[0]
+        .coordinator
+        .ensure_admin(Duration::from_secs(30))
+        .await
+        .unwrap();
     nodes[0].create_project("p").await;
     // ~300 entries: snapshots are built and the log is compacted on every member.
     let body: String = (0..3000)
@@ -217,7 +222,7 @@ async fn the_client_retries_on_another_coordinator_with_the_same_idempotency_key
         .iter()
         .map(|n| n.coordinator.addrs().grpc.to_string())
         .collect();
-    let client = gloss_client::Client::connect(&servers).await.unwrap();
+    let client = gloss_tests::connect(&servers).await.unwrap();
     assert_eq!(client.server(), servers[0]);
     let first = nodes.remove(0);
     first.coordinator.shutdown().await.unwrap();

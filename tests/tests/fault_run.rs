@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gloss_client::Client;
 use gloss_proto::v1::{CreateProjectRequest, GetClusterStatusRequest, GetStateDigestRequest};
 use gloss_tests::{free_port, project_names, NodeProcess};
 
@@ -55,7 +54,7 @@ async fn write_once(
             .cloned()
             .collect();
         attempt += 1;
-        let Ok(client) = Client::connect(&rotated).await else {
+        let Ok(client) = gloss_tests::connect(&rotated).await else {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
@@ -91,7 +90,7 @@ async fn write_once(
 /// The node that reports itself leader (a follower's view may be stale).
 async fn leader(servers: &[String]) -> Option<u64> {
     for s in servers {
-        let Ok(client) = Client::connect(std::slice::from_ref(s)).await else {
+        let Ok(client) = gloss_tests::connect(std::slice::from_ref(s)).await else {
             continue;
         };
         let status = tokio::time::timeout(
@@ -231,7 +230,7 @@ async fn killed_members_rejoin_and_converge_and_no_acknowledged_write_is_lost_or
     loop {
         let mut reports = Vec::new();
         for s in &servers {
-            if let Ok(c) = Client::connect(std::slice::from_ref(s)).await {
+            if let Ok(c) = gloss_tests::connect(std::slice::from_ref(s)).await {
                 if let Ok(d) = c.cluster().get_state_digest(GetStateDigestRequest {}).await {
                     reports.push(d.into_inner());
                 }

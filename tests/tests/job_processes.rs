@@ -10,7 +10,7 @@ use gloss_tests::{free_port, seed_choice_gold, NodeProcess, WorkerProcess};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gloss-under-test");
 
-async fn submit(jobs: &mut JobServiceClient<tonic::transport::Channel>, epochs: u32) -> Job {
+async fn submit(jobs: &mut JobServiceClient<gloss_client::Conn>, epochs: u32) -> Job {
     let req = SubmitJobRequest {
         spec: Some(JobSpec {
             kind: JobKind::Train as i32,
@@ -26,7 +26,7 @@ async fn submit(jobs: &mut JobServiceClient<tonic::transport::Channel>, epochs: 
 }
 
 async fn wait(
-    jobs: &mut JobServiceClient<tonic::transport::Channel>,
+    jobs: &mut JobServiceClient<gloss_client::Conn>,
     id: &str,
     what: &str,
     done: impl Fn(&Job) -> bool,
@@ -46,10 +46,7 @@ async fn wait(
     }
 }
 
-async fn name_of(
-    jobs: &mut JobServiceClient<tonic::transport::Channel>,
-    worker_id: &str,
-) -> String {
+async fn name_of(jobs: &mut JobServiceClient<gloss_client::Conn>, worker_id: &str) -> String {
     let workers = jobs
         .list_workers(ListWorkersRequest {})
         .await

@@ -55,7 +55,14 @@ class Gloss {
       if (Date.now() > deadline) throw new Error(`gloss did not start:\n${this.output}`);
       await sleep(100);
     }
-    // The demo users exist once the demo is loaded, which happens before the banner.
+    // The demo users exist once the demo is loaded, which happens before the banner. The first
+    // start prints the administrator's token once; glossctl signs its calls with it.
+    while (!this.adminToken) {
+      const m = this.output.match(/token \(shown once, keep it\):\s*\n\s*(\S+)/);
+      if (m) this.adminToken = m[1];
+      else if (Date.now() > deadline) throw new Error(`no administrator token printed:\n${this.output}`);
+      else await sleep(100);
+    }
   }
 
   async stop() {
@@ -65,7 +72,7 @@ class Gloss {
   }
 
   ctl(...args) {
-    return execFileSync(GLOSSCTL, ["--server", `127.0.0.1:${this.ports.grpc}`, ...args], { encoding: "utf8" });
+    return execFileSync(GLOSSCTL, ["--server", `127.0.0.1:${this.ports.grpc}`, "--token", this.adminToken, ...args], { encoding: "utf8" });
   }
 
   /** The task's answers as exported by glossctl (Prodigy JSONL), one object per answer. */

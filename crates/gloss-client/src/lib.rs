@@ -57,10 +57,29 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
+/// Adds the bearer token to every call.
+#[derive(Clone, Default)]
+pub struct TokenInterceptor {
+    header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(h) = &self.header {
+            req.metadata_mut().insert("authorization", h.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The channel every service client of [`Client`] uses: the connection plus the token.
+pub type Conn = tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>;
+
 /// A connection to a Gloss cluster.
 #[derive(Clone)]
 pub struct Client {
     channel: Channel,
+    token: TokenInterceptor,
     server: String,
     servers: Vec<String>,
 }
@@ -86,6 +105,7 @@ impl Client {
                 Ok(channel) => {
                     return Ok(Client {
                         channel,
+                        token: TokenInterceptor::default(),
                         server: server.clone(),
                         servers: servers.to_vec(),
                     })
@@ -135,16 +155,35 @@ impl Client {
                 .cloned()
                 .collect();
             match Client::connect(&order).await {
-                Ok(next) => client = next,
+                Ok(next) => {
+                    client = Client {
+                        token: self.token.clone(),
+                        ..next
+                    }
+                }
                 Err(_) if tokio::time::Instant::now() < deadline => {}
                 Err(_) => return Err(status.into()),
             }
         }
     }
 
-    /// The channel to the server, for service clients this crate does not wrap.
-    pub fn channel(&self) -> Channel {
-        self.channel.clone()
+    /// This client, sending `token` (`glt_...`) with every call.
+    pub fn with_token(mut self, token: &str) -> Result<Client, ClientError> {
+        let value = format!("Bearer {}", token.trim()).parse().map_err(|_| {
+            ClientError::Address("the token holds characters a header cannot".into())
+        })?;
+        self.token = TokenInterceptor {
+            header: Some(value),
+        };
+        Ok(self)
+    }
+
+    /// The channel to the server (with the token), for service clients this crate does not wrap.
+    pub fn channel(&self) -> Conn {
+        tonic::service::interceptor::InterceptedService::new(
+            self.channel.clone(),
+            self.token.clone(),
+        )
     }
 
     /// The server this client is connected to.
@@ -153,18 +192,18 @@ impl Client {
     }
 
     /// Cluster status calls.
-    pub fn cluster(&self) -> ClusterServiceClient<Channel> {
-        ClusterServiceClient::new(self.channel.clone())
+    pub fn cluster(&self) -> ClusterServiceClient<Conn> {
+        ClusterServiceClient::new(self.channel())
     }
 
     /// Project calls.
-    pub fn projects(&self) -> ProjectServiceClient<Channel> {
-        ProjectServiceClient::new(self.channel.clone())
+    pub fn projects(&self) -> ProjectServiceClient<Conn> {
+        ProjectServiceClient::new(self.channel())
     }
 
     /// Dataset calls.
-    pub fn datasets(&self) -> DatasetServiceClient<Channel> {
-        DatasetServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    pub fn datasets(&self) -> DatasetServiceClient<Conn> {
+        DatasetServiceClient::new(self.channel()).max_decoding_message_size(64 << 20)
     }
 
     /// Streams `reader` into an import described by `header`; `progress` gets the bytes sent so
@@ -301,23 +340,23 @@ impl Client {
     }
 
     /// Task calls.
-    pub fn tasks(&self) -> TaskServiceClient<Channel> {
-        TaskServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    pub fn tasks(&self) -> TaskServiceClient<Conn> {
+        TaskServiceClient::new(self.channel()).max_decoding_message_size(64 << 20)
     }
 
     /// Feed calls (annotators).
-    pub fn feed(&self) -> FeedServiceClient<Channel> {
-        FeedServiceClient::new(self.channel.clone())
+    pub fn feed(&self) -> FeedServiceClient<Conn> {
+        FeedServiceClient::new(self.channel())
     }
 
     /// User and token calls.
-    pub fn users(&self) -> UserServiceClient<Channel> {
-        UserServiceClient::new(self.channel.clone())
+    pub fn users(&self) -> UserServiceClient<Conn> {
+        UserServiceClient::new(self.channel())
     }
 
     /// Review calls.
-    pub fn review(&self) -> ReviewServiceClient<Channel> {
-        ReviewServiceClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    pub fn review(&self) -> ReviewServiceClient<Conn> {
+        ReviewServiceClient::new(self.channel()).max_decoding_message_size(64 << 20)
     }
 }
 

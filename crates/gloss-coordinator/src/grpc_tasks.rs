@@ -4,8 +4,18 @@ use gloss_proto::v1::*;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::{ok, stream_chunks, Api, ExportStream};
+use crate::users::Caller;
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The signed-in caller the auth layer attached (none on the internal port).
+fn caller<T>(req: &Request<T>) -> Option<Caller> {
+    req.extensions().get::<Caller>().cloned()
+}
+
+fn act_as(caller: Option<&Caller>, annotator: &str) -> Result<(), Status> {
+    crate::access::act_as(caller, annotator).map_err(Status::from)
+}
 
 fn require<T>(v: Option<T>, field: &str) -> Result<T, Status> {
     v.ok_or_else(|| Status::invalid_argument(format!("{field}: is required")))
@@ -87,11 +97,16 @@ impl task_service_server::TaskService for Api {
 #[tonic::async_trait]
 impl feed_service_server::FeedService for Api {
     async fn next_examples(&self, req: Request<NextRequest>) -> Reply<NextResponse> {
-        ok(self.service.next_examples(req.into_inner()).await)
+        let caller = caller(&req);
+        let r = req.into_inner();
+        act_as(caller.as_ref(), &r.annotator)?;
+        ok(self.service.next_examples(r).await)
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Reply<HeartbeatResponse> {
+        let caller = caller(&req);
         let r = req.into_inner();
+        act_as(caller.as_ref(), &r.annotator)?;
         ok(self
             .service
             .heartbeat(&r.project, &r.task, &r.annotator)
@@ -103,7 +118,9 @@ impl feed_service_server::FeedService for Api {
     }
 
     async fn submit_answer(&self, req: Request<SubmitRequest>) -> Reply<SubmitResponse> {
+        let caller = caller(&req);
         let answer = require(req.into_inner().answer, "answer")?;
+        act_as(caller.as_ref(), &answer.annotator)?;
         ok(self
             .service
             .submit_answer(answer, false)
@@ -115,7 +132,9 @@ impl feed_service_server::FeedService for Api {
     }
 
     async fn revise_answer(&self, req: Request<SubmitRequest>) -> Reply<SubmitResponse> {
+        let caller = caller(&req);
         let answer = require(req.into_inner().answer, "answer")?;
+        act_as(caller.as_ref(), &answer.annotator)?;
         ok(self
             .service
             .submit_answer(answer, true)
@@ -127,7 +146,9 @@ impl feed_service_server::FeedService for Api {
     }
 
     async fn undo_answer(&self, req: Request<UndoRequest>) -> Reply<UndoResponse> {
+        let caller = caller(&req);
         let r = req.into_inner();
+        act_as(caller.as_ref(), &r.annotator)?;
         ok(self
             .service
             .undo_answer(&r.project, &r.task, &r.annotator, r.seq)
@@ -153,6 +174,12 @@ impl review_service_server::ReviewService for Api {
     }
 
     async fn resolve_review(&self, req: Request<ResolveReviewRequest>) -> Reply<GoldRecord> {
-        ok(self.service.resolve_review(req.into_inner()).await)
+        let caller = caller(&req);
+        let mut r = req.into_inner();
+        // The reviewer on record is whoever signed the request.
+        if let Some(c) = caller {
+            r.reviewer = c.user.name;
+        }
+        ok(self.service.resolve_review(r).await)
     }
 }

@@ -6,6 +6,7 @@
 //! `gloss-import` for parsing. Business rules live once, in [`service::Service`]; the gRPC and HTTP
 //! layers only translate. It must never link ML or GPU code.
 
+pub mod access;
 pub mod backup;
 pub mod demo;
 pub mod error;
@@ -273,6 +274,7 @@ impl Coordinator {
                 message: e.to_string(),
             })?;
         let public = tonic::transport::Server::builder()
+            .layer(access::AuthLayer::new(service.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -452,6 +454,30 @@ impl Coordinator {
                 }
             }
         });
+    }
+
+    /// Waits for a leader, then creates the first administrator when none exists (with the
+    /// configured admin token, or a generated one, which is returned: it is shown only once).
+    pub async fn ensure_admin(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<gloss_proto::v1::IssuedToken>, CoordinatorError> {
+        self.wait_for_leader(timeout).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.service.bootstrap_admin(users::FIRST_ADMIN).await {
+                Ok(t) => return Ok(t),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "first administrator not created yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    return Err(CoordinatorError::RaftInit(format!(
+                        "creating the first administrator: {e}"
+                    )))
+                }
+            }
+        }
     }
 
     /// Waits until the group has a leader.

@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::error::ServiceError;
 use crate::service::{now_ms, unexpected, Service};
 
+/// Name of the administrator created on a cluster's first start.
+pub const FIRST_ADMIN: &str = "admin";
 /// Prefix of every Gloss token (makes leaked tokens easy to find with a scanner).
 pub const TOKEN_PREFIX: &str = "glt_";
 /// Lifetime of a session token from a password sign-in.

@@ -175,11 +175,11 @@ async fn import(examples: u64, dir: Option<PathBuf>, batch: usize) -> Result<()>
         import_batch: Some(batch),
         ..Overrides::default()
     })?;
-    let coordinator = Coordinator::start(&config).await?;
+    let coordinator = Coordinator::start(&with_admin(config)).await?;
     coordinator
-        .wait_for_leader(std::time::Duration::from_secs(30))
+        .ensure_admin(std::time::Duration::from_secs(30))
         .await?;
-    let client = Client::connect(&[coordinator.addrs().grpc.to_string()]).await?;
+    let client = connect(&[coordinator.addrs().grpc.to_string()]).await?;
     client
         .projects()
         .create_project(gloss_proto::v1::CreateProjectRequest {
@@ -268,7 +268,7 @@ async fn measure(server: &str, clients: usize, span: Duration, tag: &str) -> Res
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let client = Client::connect(&[server.to_string()]).await?;
+        let client = connect(&[server.to_string()]).await?;
         let stop = stop.clone();
         let tag = format!("{tag}-{c}");
         tasks.push(tokio::spawn(async move {
@@ -326,9 +326,10 @@ async fn raft(span: Duration) -> Result<()> {
         let dir = temp.path().join(format!("group-{n}"));
         let mut nodes = Vec::new();
         for settings in gloss_coordinator::sandbox::loopback_group(&dir, n) {
-            nodes.push(Coordinator::start(&Config::resolve(settings)?).await?);
+            nodes.push(Coordinator::start(&with_admin(Config::resolve(settings)?)).await?);
         }
         let leader_id = nodes[0].wait_for_leader(Duration::from_secs(30)).await?;
+        nodes[0].ensure_admin(Duration::from_secs(30)).await?;
         let leader = nodes
             .iter()
             .find(|c| c.service().node_id() == leader_id)
@@ -358,4 +359,18 @@ async fn raft(span: Duration) -> Result<()> {
     }
     println!("| floor: one RocksDB writer, fsync per write | {floor:.0} writes/s |");
     Ok(())
+}
+
+/// The administrator token benches sign their requests with.
+const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
+
+/// `config` with the bench's administrator token (created once a leader exists).
+pub(crate) fn with_admin(mut config: Config) -> Config {
+    config.admin_token = Some(gloss_core::config::Secret::new(BENCH_TOKEN));
+    config
+}
+
+/// A client signed with the bench's administrator token.
+pub(crate) async fn connect(servers: &[String]) -> Result<Client> {
+    Ok(Client::connect(servers).await?.with_token(BENCH_TOKEN)?)
 }

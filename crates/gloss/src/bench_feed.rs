@@ -108,11 +108,13 @@ struct Row {
 async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Result<Row> {
     let mut group = Vec::new();
     for settings in gloss_coordinator::sandbox::loopback_group(dir, nodes) {
-        group.push(Coordinator::start(&Config::resolve(settings)?).await?);
+        group
+            .push(Coordinator::start(&crate::bench::with_admin(Config::resolve(settings)?)).await?);
     }
     let leader = group[0].wait_for_leader(Duration::from_secs(30)).await?;
+    group[0].ensure_admin(Duration::from_secs(30)).await?;
     let servers: Vec<String> = group.iter().map(|c| c.addrs().grpc.to_string()).collect();
-    let client = Client::connect(&servers).await?;
+    let client = crate::bench::connect(&servers).await?;
     client
         .projects()
         .create_project(CreateProjectRequest {
@@ -153,7 +155,7 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
     let answered = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for a in 0..cfg.annotators {
-        let c = Client::connect(&[servers[a % servers.len()].clone()]).await?;
+        let c = crate::bench::connect(&[servers[a % servers.len()].clone()]).await?;
         workers.push(tokio::spawn(annotator(
             c,
             format!("ann{a:03}"),

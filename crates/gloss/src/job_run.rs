@@ -115,7 +115,7 @@ impl Context {
         Ok(())
     }
 
-    fn rpc(&self) -> WorkerServiceClient<tonic::transport::Channel> {
+    fn rpc(&self) -> WorkerServiceClient<gloss_client::Conn> {
         WorkerServiceClient::new(self.client.channel()).max_decoding_message_size(4 << 20)
     }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use gloss_coordinator::users::FIRST_ADMIN;
 use gloss_coordinator::{Coordinator, StartOptions};
 use gloss_core::config::{Config, Overrides};
 
@@ -171,9 +172,6 @@ fn random_token() -> Result<String> {
         .context("reading /dev/urandom for the embedded worker's join token")?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
-
-/// Name of the administrator created on a cluster's first start.
-const FIRST_ADMIN: &str = "admin";
 
 async fn serve(node: NodeArgs, demo: bool, embedded_worker: bool) -> Result<()> {
     let mut config = node.config()?;

@@ -17,7 +17,6 @@ use gloss_proto::v1::{
     WorkerHeartbeatRequest,
 };
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use crate::job_run::{self, Progress};
 
@@ -263,7 +262,7 @@ pub async fn run(
 
 /// Sends one report; a refusal stops the job (it is not this worker's to finish any more).
 async fn deliver(
-    rpc: &mut WorkerServiceClient<Channel>,
+    rpc: &mut WorkerServiceClient<gloss_client::Conn>,
     report: Progress,
     running: &mut HashMap<String, Running>,
 ) {
@@ -290,7 +289,7 @@ async fn deliver(
 
 /// A finish report is retried until a coordinator answers: losing it would rerun the job.
 async fn send_finish(
-    rpc: &mut WorkerServiceClient<Channel>,
+    rpc: &mut WorkerServiceClient<gloss_client::Conn>,
     f: JobFinishReport,
 ) -> Result<tonic::Response<gloss_proto::v1::JobReportReply>, tonic::Status> {
     let mut last = None;

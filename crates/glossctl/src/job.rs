@@ -141,7 +141,7 @@ fn show(out: Output, j: &Job) -> Result<()> {
 }
 
 /// Prints log lines as they come until the job ends; returns its final state.
-async fn follow(api: &mut JobServiceClient<tonic::transport::Channel>, id: &str) -> Result<Job> {
+async fn follow(api: &mut JobServiceClient<gloss_client::Conn>, id: &str) -> Result<Job> {
     let mut after = 0;
     loop {
         let lines = api

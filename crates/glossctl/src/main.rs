@@ -37,6 +37,9 @@ struct Cli {
         default_value = "127.0.0.1:7070"
     )]
     server: Vec<String>,
+    /// Bearer token to sign requests with (`glossctl user token NAME` issues one).
+    #[arg(long, global = true, env = "GLOSS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Output format: `table` or `json`. For `dataset export`, `task export` and `model export`
     /// this flag names the output file instead (`-` for standard output).
     #[arg(long, short = 'o', global = true)]
@@ -206,7 +209,10 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         Output::parse(cli.output.as_deref())?
     };
-    let client = Client::connect(&cli.server).await?;
+    let mut client = Client::connect(&cli.server).await?;
+    if let Some(token) = cli.token.as_deref().filter(|t| !t.is_empty()) {
+        client = client.with_token(token)?;
+    }
     match cli.command {
         Noun::Project(cmd) => project(&client, out, cmd).await,
         Noun::Dataset(DatasetCmd::Export { dataset }) => {
