@@ -510,6 +510,10 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
     let model = s.get_model(name, 0).await.unwrap();
     assert!(model.complete && model.artifact_bytes > 0 && model.artifact_bytes < 10 << 20);
     assert_eq!(model.job_id, trained.id);
+    assert_eq!(
+        model.dataset_version,
+        "films/reviews imports=1 examples=160; gold=160"
+    );
     let err = s.promote_model(name, 0, false, "").await.unwrap_err();
     assert!(err.to_string().contains("not been evaluated"), "{err}");
     run_job(&s, JobKind::Evaluate, name, "").await;

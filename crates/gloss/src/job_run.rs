@@ -140,6 +140,32 @@ impl Context {
         Ok(task)
     }
 
+    /// What identifies the data at this moment: the source dataset's imports and examples and
+    /// the task's gold records.
+    fn dataset_version(&self, task: &Task) -> Result<String> {
+        let mut datasets = self.client.datasets();
+        let get = |name: &str| gloss_proto::v1::GetDatasetRequest {
+            project: task.project.clone(),
+            name: name.to_string(),
+        };
+        let source = self
+            .runtime
+            .block_on(datasets.get_dataset(get(&task.source_dataset)))?
+            .into_inner();
+        let gold = self
+            .runtime
+            .block_on(datasets.get_dataset(get(&task.gold_dataset)))?
+            .into_inner();
+        Ok(format!(
+            "{}/{} imports={} examples={}; gold={}",
+            source.project,
+            source.name,
+            source.import_count,
+            source.example_count,
+            gold.example_count
+        ))
+    }
+
     /// The task's accepted gold records of one split, as (text, label index).
     fn gold(&self, task: &Task, split: Split) -> Result<Vec<(String, usize)>> {
         let req = ExportAnswersRequest {
@@ -215,6 +241,7 @@ fn train_job(ctx: &Context, settings: &Settings, config_json: &str) -> Result<Va
             dev_set.len()
         )],
     );
+    let dataset_version = ctx.dataset_version(&task)?;
     let model = TinyStudent::new(TinyConfig::new(task.labels.clone()), &gloss_ml::Device::Cpu)?;
     let config = TrainConfig {
         max_epochs: settings.epochs.max(1),
@@ -253,6 +280,7 @@ fn train_job(ctx: &Context, settings: &Settings, config_json: &str) -> Result<Va
         dev_examples: dev_set.len() as u64,
         teacher: settings.teacher.clone(),
         metrics: [("gold-dev:accuracy".to_string(), outcome.best_dev_score)].into(),
+        dataset_version,
         ..Model::default()
     };
     let stored = upload(ctx, record, &model_store::pack(&dir)?)?;
