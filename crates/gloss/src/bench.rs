@@ -20,6 +20,13 @@ use gloss_proto::v1::{ImportFormat, ImportHeader};
 
 #[derive(Subcommand)]
 pub enum BenchCmd {
+    /// A new member with an empty disk catches up by snapshot: state size, snapshot size,
+    /// catch-up time and peak memory growth, per state size.
+    Snapshot {
+        /// State sizes to try, in MiB of imported text, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "25,100")]
+        sizes_mb: Vec<u64>,
+    },
     /// Import N generated examples (~200 bytes of text each), then export them.
     Import {
         /// Number of examples.
@@ -137,6 +144,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             batch,
         } => import(examples, dir, batch).await,
         BenchCmd::Raft { seconds } => raft(Duration::from_secs(seconds)).await,
+        BenchCmd::Snapshot { sizes_mb } => crate::bench_snapshot::run(&sizes_mb).await,
         BenchCmd::Feed {
             examples,
             annotators,

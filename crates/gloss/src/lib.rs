@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_feed;
+mod bench_snapshot;
 mod gpu;
 mod job_run;
 pub mod model_store;
