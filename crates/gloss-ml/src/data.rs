@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::hash::stable_hash;
+use crate::metrics::{spans_from_bio, Span};
 
 /// Texts with single-label gold labels; `examples[i].1` indexes `labels`.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +41,94 @@ pub struct TaggedSentence {
     pub tokens: Vec<String>,
     /// One BIO tag per token.
     pub tags: Vec<String>,
+}
+
+/// Texts with character-offset gold entity spans; every span's label is one of `labels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityDataset {
+    /// Entity labels (sorted), without `B-`/`I-` prefixes.
+    pub labels: Vec<String>,
+    /// `(text, spans)` pairs in corpus order; spans are code-point ranges of the text.
+    pub examples: Vec<(String, Vec<Span>)>,
+}
+
+impl EntityDataset {
+    /// Builds texts from tagged sentences: tokens joined by single spaces, each BIO entity
+    /// (conlleval reading) mapped to the characters of its tokens.
+    ///
+    /// Fails, naming the sentence and token, on a tag that is not `O`, `B-<label>` or
+    /// `I-<label>`, or on a token that is empty or holds whitespace (it would not survive the
+    /// round trip through text).
+    pub fn from_tagged(sentences: &[TaggedSentence]) -> Result<EntityDataset> {
+        let mut labels = std::collections::BTreeSet::new();
+        let mut examples = Vec::with_capacity(sentences.len());
+        for (s, sentence) in sentences.iter().enumerate() {
+            let mut starts = Vec::with_capacity(sentence.tokens.len());
+            let mut text = String::new();
+            let mut chars = 0;
+            for (t, (token, tag)) in sentence.tokens.iter().zip(&sentence.tags).enumerate() {
+                let bad_tag = !(tag == "O" || tag.starts_with("B-") || tag.starts_with("I-"))
+                    || tag.len() == 2;
+                let problem = if bad_tag {
+                    Some(format!("tag {tag:?} is not O, B-<label> or I-<label>"))
+                } else if token.is_empty() || token.chars().any(char::is_whitespace) {
+                    Some(format!("token {token:?} is empty or contains whitespace"))
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    return Err(Error::InvalidInput(format!(
+                        "sentence {}, token {}: {p}",
+                        s + 1,
+                        t + 1
+                    )));
+                }
+                if !text.is_empty() {
+                    text.push(' ');
+                    chars += 1;
+                }
+                starts.push(chars);
+                text.push_str(token);
+                chars += token.chars().count();
+            }
+            let ends: Vec<usize> = sentence
+                .tokens
+                .iter()
+                .zip(&starts)
+                .map(|(token, start)| start + token.chars().count())
+                .collect();
+            let spans: Vec<Span> = spans_from_bio(&sentence.tags)
+                .into_iter()
+                .map(|span| Span {
+                    start: starts[span.start],
+                    end: ends[span.end - 1],
+                    label: span.label,
+                })
+                .collect();
+            labels.extend(spans.iter().map(|s| s.label.clone()));
+            examples.push((text, spans));
+        }
+        Ok(EntityDataset {
+            labels: labels.into_iter().collect(),
+            examples,
+        })
+    }
+
+    /// Number of gold spans per label, in label order.
+    pub fn label_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.labels.len()];
+        for span in self.examples.iter().flat_map(|(_, spans)| spans) {
+            if let Some(i) = self.labels.iter().position(|l| *l == span.label) {
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Splits the examples 80/10/10 by text hash.
+    pub fn split(&self) -> Splits<(String, Vec<Span>)> {
+        Splits::by_key(self.examples.clone(), |(text, _)| text.as_str())
+    }
 }
 
 /// Which part of the data an example belongs to.
@@ -330,5 +419,38 @@ mod tests {
         let err = load_conll(&path).unwrap_err().to_string();
         assert!(err.contains("ner.txt:1"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tagged_sentences_become_text_with_char_spans() {
+        let sentence = |tokens: &[&str], tags: &[&str]| TaggedSentence {
+            tokens: tokens.iter().map(|t| t.to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
+        let ds = EntityDataset::from_tagged(&[
+            sentence(
+                &["Café", "Nero", "in", "New", "York"],
+                &["B-company", "I-company", "O", "B-geo-loc", "I-geo-loc"],
+            ),
+            sentence(&["hi"], &["O"]),
+        ])
+        .unwrap();
+        assert_eq!(ds.labels, ["company", "geo-loc"]);
+        let (text, spans) = &ds.examples[0];
+        assert_eq!(text, "Café Nero in New York");
+        let chars: Vec<char> = text.chars().collect();
+        let words: Vec<String> = spans
+            .iter()
+            .map(|s| chars[s.start..s.end].iter().collect())
+            .collect();
+        assert_eq!(words, ["Café Nero", "New York"]);
+        assert_eq!(ds.label_counts(), [1, 1]);
+        let err = EntityDataset::from_tagged(&[sentence(&["a", "b"], &["O", "X-thing"])])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sentence 1, token 2: tag \"X-thing\""),
+            "{err}"
+        );
     }
 }

@@ -5,7 +5,11 @@
 //! `tokenizer.json` is switched off: texts are sorted by token length and padded per batch, so a
 //! batch of short texts costs what short texts cost, and the attention mask keeps padding out of
 //! both attention and pooling. Results therefore do not depend on batch size or order.
+//!
+//! [`Encoder::token_states`] exposes the per-word-piece vectors before pooling, with each piece's
+//! character range in the text, for token classification (the entity head student).
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
@@ -109,6 +113,91 @@ impl Encoder {
     /// Runs one padded batch through the model; rows may have different lengths.
     fn embed_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         let ctx = || format!("encoder batch of {} texts", rows.len());
+        let (ids, mask) = self.padded(rows).ctx(ctx)?;
+        let type_ids = ids.zeros_like().ctx(ctx)?;
+
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).ctx(ctx)?;
+        let pooled = masked_mean_l2(&hidden, &mask).ctx(ctx)?;
+        pooled.to_vec2::<f32>().ctx(ctx)
+    }
+}
+
+/// One text's contextual word-piece vectors, special tokens left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenStates {
+    /// Code-point range of the text each word piece came from, in text order.
+    pub offsets: Vec<Range<usize>>,
+    /// Row-major `offsets.len() × dim` last-layer hidden states.
+    pub states: Vec<f32>,
+    /// Width of each row.
+    pub dim: usize,
+    /// Length of the text in code points (gold spans must end within it).
+    pub text_len: usize,
+}
+
+impl Encoder {
+    /// Last-layer hidden state of every word piece of each text (truncated to
+    /// [`max_tokens`](Encoder::max_tokens) with the special tokens), with character offsets.
+    /// Batching works as in [`embed`](Encoder::embed) and does not change the results.
+    pub fn token_states(&self, texts: &[&str], batch_size: usize) -> Result<Vec<TokenStates>> {
+        if batch_size == 0 {
+            return Err(Error::InvalidInput(
+                "token_states: batch_size must be at least 1".into(),
+            ));
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch_char_offsets(texts.to_vec(), true)
+            .map_err(|e| Error::tokenizer("encoding encoder input", e))?;
+        let token_ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let mut out: Vec<Option<TokenStates>> = vec![None; texts.len()];
+        for batch in length_buckets(&token_ids, batch_size) {
+            let rows: Vec<&[u32]> = batch.iter().map(|&i| token_ids[i]).collect();
+            let hidden = self.hidden_batch(&rows)?;
+            for (row, &i) in batch.iter().enumerate() {
+                let encoding = &encodings[i];
+                let mut offsets = Vec::new();
+                let mut states = Vec::new();
+                for (t, (&special, &(start, end))) in encoding
+                    .get_special_tokens_mask()
+                    .iter()
+                    .zip(encoding.get_offsets())
+                    .enumerate()
+                {
+                    if special == 0 && start < end {
+                        offsets.push(start..end);
+                        states.extend_from_slice(&hidden[row][t]);
+                    }
+                }
+                out[i] = Some(TokenStates {
+                    offsets,
+                    states,
+                    dim: self.dim,
+                    text_len: texts[i].chars().count(),
+                });
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.ok_or_else(|| {
+                    Error::InvalidInput(format!("token_states: text {i} was not encoded"))
+                })
+            })
+            .collect()
+    }
+
+    /// Hidden states `[row][token][dim]` of one padded batch; rows may differ in length.
+    fn hidden_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let ctx = || format!("encoder batch of {} texts", rows.len());
+        let (ids, mask) = self.padded(rows).ctx(ctx)?;
+        let type_ids = ids.zeros_like().ctx(ctx)?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).ctx(ctx)?;
+        hidden.to_vec3::<f32>().ctx(ctx)
+    }
+
+    /// Token ids and attention mask, each `(rows, longest row)`, padded with the pad id and 0.
+    fn padded(&self, rows: &[&[u32]]) -> candle_core::Result<(Tensor, Tensor)> {
         let width = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows.len() * width);
         let mut mask = Vec::with_capacity(rows.len() * width);
@@ -119,13 +208,10 @@ impl Encoder {
             mask.extend(std::iter::repeat_n(0u32, width - row.len()));
         }
         let shape = (rows.len(), width);
-        let ids = Tensor::from_vec(ids, shape, &self.device).ctx(ctx)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device).ctx(ctx)?;
-        let type_ids = ids.zeros_like().ctx(ctx)?;
-
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).ctx(ctx)?;
-        let pooled = masked_mean_l2(&hidden, &mask).ctx(ctx)?;
-        pooled.to_vec2::<f32>().ctx(ctx)
+        Ok((
+            Tensor::from_vec(ids, shape, &self.device)?,
+            Tensor::from_vec(mask, shape, &self.device)?,
+        ))
     }
 }
 

@@ -10,9 +10,11 @@
 //!   ([`teacher::openai`]) asking the same prompts, an embedding-similarity zero-shot teacher
 //!   ([`teacher::similarity`]), and the pure parsing that turns answers into labels and spans;
 //! - [`student`]: small models trained on gold data (a hash-embedding CNN that needs no
-//!   pretrained encoder, and a head over cached encoder embeddings), with [`train`] (a seeded,
-//!   cancellable AdamW loop with early stopping), [`metrics`] (classification and exact-match
-//!   span scores) and [`data`] (corpus loaders and hash-based train/dev/test splits).
+//!   pretrained encoder, and a head over cached encoder embeddings), each as a text classifier
+//!   and as an entity tagger, with [`train`] (a seeded, cancellable AdamW loop with early
+//!   stopping), [`tagging`] (BIO alignment of character spans and constrained decoding),
+//!   [`metrics`] (classification and exact-match span scores) and [`data`] (corpus loaders and
+//!   hash-based train/dev/test splits).
 //!
 //! It depends on candle, `tokenizers` and `ureq` (blocking HTTP). It must never touch the network
 //! except to call a model server the caller explicitly configured ([`OpenAiTeacher`]); models are
@@ -27,16 +29,19 @@ pub mod gguf_tokenizer;
 pub mod hash;
 pub mod metrics;
 pub mod student;
+pub mod tagging;
 pub mod teacher;
 pub mod train;
 
 pub use candle_core::Device;
-pub use encoder::Encoder;
+pub use encoder::{Encoder, TokenStates};
 pub use error::{Error, Result};
 pub use gguf_tokenizer::GgufTokenizer;
 pub use student::head::{HeadConfig, HeadStudent};
-pub use student::tiny::{TinyConfig, TinyStudent};
+pub use student::head_tagger::{HeadTagger, HeadTaggerConfig};
+pub use student::tiny::{TinyConfig, TinyStudent, TinyTask};
+pub use student::tiny_tagger::TinyTagger;
 pub use teacher::openai::{OpenAiConfig, OpenAiTeacher};
 pub use teacher::similarity::{SimilarityConfig, SimilarityPrediction, SimilarityTeacher};
 pub use teacher::{Entity, Generation, GenerationOptions, Prediction, Teacher};
-pub use train::{train, EpochReport, TrainConfig, TrainOutcome, Trainable};
+pub use train::{fit, train, EpochReport, Objective, TrainConfig, TrainOutcome, Trainable};

@@ -1,10 +1,16 @@
 //! Students: small, fast models trained on gold/corrected data to replace the teacher.
 //!
 //! - [`tiny`]: a hash-embedding CNN over raw text, no pretrained encoder needed;
-//! - [`head`]: a linear/MLP head over cached [`Encoder`](crate::Encoder) embeddings.
+//! - [`head`]: a linear/MLP head over cached [`Encoder`](crate::Encoder) embeddings;
+//! - [`tiny_tagger`] and [`head_tagger`]: the same two models as entity taggers (BIO tags per
+//!   word token or per word piece, decoded to character-offset spans, see
+//!   [`tagging`](crate::tagging)).
 
+mod entities;
 pub mod head;
+pub mod head_tagger;
 pub mod tiny;
+pub mod tiny_tagger;
 
 /// A student on disk: `config.json` (its configuration) beside `model.safetensors` (its weights).
 mod artifact {

@@ -144,6 +144,56 @@ pub struct TrainOutcome {
     pub stop: StopReason,
 }
 
+/// Anything the loop can fit: variables, a differentiable loss over a batch of examples and a
+/// dev score to maximise. [`train`] adapts a [`Trainable`] classifier to it; the entity students
+/// implement it directly (their loss is per token and their dev score is span F1).
+pub trait Objective {
+    /// One training example (input and gold).
+    type Example;
+
+    /// Every trainable variable, as the optimiser should see them.
+    fn var_map(&self) -> &VarMap;
+
+    /// Rejects data the model cannot learn from, naming `part` and the example.
+    fn check(&self, part: &str, data: &[Self::Example]) -> Result<()>;
+
+    /// Mean loss of a batch, a scalar.
+    fn loss(&self, batch: &[&Self::Example]) -> Result<Tensor>;
+
+    /// Score on held-out data (higher is better), predicting `batch_size` examples at a time.
+    fn score(&self, data: &[Self::Example], batch_size: usize) -> Result<f64>;
+}
+
+/// [`Trainable`] classifiers as an [`Objective`]: cross-entropy (or binary cross-entropy when
+/// multi-label) and the configured [`DevMetric`].
+struct Classification<'m, M, G> {
+    model: &'m M,
+    metric: DevMetric,
+    gold: std::marker::PhantomData<G>,
+}
+
+impl<M: Trainable, G: Gold> Objective for Classification<'_, M, G> {
+    type Example = (M::Input, G);
+
+    fn var_map(&self) -> &VarMap {
+        self.model.var_map()
+    }
+
+    fn check(&self, part: &str, data: &[Self::Example]) -> Result<()> {
+        check_labels(self.model, part, data)
+    }
+
+    fn loss(&self, batch: &[&Self::Example]) -> Result<Tensor> {
+        let inputs: Vec<&M::Input> = batch.iter().map(|(x, _)| x).collect();
+        let golds: Vec<&[usize]> = batch.iter().map(|(_, g)| g.label_indices()).collect();
+        batch_loss(self.model, &inputs, &golds)
+    }
+
+    fn score(&self, data: &[Self::Example], batch_size: usize) -> Result<f64> {
+        evaluate(self.model, data, self.metric, batch_size)
+    }
+}
+
 /// Trains `model` on `train`, selecting the epoch with the best score on `dev`.
 ///
 /// `on_epoch` is called after every completed epoch; raising `cancel` stops the run between
@@ -154,13 +204,33 @@ pub fn train<M, G>(
     dev: &[(M::Input, G)],
     config: &TrainConfig,
     cancel: &Arc<AtomicBool>,
-    mut on_epoch: impl FnMut(EpochReport),
+    on_epoch: impl FnMut(EpochReport),
 ) -> Result<TrainOutcome>
 where
     M: Trainable,
     G: Gold,
 {
-    validate(model, train, dev, config)?;
+    let objective = Classification {
+        model,
+        metric: config.dev_metric,
+        gold: std::marker::PhantomData,
+    };
+    fit(&objective, train, dev, config, cancel, on_epoch)
+}
+
+/// Fits any [`Objective`] with the same loop as [`train`]; `config.dev_metric` is not used (the
+/// objective's own [`score`](Objective::score) selects the best epoch).
+pub fn fit<O: Objective>(
+    model: &O,
+    train: &[O::Example],
+    dev: &[O::Example],
+    config: &TrainConfig,
+    cancel: &Arc<AtomicBool>,
+    mut on_epoch: impl FnMut(EpochReport),
+) -> Result<TrainOutcome> {
+    validate(config, train.len(), dev.len())?;
+    model.check("train", train)?;
+    model.check("dev", dev)?;
     let params = ParamsAdamW {
         lr: config.learning_rate,
         weight_decay: config.weight_decay,
@@ -192,9 +262,8 @@ where
                 stop = StopReason::Cancelled;
                 break 'epochs;
             }
-            let inputs: Vec<&M::Input> = chunk.iter().map(|&i| &train[i].0).collect();
-            let golds: Vec<&[usize]> = chunk.iter().map(|&i| train[i].1.label_indices()).collect();
-            let loss = batch_loss(model, &inputs, &golds)?;
+            let batch: Vec<&O::Example> = chunk.iter().map(|&i| &train[i]).collect();
+            let loss = model.loss(&batch)?;
             optimizer
                 .backward_step(&loss)
                 .ctx(|| format!("epoch {epoch}: optimiser step"))?;
@@ -205,7 +274,7 @@ where
             batches += 1;
         }
         epochs_run = epoch;
-        let dev_score = evaluate(model, dev, config.dev_metric, config.batch_size.max(64))?;
+        let dev_score = model.score(dev, config.batch_size.max(64))?;
         on_epoch(EpochReport {
             epoch,
             train_loss: loss_sum / batches.max(1) as f64,
@@ -240,39 +309,38 @@ where
     })
 }
 
-fn validate<M: Trainable, G: Gold>(
-    model: &M,
-    train: &[(M::Input, G)],
-    dev: &[(M::Input, G)],
-    config: &TrainConfig,
-) -> Result<()> {
+fn validate(config: &TrainConfig, train: usize, dev: usize) -> Result<()> {
     if config.batch_size == 0 || config.max_epochs == 0 {
         return Err(Error::InvalidInput(
             "batch_size and max_epochs must be at least 1".into(),
         ));
     }
-    if train.is_empty() || dev.is_empty() {
+    if train == 0 || dev == 0 {
         return Err(Error::InvalidInput(format!(
-            "need training and dev examples (got {} and {})",
-            train.len(),
-            dev.len()
+            "need training and dev examples (got {train} and {dev})"
         )));
     }
+    Ok(())
+}
+
+fn check_labels<M: Trainable, G: Gold>(
+    model: &M,
+    part: &str,
+    data: &[(M::Input, G)],
+) -> Result<()> {
     let n = model.num_labels();
-    for (part, data) in [("train", train), ("dev", dev)] {
-        for (i, (_, gold)) in data.iter().enumerate() {
-            let labels = gold.label_indices();
-            if let Some(bad) = labels.iter().find(|&&l| l >= n) {
-                return Err(Error::InvalidInput(format!(
-                    "{part} example {i}: label index {bad} but the model has {n} labels"
-                )));
-            }
-            if !model.multi_label() && labels.len() != 1 {
-                return Err(Error::InvalidInput(format!(
-                    "{part} example {i}: single-label model needs exactly one label, found {}",
-                    labels.len()
-                )));
-            }
+    for (i, (_, gold)) in data.iter().enumerate() {
+        let labels = gold.label_indices();
+        if let Some(bad) = labels.iter().find(|&&l| l >= n) {
+            return Err(Error::InvalidInput(format!(
+                "{part} example {i}: label index {bad} but the model has {n} labels"
+            )));
+        }
+        if !model.multi_label() && labels.len() != 1 {
+            return Err(Error::InvalidInput(format!(
+                "{part} example {i}: single-label model needs exactly one label, found {}",
+                labels.len()
+            )));
         }
     }
     Ok(())

@@ -176,6 +176,21 @@ impl HeadStudent {
         Ok(out)
     }
 
+    /// Logits `(rows, labels)` of a `(rows, input_dim)` tensor.
+    pub(super) fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let h = match &self.hidden {
+            Some(h) => h.forward(x).and_then(|h| h.relu()),
+            None => Ok(x.clone()),
+        };
+        h.and_then(|h| self.out.forward(&h))
+            .ctx(|| format!("head student forward ({:?})", x.shape()))
+    }
+
+    /// The variables, for loading weights saved under another configuration file.
+    pub(super) fn vars_mut(&mut self) -> &mut VarMap {
+        &mut self.vars
+    }
+
     fn input_tensor(&self, inputs: &[&Vec<f32>]) -> Result<Tensor> {
         let dim = self.config.input_dim;
         let mut flat = Vec::with_capacity(inputs.len() * dim);
@@ -209,13 +224,7 @@ impl Trainable for HeadStudent {
     }
 
     fn logits(&self, inputs: &[&Vec<f32>]) -> Result<Tensor> {
-        let x = self.input_tensor(inputs)?;
-        let x = match &self.hidden {
-            Some(h) => h.forward(&x).and_then(|h| h.relu()),
-            None => Ok(x),
-        };
-        x.and_then(|x| self.out.forward(&x))
-            .ctx(|| format!("head student forward ({} rows)", inputs.len()))
+        self.forward_rows(&self.input_tensor(inputs)?)
     }
 }
 

@@ -6,7 +6,8 @@
 //! and unseen words still share prefix/suffix/shape rows with seen ones. The four vectors are
 //! concatenated and mixed to `width`, then each conv layer sees a token with its neighbours and
 //! adds a residual ReLU update. Every activation is non-negative and padding is zeroed, so max
-//! pooling over a padded batch equals max pooling over the real tokens alone.
+//! pooling over a padded batch equals max pooling over the real tokens alone. The same trunk
+//! under a per-token head is the entity tagger ([`TinyTagger`](super::tiny_tagger::TinyTagger)).
 //!
 //! Weights are initialised from `config.seed` with our own RNG (candle's CPU RNG cannot be
 //! seeded), saved as safetensors next to a JSON config, and loaded back bit-identically.
@@ -67,6 +68,21 @@ pub struct TinyConfig {
     pub max_tokens: usize,
     /// Seeds weight initialisation and the feature hashes.
     pub seed: u64,
+    /// What the head predicts: one label per text, or BIO entity tags per token.
+    #[serde(default)]
+    pub task: TinyTask,
+}
+
+/// What a tiny model's head predicts, so that an artifact cannot be loaded as the wrong kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TinyTask {
+    /// Text classification ([`TinyStudent`]): `labels` are the classes.
+    #[default]
+    Classify,
+    /// Entity tagging ([`TinyTagger`](super::tiny_tagger::TinyTagger)): `labels` are the entity
+    /// types, the head scores their BIO tags.
+    Entities,
 }
 
 impl TinyConfig {
@@ -88,17 +104,29 @@ impl TinyConfig {
             conv_layers: 2,
             max_tokens: 256,
             seed: 0,
+            task: TinyTask::Classify,
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(super) fn validate(&self, task: TinyTask) -> Result<()> {
         let problem = if self.format_version != FORMAT_VERSION {
             Some(format!(
                 "format_version {} is not supported (expected {FORMAT_VERSION})",
                 self.format_version
             ))
+        } else if self.task != task {
+            Some(format!(
+                "the config is for task {:?}, this model does {task:?} (load it with {})",
+                self.task,
+                match self.task {
+                    TinyTask::Classify => "TinyStudent",
+                    TinyTask::Entities => "TinyTagger",
+                }
+            ))
         } else if self.labels.is_empty() {
             Some("labels must not be empty".into())
+        } else if self.task == TinyTask::Entities && self.multi_label {
+            Some("an entity tagger cannot be multi-label".into())
         } else if self.rows.as_array().contains(&0) {
             Some("every feature table needs at least one row".into())
         } else if self.embed_dim == 0 || self.width == 0 || self.max_tokens == 0 {
@@ -117,9 +145,7 @@ pub struct TinyStudent {
     config: TinyConfig,
     vars: VarMap,
     device: Device,
-    tables: Vec<Tensor>,
-    mixer: Linear,
-    convs: Vec<Linear>,
+    trunk: Trunk,
     head: Linear,
 }
 
@@ -135,51 +161,16 @@ impl std::fmt::Debug for TinyStudent {
 impl TinyStudent {
     /// A freshly initialised student; the same config gives the same initial weights.
     pub fn new(config: TinyConfig, device: &Device) -> Result<TinyStudent> {
-        config.validate()?;
+        config.validate(TinyTask::Classify)?;
         let vars = VarMap::new();
-        let mut rng = SplitMix64::new(config.seed);
-        let mut init = |name: &str, shape: (usize, usize), scale: f64| -> Result<Tensor> {
-            let data: Vec<f32> = (0..shape.0 * shape.1)
-                .map(|_| ((rng.next_f64() * 2.0 - 1.0) * scale) as f32)
-                .collect();
-            let var = Tensor::from_vec(data, shape, device)
-                .and_then(|t| Var::from_tensor(&t))
-                .ctx(|| format!("initialising {name}"))?;
-            let tensor = var.as_tensor().clone();
-            vars.data()
-                .lock()
-                .map_err(|_| Error::InvalidInput("tiny student: variable map poisoned".into()))?
-                .insert(name.to_string(), var);
-            Ok(tensor)
-        };
-        let e = config.embed_dim;
-        let w = config.width;
-        let tables = ["norm", "prefix", "suffix", "shape"]
-            .iter()
-            .zip(config.rows.as_array())
-            .map(|(name, rows)| init(&format!("embed.{name}"), (rows, e), 0.1))
-            .collect::<Result<Vec<_>>>()?;
-        let mut linear = |name: &str, fan_in: usize, fan_out: usize| -> Result<Linear> {
-            // Glorot-uniform weights, zero biases.
-            let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
-            let w = init(&format!("{name}.weight"), (fan_out, fan_in), limit)?;
-            let b = init(&format!("{name}.bias"), (1, fan_out), 0.0)?
-                .squeeze(0)
-                .ctx(|| format!("{name}.bias"))?;
-            Ok(Linear::new(w, Some(b)))
-        };
-        let mixer = linear("mixer", 4 * e, w)?;
-        let convs = (0..config.conv_layers)
-            .map(|i| linear(&format!("conv{i}"), 3 * w, w))
-            .collect::<Result<Vec<_>>>()?;
-        let head = linear("head", 2 * w, config.labels.len())?;
+        let mut init = Init::new(&vars, config.seed, device);
+        let trunk = Trunk::new(&config, &mut init)?;
+        let head = init.linear("head", 2 * config.width, config.labels.len())?;
         Ok(TinyStudent {
             config,
             vars,
             device: device.clone(),
-            tables,
-            mixer,
-            convs,
+            trunk,
             head,
         })
     }
@@ -223,32 +214,118 @@ impl TinyStudent {
         Ok(out)
     }
 
-    /// Hashed feature ids for one text: `[token][feature]`, at least one token long.
-    fn featurize(&self, text: &str) -> Vec<[u32; 4]> {
-        let rows = self.config.rows.as_array();
-        let mut ids: Vec<[u32; 4]> = tokenize(text)
-            .take(self.config.max_tokens)
-            .map(|token| {
-                let features = token_features(token);
-                std::array::from_fn(|f| {
-                    let h = stable_hash(self.config.seed ^ f as u64, features[f].as_bytes());
-                    (h % rows[f] as u64) as u32
-                })
+    fn forward(&self, texts: &[&str]) -> candle_core::Result<Tensor> {
+        let features: Vec<Vec<[u32; 4]>> = texts
+            .iter()
+            .map(|t| {
+                let mut ids = featurize(&self.config, t);
+                if ids.is_empty() {
+                    // An empty text still needs a row for pooling; a dedicated hash keeps it
+                    // distinct.
+                    ids.push(feature_ids(&self.config, &["\0empty"; 4]));
+                }
+                ids
             })
             .collect();
-        if ids.is_empty() {
-            // An empty text still needs a row for pooling; a dedicated hash keeps it distinct.
-            ids.push(std::array::from_fn(|f| {
-                (stable_hash(self.config.seed ^ f as u64, b"\0empty") % rows[f] as u64) as u32
-            }));
+        let h = self.trunk.encode(&features, &self.device)?;
+        let max = h.max(1)?;
+        let lengths: Vec<f32> = features.iter().map(|f| f.len() as f32).collect();
+        let lengths = Tensor::from_vec(lengths, (texts.len(), 1), &self.device)?;
+        let mean = h.sum(1)?.broadcast_div(&lengths)?;
+        self.head.forward(&Tensor::cat(&[&max, &mean], D::Minus1)?)
+    }
+}
+
+/// Seeded weight initialisation into a [`VarMap`], with our own RNG (candle's CPU RNG cannot be
+/// seeded). Variables are drawn in creation order, so the same sequence of calls gives the same
+/// weights.
+pub(super) struct Init<'v> {
+    vars: &'v VarMap,
+    rng: SplitMix64,
+    device: Device,
+}
+
+impl<'v> Init<'v> {
+    pub(super) fn new(vars: &'v VarMap, seed: u64, device: &Device) -> Init<'v> {
+        Init {
+            vars,
+            rng: SplitMix64::new(seed),
+            device: device.clone(),
         }
-        ids
     }
 
-    fn forward(&self, texts: &[&str]) -> candle_core::Result<Tensor> {
-        let batch = texts.len();
-        let features: Vec<Vec<[u32; 4]>> = texts.iter().map(|t| self.featurize(t)).collect();
-        let len = features.iter().map(Vec::len).max().unwrap_or(1);
+    /// A `shape` variable uniform in `[-scale, scale)`.
+    pub(super) fn tensor(
+        &mut self,
+        name: &str,
+        shape: (usize, usize),
+        scale: f64,
+    ) -> Result<Tensor> {
+        let data: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| ((self.rng.next_f64() * 2.0 - 1.0) * scale) as f32)
+            .collect();
+        let var = Tensor::from_vec(data, shape, &self.device)
+            .and_then(|t| Var::from_tensor(&t))
+            .ctx(|| format!("initialising {name}"))?;
+        let tensor = var.as_tensor().clone();
+        self.vars
+            .data()
+            .lock()
+            .map_err(|_| Error::InvalidInput("tiny student: variable map poisoned".into()))?
+            .insert(name.to_string(), var);
+        Ok(tensor)
+    }
+
+    /// A linear layer with Glorot-uniform weights and zero biases.
+    pub(super) fn linear(&mut self, name: &str, fan_in: usize, fan_out: usize) -> Result<Linear> {
+        let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+        let w = self.tensor(&format!("{name}.weight"), (fan_out, fan_in), limit)?;
+        let b = self
+            .tensor(&format!("{name}.bias"), (1, fan_out), 0.0)?
+            .squeeze(0)
+            .ctx(|| format!("{name}.bias"))?;
+        Ok(Linear::new(w, Some(b)))
+    }
+}
+
+/// The shared body of the tiny models: hashed feature tables, the mixer and the conv layers.
+pub(super) struct Trunk {
+    tables: Vec<Tensor>,
+    mixer: Linear,
+    convs: Vec<Linear>,
+    width: usize,
+}
+
+impl Trunk {
+    pub(super) fn new(config: &TinyConfig, init: &mut Init<'_>) -> Result<Trunk> {
+        let e = config.embed_dim;
+        let w = config.width;
+        let tables = ["norm", "prefix", "suffix", "shape"]
+            .iter()
+            .zip(config.rows.as_array())
+            .map(|(name, rows)| init.tensor(&format!("embed.{name}"), (rows, e), 0.1))
+            .collect::<Result<Vec<_>>>()?;
+        let mixer = init.linear("mixer", 4 * e, w)?;
+        let convs = (0..config.conv_layers)
+            .map(|i| init.linear(&format!("conv{i}"), 3 * w, w))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Trunk {
+            tables,
+            mixer,
+            convs,
+            width: w,
+        })
+    }
+
+    /// Token vectors `(batch, len, width)` for texts given as feature ids; padding rows are
+    /// zero, `len` is at least 1.
+    pub(super) fn encode(
+        &self,
+        features: &[Vec<[u32; 4]>],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let batch = features.len();
+        let len = features.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let mut mask = vec![0f32; batch * len];
         let mut ids = vec![vec![0u32; batch * len]; 4];
         for (b, tokens) in features.iter().enumerate() {
@@ -259,16 +336,15 @@ impl TinyStudent {
                 }
             }
         }
-        let lengths: Vec<f32> = features.iter().map(|f| f.len() as f32).collect();
-        let mask = Tensor::from_vec(mask, (batch, len, 1), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, len, 1), device)?;
         let mut embedded = Vec::with_capacity(4);
         for (table, ids) in self.tables.iter().zip(ids) {
-            let ids = Tensor::from_vec(ids, batch * len, &self.device)?;
+            let ids = Tensor::from_vec(ids, batch * len, device)?;
             embedded.push(table.index_select(&ids, 0)?);
         }
         let mixed = self.mixer.forward(&Tensor::cat(&embedded, 1)?)?.relu()?;
         let mut h = mixed
-            .reshape((batch, len, self.config.width))?
+            .reshape((batch, len, self.width))?
             .broadcast_mul(&mask)?;
         for conv in &self.convs {
             // Each position sees [left, self, right]; zero padding stands in past either end.
@@ -278,11 +354,24 @@ impl TinyStudent {
             let update = conv.forward(&window)?.relu()?;
             h = (h + update)?.broadcast_mul(&mask)?;
         }
-        let max = h.max(1)?;
-        let lengths = Tensor::from_vec(lengths, (batch, 1), &self.device)?;
-        let mean = h.sum(1)?.broadcast_div(&lengths)?;
-        self.head.forward(&Tensor::cat(&[&max, &mean], D::Minus1)?)
+        Ok(h)
     }
+}
+
+/// Hashed feature ids of the first `config.max_tokens` tokens of `text` (none for a blank text).
+pub(super) fn featurize(config: &TinyConfig, text: &str) -> Vec<[u32; 4]> {
+    tokenize(text)
+        .take(config.max_tokens)
+        .map(|token| feature_ids(config, &token_features(token)))
+        .collect()
+}
+
+fn feature_ids<S: AsRef<str>>(config: &TinyConfig, features: &[S; 4]) -> [u32; 4] {
+    let rows = config.rows.as_array();
+    std::array::from_fn(|f| {
+        let h = stable_hash(config.seed ^ f as u64, features[f].as_ref().as_bytes());
+        (h % rows[f] as u64) as u32
+    })
 }
 
 impl Trainable for TinyStudent {
@@ -331,8 +420,14 @@ impl TinyStudent {
 
 /// Words and punctuation per Unicode word boundaries (UAX #29), whitespace dropped.
 pub fn tokenize(text: &str) -> impl Iterator<Item = &str> {
-    text.split_word_bounds()
-        .filter(|s| !s.chars().all(char::is_whitespace))
+    token_ranges(text).map(move |r| &text[r])
+}
+
+/// Byte ranges of the tokens [`tokenize`] yields.
+pub fn token_ranges(text: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    text.split_word_bound_indices()
+        .filter(|(_, s)| !s.chars().all(char::is_whitespace))
+        .map(|(start, s)| start..start + s.len())
 }
 
 /// The four hashed features of a token: lower-cased form, prefix, suffix and shape.
