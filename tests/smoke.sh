@@ -98,6 +98,8 @@ check "gloss digest prints a sha256" grep -qE '^[0-9a-f]{64}$' <("$BIN/gloss" di
 check "backup create" contains "backup written" ctl backup create "$work/cluster.backup"
 check "the backup file has its header" grep -q GLOSSBACKUP1 "$work/cluster.backup"
 check "restore refuses a cluster that holds projects" contains "holds no project" ctl backup restore "$work/cluster.backup"
+check "audit log names who created what" contains "create_project" ctl audit
+check "audit log records exports" contains "export_dataset" ctl audit --limit 1000
 check "task close" contains closed ctl task close news/cls
 check "metrics endpoint" contains gloss_raft_term curl -sf "http://127.0.0.1:$HTTP/metrics"
 check "feed metrics" contains gloss_feed_answers curl -sf "http://127.0.0.1:$HTTP/metrics"

@@ -15,6 +15,17 @@ use tonic::body::BoxBody;
 use crate::users::Caller;
 use crate::{Service, ServiceError};
 
+tokio::task_local! {
+    /// The signed-in user a request runs for; the service stamps it into the commands it
+    /// proposes (the audit log records it).
+    pub static ACTOR: String;
+}
+
+/// The user the current request runs for; empty outside a signed request.
+pub fn current_actor() -> String {
+    ACTOR.try_with(|a| a.clone()).unwrap_or_default()
+}
+
 /// Methods anyone may call without a token (health, reflection, signing in).
 const OPEN: &[&str] = &[
     "/grpc.health.v1.Health/",
@@ -82,6 +93,7 @@ pub const ROUTES: &[(&str, &[Role])] = &[
     ("ModelService/PromoteModel", LEADS),
     ("ModelService/ExportModel", LEADS),
     ("ModelService/ListEvaluations", READERS),
+    ("AuditService/ListAudit", &[AD]),
 ];
 
 /// The roles that may call `path` (`/gloss.v1.Service/Method`); `None` when it is not a route.
@@ -188,12 +200,12 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             match authorize(&service, &path, header.as_deref()).await {
-                Ok(caller) => {
-                    if let Some(c) = caller {
-                        req.extensions_mut().insert(c);
-                    }
-                    inner.call(req).await
+                Ok(Some(c)) => {
+                    let actor = c.user.name.clone();
+                    req.extensions_mut().insert(c);
+                    ACTOR.scope(actor, inner.call(req)).await
                 }
+                Ok(None) => inner.call(req).await,
                 Err(e) => {
                     if matches!(e, ServiceError::PermissionDenied(_)) {
                         tracing::info!(%path, error = %e, "request denied");

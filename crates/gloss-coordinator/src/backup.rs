@@ -53,6 +53,7 @@ impl Service {
         &self,
     ) -> Result<mpsc::Receiver<Result<Bytes, ServiceError>>, ServiceError> {
         self.read_barrier().await?;
+        self.audit("create_backup", "cluster", "").await?;
         let db = self.state.db();
         let applied = self
             .raft
@@ -223,6 +224,15 @@ impl Service {
             source_applied_index = manifest.applied_index,
             "backup restored"
         );
+        self.audit(
+            "restore_backup",
+            "cluster",
+            &format!(
+                "{records} records, source applied index {}",
+                manifest.applied_index
+            ),
+        )
+        .await?;
         Ok(RestoreSummary {
             records,
             source_applied_index: manifest.applied_index,

@@ -92,6 +92,10 @@ impl Service {
         dataset: &str,
     ) -> Result<mpsc::Receiver<Result<ExportChunk, ServiceError>>, ServiceError> {
         self.read_barrier().await?;
+        if gloss_state::read::dataset(&self.state.db(), project, dataset)?.is_some() {
+            self.audit("export_dataset", &format!("{project}/{dataset}"), "")
+                .await?;
+        }
         let db = self.state.db();
         let (project, dataset) = (project.to_string(), dataset.to_string());
         // Fail fast on a missing dataset, before the stream starts.

@@ -223,7 +223,11 @@ impl dataset_service_server::DatasetService for Api {
         // Run the import in its own task: if the client goes away and tonic drops this handler,
         // the import still sees the broken stream and aborts instead of staying open.
         let service = self.service.clone();
-        let import = tokio::spawn(async move { service.import(header, data.boxed()).await });
+        // The import runs on its own task: it keeps the signed-in actor for the audit log.
+        let actor = crate::access::current_actor();
+        let import = tokio::spawn(crate::access::ACTOR.scope(actor, async move {
+            service.import(header, data.boxed()).await
+        }));
         match import.await {
             Ok(result) => ok(result),
             Err(e) => Err(Status::internal(format!("import task failed: {e}"))),

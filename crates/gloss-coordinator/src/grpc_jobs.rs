@@ -150,7 +150,11 @@ impl model_service_server::ModelService for Api {
     type ExportModelStream = ArtifactStream;
 
     async fn export_model(&self, req: Request<GetModelRequest>) -> Reply<ArtifactStream> {
-        artifact_stream(self, req.into_inner()).await
+        let r = req.into_inner();
+        self.service
+            .audit("export_model", &format!("{}@{}", r.name, r.version), "")
+            .await?;
+        artifact_stream(self, r).await
     }
 
     async fn list_evaluations(
@@ -163,5 +167,17 @@ impl model_service_server::ModelService for Api {
             .list_evaluations(&r.project, &r.task)
             .await
             .map(|evaluations| ListEvaluationsResponse { evaluations }))
+    }
+}
+
+#[tonic::async_trait]
+impl audit_service_server::AuditService for Api {
+    async fn list_audit(&self, req: Request<ListAuditRequest>) -> Reply<ListAuditResponse> {
+        let r = req.into_inner();
+        ok(self
+            .service
+            .list_audit(r.after_seq, r.limit)
+            .await
+            .map(|events| ListAuditResponse { events }))
     }
 }

@@ -7,6 +7,7 @@
 //! layers only translate. It must never link ML or GPU code.
 
 pub mod access;
+mod audit;
 pub mod backup;
 pub mod demo;
 pub mod error;
@@ -33,12 +34,12 @@ use std::time::Duration;
 
 use gloss_core::config::Config;
 use gloss_proto::v1::{
-    cluster_service_server::ClusterServiceServer, dataset_service_server::DatasetServiceServer,
-    feed_service_server::FeedServiceServer, job_service_server::JobServiceServer,
-    model_service_server::ModelServiceServer, project_service_server::ProjectServiceServer,
-    raft_service_server::RaftServiceServer, review_service_server::ReviewServiceServer,
-    task_service_server::TaskServiceServer, user_service_server::UserServiceServer,
-    worker_service_server::WorkerServiceServer,
+    audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
+    dataset_service_server::DatasetServiceServer, feed_service_server::FeedServiceServer,
+    job_service_server::JobServiceServer, model_service_server::ModelServiceServer,
+    project_service_server::ProjectServiceServer, raft_service_server::RaftServiceServer,
+    review_service_server::ReviewServiceServer, task_service_server::TaskServiceServer,
+    user_service_server::UserServiceServer, worker_service_server::WorkerServiceServer,
 };
 pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
@@ -255,6 +256,7 @@ impl Coordinator {
         health.set_serving::<UserServiceServer<grpc::Api>>().await;
         health.set_serving::<JobServiceServer<grpc::Api>>().await;
         health.set_serving::<ModelServiceServer<grpc::Api>>().await;
+        health.set_serving::<AuditServiceServer<grpc::Api>>().await;
         fn reflection(
             b: tonic_reflection::server::Builder<'static>,
         ) -> tonic_reflection::server::Builder<'static> {
@@ -286,6 +288,7 @@ impl Coordinator {
             .add_service(UserServiceServer::new(api.clone()))
             .add_service(JobServiceServer::new(api.clone()))
             .add_service(ModelServiceServer::new(api.clone()))
+            .add_service(AuditServiceServer::new(api.clone()))
             .add_service(DatasetServiceServer::new(api).max_decoding_message_size(16 << 20))
             .serve_with_incoming_shutdown(accepted(grpc_listener), stop(shutdown.subscribe()));
         servers.push((

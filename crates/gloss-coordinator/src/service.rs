@@ -247,6 +247,7 @@ impl Service {
             at_ms: now_ms(),
             idempotency_key,
             body: Some(body),
+            actor: crate::access::current_actor(),
         };
         let reply = self.replicate(cmd.encode_to_vec(), retry_safe).await?;
         let result = CommandResult::decode(reply.as_slice())
@@ -423,6 +424,13 @@ impl Service {
             }
             other => ServiceError::from(other),
         })?;
+        let (action, node) = match &change {
+            MembershipChange::AddLearner { node_id, .. } => ("add_learner", node_id),
+            MembershipChange::Promote { node_id } => ("promote_member", node_id),
+            MembershipChange::Remove { node_id } => ("remove_member", node_id),
+            MembershipChange::SetApiAddress { node_id, .. } => ("set_api_address", node_id),
+        };
+        self.audit(action, &format!("node {node}"), "").await?;
         self.cluster_status().await
     }
 

@@ -20,6 +20,12 @@ impl Service {
     ) -> Result<mpsc::Receiver<Result<ExportChunk, ServiceError>>, ServiceError> {
         let rec = self.task_record(project, task).await?;
         let t = rec.task.clone().unwrap_or_default();
+        self.audit(
+            "export_answers",
+            &format!("{project}/{task}"),
+            &format!("{selection:?} {format:?}"),
+        )
+        .await?;
         let format = match format {
             ExportFormat::Unspecified => ExportFormat::Prodigy,
             f => f,

@@ -19,6 +19,7 @@ fn create_project(index: u64, name: &str) -> Entry<TypeConfig> {
         version: 1,
         at_ms: 1,
         idempotency_key: String::new(),
+        actor: String::new(),
         body: Some(command::Body::CreateProject(CreateProject {
             name: name.into(),
             description: String::new(),

@@ -46,6 +46,7 @@ pub fn apply(db: &DB, cmd: &Command, batch: &mut WriteBatch) -> Result<CommandRe
             result.encode_to_vec(),
         );
     }
+    crate::audit::record(db, tx.batch, cmd, &result)?;
     Ok(result)
 }
 
@@ -76,6 +77,8 @@ impl Tx<'_> {
             Body::CommitImport(c) => self.commit_import(at_ms, c),
             Body::AbortImport(c) => self.abort_import(at_ms, c.import_id, &c.reason),
             Body::RestoreRows(c) => crate::backup::restore_rows(self.db, self.batch, c),
+            // The entry itself is the effect (see `audit::record`).
+            Body::RecordAudit(_) => Ok(ok(command_result::Result::Ok(true))),
             _ => self.task_command(at_ms, body),
         }
     }

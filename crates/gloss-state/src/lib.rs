@@ -7,6 +7,7 @@
 //! never know about Raft, networks or async runtimes.
 
 mod apply;
+pub mod audit;
 pub mod backup;
 pub mod feed;
 pub mod jobs;

@@ -24,6 +24,7 @@ fn run(db: &DB, body: command::Body, key: &str) -> CommandResult {
         at_ms: 1000,
         idempotency_key: key.into(),
         body: Some(body),
+        actor: "tester".into(),
     };
     let mut batch = WriteBatch::default();
     let r = apply(db, &cmd, &mut batch).unwrap();

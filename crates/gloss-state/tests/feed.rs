@@ -26,6 +26,7 @@ fn run(db: &DB, at_ms: i64, body: command::Body) -> CommandResult {
         at_ms,
         idempotency_key: String::new(),
         body: Some(body),
+        actor: String::new(),
     };
     let mut batch = WriteBatch::default();
     let r = gloss_state::apply(db, &cmd, &mut batch).unwrap();

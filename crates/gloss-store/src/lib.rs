@@ -70,6 +70,8 @@ pub mod state_cf {
     pub const MODEL_CHUNKS: &str = "model_chunks";
     /// Evaluations by (project, task, model).
     pub const EVALUATIONS: &str = "evaluations";
+    /// The audit log by sequence number.
+    pub const AUDIT: &str = "audit";
     /// Every column family of the state database.
     pub const ALL: &[&str] = &[
         META,
@@ -95,6 +97,7 @@ pub mod state_cf {
         MODELS,
         MODEL_CHUNKS,
         EVALUATIONS,
+        AUDIT,
     ];
 }
 

@@ -23,5 +23,33 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/app/*path", get(assets::index))
         .route("/assets/*path", get(assets::asset))
         .merge(api::routes())
+        .layer(axum::middleware::from_fn_with_state(service.clone(), actor))
         .with_state(service)
+}
+
+/// Runs a signed request as its user, so the changes it makes are audited under their name.
+/// (Each API handler still authenticates and checks the role itself.)
+async fn actor(
+    axum::extract::State(service): axum::extract::State<Arc<Service>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let token = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let user = match token {
+        Some(t) => service.authenticate(&t).await.ok().map(|c| c.user.name),
+        None => None,
+    };
+    match user {
+        Some(u) => {
+            gloss_coordinator::access::ACTOR
+                .scope(u, next.run(req))
+                .await
+        }
+        None => next.run(req).await,
+    }
 }

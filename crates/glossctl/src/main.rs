@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 the operation failed (message on stderr), 2 bad usage.
 
+mod audit;
 mod backup;
 mod job;
 mod model;
@@ -77,6 +78,14 @@ enum Noun {
     /// Backups of the whole cluster, and restoring a new cluster from one.
     #[command(subcommand)]
     Backup(backup::BackupCmd),
+    /// The audit log: who created, changed, exported or promoted what (admins).
+    Audit {
+        /// Entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +235,7 @@ async fn run(cli: Cli) -> Result<()> {
         Noun::Job(cmd) => job::run(&client, out, cmd).await,
         Noun::Model(cmd) => model::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Backup(cmd) => backup::run(&client, out, cmd).await,
+        Noun::Audit { after, limit } => audit::run(&client, out, after, limit).await,
         Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
