@@ -87,8 +87,16 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+tokio::task_local! {
+    /// The caller the router's middleware authenticated for this request.
+    pub(crate) static CALLER: Caller;
+}
+
 /// The caller named by the `Authorization: Bearer` header.
 async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Ok(c) = CALLER.try_with(Caller::clone) {
+        return Ok(c);
+    }
     let token = bearer(headers).ok_or_else(|| {
         ApiError(ServiceError::Unauthenticated(
             "sign in first: no bearer token in the Authorization header".into(),

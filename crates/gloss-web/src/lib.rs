@@ -27,8 +27,9 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-/// Runs a signed request as its user, so the changes it makes are audited under their name.
-/// (Each API handler still authenticates and checks the role itself.)
+/// Authenticates a signed request once and runs it as its user, so the changes it makes are
+/// audited under their name. (Each API handler still checks the role itself; a request whose
+/// token is missing or refused reaches the handler, which answers with the reason.)
 async fn actor(
     axum::extract::State(service): axum::extract::State<Arc<Service>>,
     req: axum::extract::Request,
@@ -40,15 +41,16 @@ async fn actor(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let user = match token {
-        Some(t) => service.authenticate(&t).await.ok().map(|c| c.user.name),
+    let caller = match token {
+        Some(t) => service.authenticate(&t).await.ok(),
         None => None,
     };
-    match user {
-        Some(u) => {
-            gloss_coordinator::access::ACTOR
-                .scope(u, next.run(req))
-                .await
+    match caller {
+        // The handler finds the caller here instead of authenticating the token again.
+        Some(c) => {
+            let actor = c.user.name.clone();
+            let run = api::CALLER.scope(c, next.run(req));
+            gloss_coordinator::access::ACTOR.scope(actor, run).await
         }
         None => next.run(req).await,
     }
