@@ -113,6 +113,12 @@ check "an annotator's token cannot create projects" contains "needs the role man
 check "user token works on the web api" contains '"carol"' curl -sf -H "Authorization: Bearer $carol_token" "http://127.0.0.1:$HTTP/api/me"
 check "web sign-in with a password" contains '"token"' curl -sf -H 'Content-Type: application/json' -d '{"user":"carol","password":"carol-password"}' "http://127.0.0.1:$HTTP/api/session"
 check "web sign-in refuses a wrong password" fails curl -sf -H 'Content-Type: application/json' -d '{"user":"carol","password":"nope-nope"}' "http://127.0.0.1:$HTTP/api/session"
+check "user create with a role in one project" contains "news:manager" ctl user create pat --project-role news:manager
+pat_token="$(ctl user token pat --ttl-secs 600 2>/dev/null)"
+check "a project's manager works in it" contains "news/raw" "$BIN/glossctl" --server 127.0.0.1:$GRPC --token "$pat_token" dataset list news
+check "a project's manager is refused elsewhere" contains 'in project "demo"' "$BIN/glossctl" --server 127.0.0.1:$GRPC --token "$pat_token" dataset list demo
+check "a project's manager sees only that project" fails sh -c "'$BIN/glossctl' --server 127.0.0.1:$GRPC --token '$pat_token' project list | grep -q demo"
+check "admin is not a per-project role" contains "admin is cluster-wide" ctl user create pam --project-role news:admin
 check "user tokens lists ids only" contains "password sign-in" ctl user tokens carol
 token_id="$(echo "$carol_token" | cut -d_ -f2)"
 check "user revoke" contains "revoked token" ctl user revoke "$token_id"
@@ -120,6 +126,28 @@ check "a revoked token is refused" fails curl -sf -H "Authorization: Bearer $car
 check "web app page served" contains '/assets/app.js' curl -sf "http://127.0.0.1:$HTTP/"
 kill -TERM "$pid"; wait "$pid"; code=$?
 check "clean shutdown on SIGTERM (exit $code)" grep -q 'stopped cleanly' "$work/gloss.out"
+
+# The same binary with certificates from `glossctl certs init`: TLS on the public ports, mutual
+# TLS on the internal one (the embedded worker presents the certificate).
+check "certs init" contains "wrote $work/certs/tls.key" "$BIN/glossctl" certs init --out "$work/certs" --hosts localhost,127.0.0.1
+check "certs init refuses to overwrite" contains "already exists" "$BIN/glossctl" certs init --out "$work/certs" --hosts localhost
+check "certs init names a bad host" contains 'bad host name "no pe"' "$BIN/glossctl" certs init --out "$work/certs2" --hosts "no pe"
+check "the keys are private" test "$(stat -c %a "$work/certs/tls.key")" = 600
+"$BIN/gloss" up --data-dir "$work/tls-data" --tls-dir "$work/certs" --listen 127.0.0.1:$GRPC --http 127.0.0.1:$HTTP --raft-listen 127.0.0.1:$RAFT >"$work/tls.out" 2>"$work/tls.err" &
+pid=$!
+for _ in $(seq 1 100); do curl -sf --cacert "$work/certs/ca.crt" "https://127.0.0.1:$HTTP/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 1 100); do grep -q 'token (shown once' "$work/tls.out" && break; sleep 0.1; done
+tls_token="$(grep -A1 'token (shown once' "$work/tls.out" | tail -1 | tr -d ' ')"
+tctl() { "$BIN/glossctl" --server 127.0.0.1:$GRPC --ca-cert "$work/certs/ca.crt" --token "$tls_token" "$@"; }
+check "gloss up prints the TLS hint" contains "grpcurl -cacert" cat "$work/tls.out"
+check "https readyz" contains ready curl -sf --cacert "$work/certs/ca.crt" "https://127.0.0.1:$HTTP/readyz"
+check "plain http is refused" fails curl -sf "http://127.0.0.1:$HTTP/readyz"
+check "grpcurl over TLS" contains gloss.v1.DatasetService "$GRPCURL" -cacert "$work/certs/ca.crt" 127.0.0.1:$GRPC list
+check "grpcurl plaintext is refused" fails "$GRPCURL" -plaintext 127.0.0.1:$GRPC list
+check "glossctl over TLS" contains "news" tctl project create news
+check "glossctl without the CA is refused" fails "$BIN/glossctl" --server 127.0.0.1:$GRPC --token "$tls_token" project list
+check "the embedded worker joined over mutual TLS" contains "embedded" tctl worker list
+kill -TERM "$pid"; wait "$pid"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -99,6 +99,17 @@ pub async fn connect(servers: &[String]) -> Result<Client, gloss_client::ClientE
     Client::connect(servers).await?.with_token(ADMIN_TOKEN)
 }
 
+/// [`connect`] over TLS, checking the server against the CA certificate `ca`.
+pub async fn connect_tls(
+    servers: &[String],
+    ca: &Path,
+) -> Result<Client, gloss_client::ClientError> {
+    let tls = gloss_tls::ClientTls::from_ca_file(ca).expect("CA certificate loads");
+    Client::connect_with(servers, Some(tls))
+        .await?
+        .with_token(ADMIN_TOKEN)
+}
+
 /// Starts a single-node coordinator in a fresh temporary directory, with its administrator.
 pub async fn start_node() -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -166,9 +177,12 @@ pub async fn start_node_with(data_dir: &Path, extra: Overrides, faults: Option<F
             .await
             .expect("the first administrator is created");
     }
-    let client = connect(&[coordinator.addrs().grpc.to_string()])
-        .await
-        .expect("client connects");
+    let servers = [coordinator.addrs().grpc.to_string()];
+    let client = match &config.tls_dir {
+        Some(dir) => connect_tls(&servers, &dir.join(gloss_tls::CA_FILE)).await,
+        None => connect(&servers).await,
+    }
+    .expect("client connects");
     Node {
         coordinator,
         client,

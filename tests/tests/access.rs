@@ -14,6 +14,16 @@ use tonic::metadata::MetadataValue;
 struct Empty {}
 
 async fn call(addr: &str, path: &str, token: Option<&str>) -> tonic::Status {
+    call_with(addr, path, token, Empty {}).await
+}
+
+/// `path` called with `body`, signed with `token`; the status it ends with.
+async fn call_with<M: prost::Message + Send + Sync + 'static>(
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    body: M,
+) -> tonic::Status {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -21,12 +31,12 @@ async fn call(addr: &str, path: &str, token: Option<&str>) -> tonic::Status {
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let mut req = tonic::Request::new(Empty {});
+    let mut req = tonic::Request::new(body);
     if let Some(t) = token {
         let v: MetadataValue<_> = format!("Bearer {t}").parse().unwrap();
         req.metadata_mut().insert("authorization", v);
     }
-    let codec: ProstCodec<Empty, Empty> = ProstCodec::default();
+    let codec: ProstCodec<M, Empty> = ProstCodec::default();
     match grpc
         .unary(req, http::uri::PathAndQuery::try_from(path).unwrap(), codec)
         .await
@@ -54,7 +64,7 @@ async fn every_method_grants_exactly_the_roles_in_the_table() {
         tokens.push((role, s.issue_token(&name, 0, "matrix").await.unwrap().token));
     }
     let mut checked = 0;
-    for (method, roles) in ROUTES {
+    for (method, roles, _) in ROUTES {
         let path = format!("/gloss.v1.{method}");
         for (role, token) in &tokens {
             let status = call(&addr, &path, Some(token)).await;
@@ -207,4 +217,153 @@ async fn the_audit_log_records_who_changed_exported_and_issued_what() {
         tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
         vec![after + 1, after + 2]
     );
+}
+
+/// A request for `method` whose project field (`field`, a dotted path) holds `value` (an empty
+/// request when `field` is empty).
+fn request_naming(method: &str, field: &str, value: &str) -> prost_reflect::DynamicMessage {
+    let pool = prost_reflect::DescriptorPool::decode(gloss_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let (service, name) = method.split_once('/').unwrap();
+    let input = pool
+        .get_service_by_name(&format!("gloss.v1.{service}"))
+        .unwrap()
+        .methods()
+        .find(|m| m.name() == name)
+        .unwrap()
+        .input();
+    let mut message = prost_reflect::DynamicMessage::new(input);
+    if field.is_empty() {
+        return message;
+    }
+    let mut at = &mut message;
+    let mut parts = field.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            at.set_field_by_name(part, prost_reflect::Value::String(value.into()));
+            break;
+        }
+        at = match at.get_field_by_name_mut(part).unwrap() {
+            prost_reflect::Value::Message(m) => m,
+            other => panic!("{method}: {part} is {other:?}"),
+        };
+    }
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_held_in_one_project_grants_exactly_that_project() {
+    use gloss_coordinator::access::Scope;
+    let node = start_node().await;
+    let s = node.coordinator.service().clone();
+    let addr = node.coordinator.addrs().grpc.to_string();
+    // Two projects, each with a task and a queued job (no worker takes it).
+    let mut jobs = Vec::new();
+    for project in ["p1", "p2"] {
+        s.create_project(project, "", String::new()).await.unwrap();
+        gloss_tests::import(
+            &node.client,
+            gloss_tests::jsonl(project, "d"),
+            "{\"text\":\"x\"}\n",
+        )
+        .await
+        .unwrap();
+        let mut task = Task {
+            project: project.into(),
+            name: "t".into(),
+            labels: vec!["A".into(), "B".into()],
+            source_dataset: "d".into(),
+            ..Default::default()
+        };
+        task.set_interface(Interface::Choice);
+        s.create_task(task).await.unwrap();
+        let job = s
+            .submit_job(SubmitJobRequest {
+                spec: Some(JobSpec {
+                    kind: JobKind::Train as i32,
+                    project: project.into(),
+                    task: "t".into(),
+                    ..Default::default()
+                }),
+                constraints: [("zone".to_string(), "none".to_string())].into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        jobs.push(job.id);
+    }
+    let mut tokens = Vec::new();
+    for role in [Role::Manager, Role::Reviewer, Role::Annotator] {
+        let name = format!("{}-in-p1", gloss_coordinator::users::role_name(role));
+        s.create_user_with(
+            &name,
+            "",
+            vec![],
+            vec![ProjectRoles {
+                project: "p1".into(),
+                roles: vec![role as i32],
+            }],
+            "",
+        )
+        .await
+        .unwrap();
+        tokens.push((role, s.issue_token(&name, 0, "matrix").await.unwrap().token));
+    }
+    let mut checked = 0;
+    for (method, roles, scope) in ROUTES {
+        let path = format!("/gloss.v1.{method}");
+        for (role, token) in &tokens {
+            let may = roles.contains(role);
+            let (own, other) = match scope {
+                Scope::Cluster => (None, Some("")),
+                Scope::Anywhere => (Some(""), None),
+                Scope::Project(_) => (Some("p1"), Some("p2")),
+                Scope::Model(_) => (Some("p1/t/tiny"), Some("p2/t/tiny")),
+                Scope::Job(_) => (Some(jobs[0].as_str()), Some(jobs[1].as_str())),
+            };
+            let field = match scope {
+                Scope::Project(f) | Scope::Model(f) | Scope::Job(f) => *f,
+                Scope::Cluster | Scope::Anywhere => "",
+            };
+            let build = |value: &str| request_naming(method, field, value);
+            if let Some(value) = own {
+                let status = call_with(&addr, &path, Some(token), build(value)).await;
+                if may {
+                    assert!(
+                        !denied_by_role(&status),
+                        "{role:?} in p1 must be granted {method} on {value:?}: {status:?}"
+                    );
+                } else {
+                    assert!(
+                        denied_by_role(&status),
+                        "{role:?} in p1 must be denied {method} on {value:?}: {status:?}"
+                    );
+                }
+                checked += 1;
+            }
+            if let Some(value) = other {
+                let status = call_with(&addr, &path, Some(token), build(value)).await;
+                assert!(
+                    denied_by_role(&status),
+                    "{role:?} in p1 must be denied {method} outside p1 ({value:?}): {status:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > ROUTES.len() * 3, "{checked} checks");
+    // Admin is cluster-wide only.
+    let err = s
+        .create_user_with(
+            "boss",
+            "",
+            vec![],
+            vec![ProjectRoles {
+                project: "p1".into(),
+                roles: vec![Role::Admin as i32],
+            }],
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("admin is cluster-wide"), "{err}");
 }

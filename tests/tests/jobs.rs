@@ -79,6 +79,7 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
         cpus: Some(2.0),
         memory: Some("4GiB".into()),
         work_dir: dir.path().join("work"),
+        tls_dir: None,
         models_dir: dir.path().join("models"),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -453,6 +454,7 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
         cpus: Some(2.0),
         memory: Some("4GiB".into()),
         work_dir: dir.path().join("work"),
+        tls_dir: None,
         models_dir: models.clone(),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -110,6 +110,21 @@ async fn web() -> Web {
             .await
             .unwrap();
     }
+    // Roles held in one project only.
+    for (name, project, role) in [
+        ("rev-news", "news", Role::Reviewer),
+        ("rev-other", "other", Role::Reviewer),
+        ("lead-other", "other", Role::Manager),
+    ] {
+        let grant = ProjectRoles {
+            project: project.into(),
+            roles: vec![role as i32],
+        };
+        service
+            .create_user_with(name, "", vec![], vec![grant], "password-1")
+            .await
+            .unwrap();
+    }
     service
         .set_group(Group {
             project: "news".into(),
@@ -203,7 +218,16 @@ async fn sign_in_needs_the_right_password_and_a_live_token() {
 async fn every_route_checks_the_callers_role_and_the_tasks_pool() {
     let w = web().await;
     let mut tokens = std::collections::HashMap::new();
-    for name in ["ann", "outsider", "rev", "lead", "grouped"] {
+    for name in [
+        "ann",
+        "outsider",
+        "rev",
+        "lead",
+        "grouped",
+        "rev-news",
+        "rev-other",
+        "lead-other",
+    ] {
         tokens.insert(name, w.sign_in(name).await);
     }
     let base = "/api/tasks/news/sections";
@@ -252,6 +276,20 @@ async fn every_route_checks_the_callers_role_and_the_tasks_pool() {
         ("lead", "GET", "/api/dashboard".into(), None, 200),
         ("lead", "GET", format!("{base}/progress"), None, 200),
         ("lead", "POST", format!("{base}/next"), next.clone(), 403),
+        ("rev-news", "GET", format!("{base}/review"), None, 200),
+        ("rev-news", "GET", format!("{base}/agreement"), None, 200),
+        (
+            "rev-news",
+            "POST",
+            format!("{base}/next"),
+            next.clone(),
+            403,
+        ),
+        ("rev-news", "GET", "/api/dashboard".into(), None, 403),
+        ("rev-other", "GET", format!("{base}/review"), None, 403),
+        ("rev-other", "GET", format!("{base}/agreement"), None, 403),
+        ("lead-other", "GET", format!("{base}/progress"), None, 403),
+        ("lead-other", "GET", "/api/dashboard".into(), None, 200),
     ];
     for (user, method, path, body, want) in cases {
         let (status, v) = w.call(method, &path, &tokens[user], body).await;
@@ -270,6 +308,23 @@ async fn every_route_checks_the_callers_role_and_the_tasks_pool() {
     assert_eq!(v["tasks"][0]["name"], "sections");
     assert_eq!(v["tasks"][0]["can_annotate"], true);
     assert_eq!(v["tasks"][0]["can_review"], false);
+    // A project's reviewer sees its tasks; another project's manager sees neither its tasks nor
+    // its projects on the dashboard.
+    let (_, v) = w.call("GET", "/api/tasks", &tokens["rev-news"], None).await;
+    assert_eq!(v["tasks"][0]["can_review"], true, "{v}");
+    let (_, v) = w
+        .call("GET", "/api/tasks", &tokens["lead-other"], None)
+        .await;
+    assert_eq!(v["tasks"], json!([]));
+    let (_, v) = w
+        .call("GET", "/api/dashboard", &tokens["lead-other"], None)
+        .await;
+    assert!(!v.to_string().contains("sections"), "{v}");
+    let (_, v) = w.call("GET", "/api/me", &tokens["rev-news"], None).await;
+    assert_eq!(
+        v["project_roles"],
+        json!([{"project": "news", "roles": ["reviewer"]}])
+    );
 }
 
 #[tokio::test]

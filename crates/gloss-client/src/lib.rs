@@ -18,9 +18,10 @@ use gloss_proto::v1::{
     import_request, ExportAnswersRequest, ExportChunk, ExportRequest, ImportHeader, ImportRequest,
     ImportSummary,
 };
+use gloss_tls::ClientTls;
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Bytes per import message.
 const IMPORT_CHUNK: usize = 1 << 20;
@@ -31,8 +32,8 @@ pub enum ClientError {
     /// No server of the list could be reached.
     #[error("cannot reach any Gloss server ({servers}): {last}")]
     Connect { servers: String, last: String },
-    /// A server address is malformed.
-    #[error("invalid server address {0:?}")]
+    /// A server address (or the TLS set-up for it) is unusable.
+    #[error("{0}")]
     Address(String),
     /// The server answered with an error.
     #[error("{}", .0.message())]
@@ -57,7 +58,7 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
-/// Adds the bearer token to every call.
+/// Adds the bearer token, and the caller's trace context, to every call.
 #[derive(Clone, Default)]
 pub struct TokenInterceptor {
     header: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
@@ -68,6 +69,7 @@ impl tonic::service::Interceptor for TokenInterceptor {
         if let Some(h) = &self.header {
             req.metadata_mut().insert("authorization", h.clone());
         }
+        gloss_core::telemetry::inject(req.metadata_mut());
         Ok(req)
     }
 }
@@ -82,32 +84,33 @@ pub struct Client {
     token: TokenInterceptor,
     server: String,
     servers: Vec<String>,
-}
-
-fn endpoint(server: &str) -> Result<Endpoint, ClientError> {
-    let url = if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    Ok(Endpoint::from_shared(url)
-        .map_err(|_| ClientError::Address(server.into()))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true))
+    tls: Option<ClientTls>,
 }
 
 impl Client {
     /// Connects to the first reachable server of `servers` (each `HOST:PORT` or a URL).
     pub async fn connect(servers: &[String]) -> Result<Client, ClientError> {
+        Self::connect_with(servers, None).await
+    }
+
+    /// [`Client::connect`] over TLS when `tls` is given (the cluster CA, and for the internal
+    /// port a certificate to present).
+    pub async fn connect_with(
+        servers: &[String],
+        tls: Option<ClientTls>,
+    ) -> Result<Client, ClientError> {
         let mut last = String::from("no server given");
         for server in servers {
-            match endpoint(server)?.connect().await {
+            let endpoint = gloss_tls::endpoint(server, tls.as_ref())
+                .map_err(|e| ClientError::Address(e.to_string()))?;
+            match endpoint.connect().await {
                 Ok(channel) => {
                     return Ok(Client {
                         channel,
                         token: TokenInterceptor::default(),
                         server: server.clone(),
                         servers: servers.to_vec(),
+                        tls,
                     })
                 }
                 Err(e) => last = format!("{server}: {}", source_chain(&e)),
@@ -154,7 +157,7 @@ impl Client {
                 .take(n)
                 .cloned()
                 .collect();
-            match Client::connect(&order).await {
+            match Client::connect_with(&order, self.tls.clone()).await {
                 Ok(next) => {
                     client = Client {
                         token: self.token.clone(),

@@ -1,13 +1,10 @@
 //! Who may call what on the public gRPC port. Every method has an entry in [`ROUTES`] (a test
 //! checks them against the descriptor set, so a new method cannot be forgotten); a method that
-//! is not listed is refused. [`AuthLayer`] authenticates the bearer token of every request,
+//! is not listed is refused. [`Auth`] authenticates the bearer token of every request,
 //! checks the caller's role for the method and hands the [`Caller`] to the handler (the feed
 //! uses it: an annotator acts only as themselves).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use gloss_proto::v1::Role;
 use tonic::body::BoxBody;
@@ -40,76 +37,120 @@ const ANY: &[Role] = &[AD, MG, RV, AN];
 const LEADS: &[Role] = &[MG];
 const READERS: &[Role] = &[MG, RV];
 
-/// Method (`Service/Method` under `gloss.v1`) and the roles that may call it (admins always may).
-pub const ROUTES: &[(&str, &[Role])] = &[
-    ("ClusterService/GetClusterStatus", ANY),
-    ("ClusterService/AddLearner", &[AD]),
-    ("ClusterService/PromoteMember", &[AD]),
-    ("ClusterService/RemoveMember", &[AD]),
-    ("ClusterService/GetStateDigest", &[AD]),
-    ("ClusterService/CreateBackup", &[AD]),
-    ("ClusterService/RestoreBackup", &[AD]),
-    ("ProjectService/CreateProject", LEADS),
-    ("ProjectService/ListProjects", ANY),
-    ("ProjectService/GetProject", ANY),
-    ("ProjectService/DeleteProject", LEADS),
-    ("DatasetService/CreateDataset", LEADS),
-    ("DatasetService/ListDatasets", READERS),
-    ("DatasetService/GetDataset", READERS),
-    ("DatasetService/DeleteDataset", LEADS),
-    ("DatasetService/ImportExamples", LEADS),
-    ("DatasetService/ExportExamples", LEADS),
-    ("DatasetService/ListExamples", READERS),
-    ("TaskService/CreateTask", LEADS),
-    ("TaskService/ListTasks", ANY),
-    ("TaskService/GetTask", ANY),
-    ("TaskService/CloseTask", LEADS),
-    ("TaskService/GetProgress", READERS),
-    ("TaskService/GetAgreement", READERS),
-    ("TaskService/SetSuggestions", LEADS),
-    ("TaskService/ExportAnswers", LEADS),
-    ("TaskService/SetGroup", LEADS),
-    ("FeedService/NextExamples", &[AN]),
-    ("FeedService/Heartbeat", &[AN]),
-    ("FeedService/SubmitAnswer", &[AN]),
-    ("FeedService/ReviseAnswer", &[AN]),
-    ("FeedService/UndoAnswer", &[AN]),
-    ("ReviewService/ListReviewQueue", READERS),
-    ("ReviewService/ResolveReview", READERS),
-    ("UserService/CreateUser", &[AD]),
-    ("UserService/ListUsers", &[AD]),
-    ("UserService/UpdateUser", &[AD]),
-    ("UserService/IssueToken", &[AD]),
-    ("UserService/ListTokens", &[AD]),
-    ("UserService/RevokeToken", &[AD]),
-    ("JobService/SubmitJob", LEADS),
-    ("JobService/ListJobs", READERS),
-    ("JobService/GetJob", READERS),
-    ("JobService/CancelJob", LEADS),
-    ("JobService/JobLogs", READERS),
-    ("JobService/ListWorkers", READERS),
-    ("ModelService/ListModels", READERS),
-    ("ModelService/GetModel", READERS),
-    ("ModelService/PromoteModel", LEADS),
-    ("ModelService/ExportModel", LEADS),
-    ("ModelService/ListEvaluations", READERS),
-    ("AuditService/ListAudit", &[AD]),
+/// Where a method's project is, for users whose role is held in single projects
+/// (`User.project_roles`). A cluster-wide role always suffices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Cluster-wide roles only (users, membership, backups, listings across projects).
+    Cluster,
+    /// The role in any project will do (the cluster's status, the list of projects).
+    Anywhere,
+    /// The request field (a dotted path in the first message) naming the project.
+    Project(&'static str),
+    /// The request field naming a model, `PROJECT/TASK/NAME`.
+    Model(&'static str),
+    /// The request field holding a job id; the job's project is looked up.
+    Job(&'static str),
+}
+
+use Scope::{Anywhere, Cluster, Job, Model, Project};
+
+/// Method (`Service/Method` under `gloss.v1`), the roles that may call it (admins always may),
+/// and where its project is.
+pub const ROUTES: &[(&str, &[Role], Scope)] = &[
+    ("ClusterService/GetClusterStatus", ANY, Anywhere),
+    ("ClusterService/AddLearner", &[AD], Cluster),
+    ("ClusterService/PromoteMember", &[AD], Cluster),
+    ("ClusterService/RemoveMember", &[AD], Cluster),
+    ("ClusterService/GetStateDigest", &[AD], Cluster),
+    ("ClusterService/CreateBackup", &[AD], Cluster),
+    ("ClusterService/RestoreBackup", &[AD], Cluster),
+    ("ProjectService/CreateProject", LEADS, Cluster),
+    ("ProjectService/ListProjects", ANY, Anywhere),
+    ("ProjectService/GetProject", ANY, Project("name")),
+    ("ProjectService/DeleteProject", LEADS, Project("name")),
+    ("DatasetService/CreateDataset", LEADS, Project("project")),
+    ("DatasetService/ListDatasets", READERS, Project("project")),
+    ("DatasetService/GetDataset", READERS, Project("project")),
+    ("DatasetService/DeleteDataset", LEADS, Project("project")),
+    (
+        "DatasetService/ImportExamples",
+        LEADS,
+        Project("header.project"),
+    ),
+    ("DatasetService/ExportExamples", LEADS, Project("project")),
+    ("DatasetService/ListExamples", READERS, Project("project")),
+    ("TaskService/CreateTask", LEADS, Project("task.project")),
+    ("TaskService/ListTasks", ANY, Project("project")),
+    ("TaskService/GetTask", ANY, Project("project")),
+    ("TaskService/CloseTask", LEADS, Project("project")),
+    ("TaskService/GetProgress", READERS, Project("project")),
+    ("TaskService/GetAgreement", READERS, Project("project")),
+    ("TaskService/SetSuggestions", LEADS, Project("project")),
+    ("TaskService/ExportAnswers", LEADS, Project("project")),
+    ("TaskService/SetGroup", LEADS, Project("group.project")),
+    ("FeedService/NextExamples", &[AN], Project("project")),
+    ("FeedService/Heartbeat", &[AN], Project("project")),
+    ("FeedService/SubmitAnswer", &[AN], Project("answer.project")),
+    ("FeedService/ReviseAnswer", &[AN], Project("answer.project")),
+    ("FeedService/UndoAnswer", &[AN], Project("project")),
+    ("ReviewService/ListReviewQueue", READERS, Project("project")),
+    ("ReviewService/ResolveReview", READERS, Project("project")),
+    ("UserService/CreateUser", &[AD], Cluster),
+    ("UserService/ListUsers", &[AD], Cluster),
+    ("UserService/UpdateUser", &[AD], Cluster),
+    ("UserService/IssueToken", &[AD], Cluster),
+    ("UserService/ListTokens", &[AD], Cluster),
+    ("UserService/RevokeToken", &[AD], Cluster),
+    ("JobService/SubmitJob", LEADS, Project("spec.project")),
+    ("JobService/ListJobs", READERS, Cluster),
+    ("JobService/GetJob", READERS, Job("id")),
+    ("JobService/CancelJob", LEADS, Job("id")),
+    ("JobService/JobLogs", READERS, Job("id")),
+    ("JobService/ListWorkers", READERS, Cluster),
+    ("ModelService/ListModels", READERS, Project("project")),
+    ("ModelService/GetModel", READERS, Model("name")),
+    ("ModelService/PromoteModel", LEADS, Model("name")),
+    ("ModelService/ExportModel", LEADS, Model("name")),
+    ("ModelService/ListEvaluations", READERS, Project("project")),
+    ("AuditService/ListAudit", &[AD], Cluster),
 ];
+
+/// The roles that may call `path` (`/gloss.v1.Service/Method`) and where its project is;
+/// `None` when it is not a route.
+pub fn route(path: &str) -> Option<(&'static [Role], Scope)> {
+    let method = path.strip_prefix("/gloss.v1.")?;
+    ROUTES
+        .iter()
+        .find(|(m, _, _)| *m == method)
+        .map(|(_, r, s)| (*r, *s))
+}
 
 /// The roles that may call `path` (`/gloss.v1.Service/Method`); `None` when it is not a route.
 pub fn roles_for(path: &str) -> Option<&'static [Role]> {
-    let method = path.strip_prefix("/gloss.v1.")?;
-    ROUTES.iter().find(|(m, _)| *m == method).map(|(_, r)| *r)
+    route(path).map(|(roles, _)| roles)
 }
 
-/// Who sends the request and whether they may call `path`; `Ok(None)` for open methods.
+/// What [`authorize`] decided.
+pub enum Decision {
+    /// An open method: no caller.
+    Open,
+    /// Allowed.
+    Allowed(Caller),
+    /// Allowed only if the caller holds the roles in the request's project: the first message
+    /// must be read to tell.
+    InProject(Caller, &'static [Role], Scope),
+}
+
+/// Who sends the request and whether they may call `path`; methods whose project is in the
+/// request come back as [`Decision::InProject`] for a caller without a cluster-wide role.
 pub async fn authorize(
     service: &Service,
     path: &str,
     authorization: Option<&str>,
-) -> Result<Option<Caller>, ServiceError> {
+) -> Result<Decision, ServiceError> {
     if OPEN.iter().any(|p| path.starts_with(p)) {
-        return Ok(None);
+        return Ok(Decision::Open);
     }
     let token = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -120,13 +161,140 @@ pub async fn authorize(
             )
         })?;
     let caller = service.authenticate(token).await?;
-    let Some(roles) = roles_for(path) else {
+    let Some((roles, scope)) = route(path) else {
         return Err(ServiceError::PermissionDenied(format!(
             "{path} is not a Gloss method"
         )));
     };
-    caller.require(roles, path.trim_start_matches("/gloss.v1."))?;
-    Ok(Some(caller))
+    let action = path.trim_start_matches("/gloss.v1.");
+    let Err(denied) = caller.require(roles, action) else {
+        return Ok(Decision::Allowed(caller));
+    };
+    match scope {
+        Anywhere if roles.iter().any(|r| caller.has_anywhere(*r)) => Ok(Decision::Allowed(caller)),
+        Project(_) | Model(_) | Job(_) if !caller.user.project_roles.is_empty() => {
+            Ok(Decision::InProject(caller, roles, scope))
+        }
+        _ => Err(denied),
+    }
+}
+
+/// The descriptor pool of the public API, decoded once.
+fn pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(gloss_proto::FILE_DESCRIPTOR_SET)
+            .expect("the built-in descriptor set decodes")
+    })
+}
+
+/// The input message of `path` (`/gloss.v1.Service/Method`).
+fn input_of(path: &str) -> Option<prost_reflect::MessageDescriptor> {
+    let (service, method) = path.trim_start_matches('/').split_once('/')?;
+    pool()
+        .get_service_by_name(service)?
+        .methods()
+        .find(|m| m.name() == method)
+        .map(|m| m.input())
+}
+
+/// The string at `field` (a dotted path) in `message`.
+fn string_at(message: &prost_reflect::DynamicMessage, field: &str) -> Option<String> {
+    let (head, rest) = match field.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (field, None),
+    };
+    let value = message.get_field_by_name(head)?;
+    match (value.as_ref(), rest) {
+        (prost_reflect::Value::String(s), None) => Some(s.clone()),
+        (prost_reflect::Value::Message(m), Some(rest)) => string_at(m, rest),
+        _ => None,
+    }
+}
+
+/// The project a request of `path` is about, read from its first message (`encoded`).
+pub fn project_of(
+    service: &Service,
+    path: &str,
+    scope: Scope,
+    encoded: &[u8],
+) -> Result<String, ServiceError> {
+    let invalid = |why: String| ServiceError::InvalidArgument(why);
+    let descriptor = input_of(path).ok_or_else(|| invalid(format!("{path}: unknown method")))?;
+    let message = prost_reflect::DynamicMessage::decode(descriptor, encoded)
+        .map_err(|e| invalid(format!("{path}: undecodable request: {e}")))?;
+    let field = match scope {
+        Project(f) | Model(f) | Job(f) => f,
+        Cluster | Anywhere => return Ok(String::new()),
+    };
+    let value = string_at(&message, field).unwrap_or_default();
+    if value.is_empty() {
+        return Err(invalid(format!("{field}: is required")));
+    }
+    match scope {
+        Model(_) => Ok(value.split('/').next().unwrap_or_default().to_string()),
+        Job(_) => {
+            let job = gloss_state::jobs::job(&service.state_db(), &value)?
+                .ok_or_else(|| ServiceError::NotFound(format!("job {value:?} not found")))?;
+            Ok(job.spec.map(|s| s.project).unwrap_or_default())
+        }
+        _ => Ok(value),
+    }
+}
+
+/// Reads `body` up to the end of its first gRPC message; returns that message and a body that
+/// replays everything read, followed by the rest.
+async fn first_message(mut body: BoxBody) -> Result<(bytes::Bytes, BoxBody), tonic::Status> {
+    use http_body_util::BodyExt as _;
+    const LIMIT: usize = 16 << 20;
+    let mut buf = bytes::BytesMut::new();
+    let mut ended = false;
+    loop {
+        if buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if len > LIMIT {
+                return Err(tonic::Status::resource_exhausted(format!(
+                    "the first message is {len} bytes; at most {LIMIT}"
+                )));
+            }
+            if buf.len() >= 5 + len {
+                break;
+            }
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(status)) => return Err(status),
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let read = buf.freeze();
+    let message = if read.len() >= 5 && read[0] == 0 {
+        let len = u32::from_be_bytes([read[1], read[2], read[3], read[4]]) as usize;
+        read.slice(5..(5 + len).min(read.len()))
+    } else if read.len() >= 5 {
+        return Err(tonic::Status::invalid_argument(
+            "compressed requests are not accepted",
+        ));
+    } else {
+        bytes::Bytes::new()
+    };
+    let head = futures::stream::iter((!read.is_empty()).then(|| Ok(http_body::Frame::data(read))));
+    let replay: BoxBody = if ended {
+        tonic::body::BoxBody::new(http_body_util::StreamBody::new(head))
+    } else {
+        let rest = http_body_util::BodyStream::new(body);
+        tonic::body::BoxBody::new(http_body_util::StreamBody::new(futures::StreamExt::chain(
+            head, rest,
+        )))
+    };
+    Ok((message, replay))
 }
 
 /// The feed's rule: annotators act as themselves; only an admin may act for someone else.
@@ -142,55 +310,30 @@ pub fn act_as(caller: Option<&Caller>, annotator: &str) -> Result<(), ServiceErr
     }
 }
 
-/// Wraps the public gRPC routes with [`authorize`].
+/// Wraps the public gRPC routes with [`authorize`]: `Around::new(Auth::new(service))`.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     service: Arc<Service>,
 }
 
-impl AuthLayer {
-    pub fn new(service: Arc<Service>) -> AuthLayer {
-        AuthLayer { service }
+impl Auth {
+    pub fn new(service: Arc<Service>) -> Auth {
+        Auth { service }
     }
 }
 
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            service: self.service.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    service: Arc<Service>,
-}
-
-impl<S> tower_service::Service<http::Request<BoxBody>> for Auth<S>
-where
-    S: tower_service::Service<http::Request<BoxBody>, Response = http::Response<BoxBody>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<BoxBody>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<BoxBody>) -> Self::Future {
-        // The clone that was polled ready is the one that serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl crate::around::Wrap for Auth {
+    fn wrap<S>(
+        &self,
+        mut inner: S,
+        mut req: http::Request<BoxBody>,
+    ) -> crate::around::Reply<S::Error>
+    where
+        S: tower_service::Service<http::Request<BoxBody>, Response = http::Response<BoxBody>>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
         let service = self.service.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
@@ -199,13 +342,28 @@ where
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            match authorize(&service, &path, header.as_deref()).await {
-                Ok(Some(c)) => {
+            let decision = match authorize(&service, &path, header.as_deref()).await {
+                Ok(Decision::InProject(caller, roles, scope)) => {
+                    let (parts, body) = req.into_parts();
+                    let (message, body) = match first_message(body).await {
+                        Ok(read) => read,
+                        Err(status) => return Ok(status.into_http()),
+                    };
+                    req = http::Request::from_parts(parts, body);
+                    let action = path.trim_start_matches("/gloss.v1.");
+                    project_of(&service, &path, scope, &message)
+                        .and_then(|project| caller.require_in(&project, roles, action))
+                        .map(|_| Decision::Allowed(caller))
+                }
+                other => other,
+            };
+            match decision {
+                Ok(Decision::Allowed(c)) => {
                     let actor = c.user.name.clone();
                     req.extensions_mut().insert(c);
                     ACTOR.scope(actor, inner.call(req)).await
                 }
-                Ok(None) => inner.call(req).await,
+                Ok(_) => inner.call(req).await,
                 Err(e) => {
                     if matches!(e, ServiceError::PermissionDenied(_)) {
                         tracing::info!(%path, error = %e, "request denied");
@@ -243,12 +401,35 @@ mod tests {
         for m in &methods {
             let path = format!("/gloss.v1.{m}");
             let open = OPEN.iter().any(|p| path.starts_with(p));
-            let routed = ROUTES.iter().filter(|(r, _)| r == m).count();
+            let routed = ROUTES.iter().filter(|(r, _, _)| r == m).count();
             assert!(open || routed == 1, "{m}: {routed} routes (open: {open})");
         }
-        for (r, _) in ROUTES {
+        for (r, _, _) in ROUTES {
             assert!(methods.iter().any(|m| m == r), "route {r} names no method");
         }
         assert_eq!(role_name(Role::Admin), "admin");
+    }
+
+    #[test]
+    fn every_project_field_names_a_string_in_the_request() {
+        for (method, _, scope) in ROUTES {
+            let field = match scope {
+                Project(f) | Model(f) | Job(f) => *f,
+                Cluster | Anywhere => continue,
+            };
+            let mut message = input_of(&format!("/gloss.v1.{method}"))
+                .unwrap_or_else(|| panic!("{method} has no input message"));
+            let mut parts = field.split('.').peekable();
+            while let Some(part) = parts.next() {
+                let f = message
+                    .get_field_by_name(part)
+                    .unwrap_or_else(|| panic!("{method}: no field {part} in {field}"));
+                match f.kind() {
+                    prost_reflect::Kind::Message(m) if parts.peek().is_some() => message = m,
+                    prost_reflect::Kind::String if parts.peek().is_none() => {}
+                    other => panic!("{method}: {field} reaches {other:?}"),
+                }
+            }
+        }
     }
 }

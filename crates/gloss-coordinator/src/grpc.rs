@@ -124,12 +124,26 @@ impl project_service_server::ProjectService for Api {
             .await)
     }
 
-    async fn list_projects(&self, _: Request<ListProjectsRequest>) -> Reply<ListProjectsResponse> {
-        ok(self
-            .service
-            .list_projects()
-            .await
-            .map(|projects| ListProjectsResponse { projects }))
+    async fn list_projects(
+        &self,
+        req: Request<ListProjectsRequest>,
+    ) -> Reply<ListProjectsResponse> {
+        // A user whose roles are held in single projects sees those projects only.
+        let scoped = req
+            .extensions()
+            .get::<crate::users::Caller>()
+            .filter(|c| c.user.roles.is_empty())
+            .map(|c| c.user.project_roles.clone());
+        ok(self.service.list_projects().await.map(|projects| {
+            let projects = match scoped {
+                Some(grants) => projects
+                    .into_iter()
+                    .filter(|p| grants.iter().any(|g| g.project == p.name))
+                    .collect(),
+                None => projects,
+            };
+            ListProjectsResponse { projects }
+        }))
     }
 
     async fn get_project(&self, req: Request<GetProjectRequest>) -> Reply<Project> {
@@ -223,11 +237,15 @@ impl dataset_service_server::DatasetService for Api {
         // Run the import in its own task: if the client goes away and tonic drops this handler,
         // the import still sees the broken stream and aborts instead of staying open.
         let service = self.service.clone();
-        // The import runs on its own task: it keeps the signed-in actor for the audit log.
+        // The import runs on its own task: it keeps the signed-in actor for the audit log, and
+        // the request's span.
         let actor = crate::access::current_actor();
-        let import = tokio::spawn(crate::access::ACTOR.scope(actor, async move {
-            service.import(header, data.boxed()).await
-        }));
+        let import = tokio::spawn(tracing::Instrument::in_current_span(
+            crate::access::ACTOR.scope(
+                actor,
+                async move { service.import(header, data.boxed()).await },
+            ),
+        ));
         match import.await {
             Ok(result) => ok(result),
             Err(e) => Err(Status::internal(format!("import task failed: {e}"))),

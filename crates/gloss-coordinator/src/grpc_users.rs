@@ -13,7 +13,13 @@ impl user_service_server::UserService for Api {
         let r = req.into_inner();
         ok(self
             .service
-            .create_user(&r.name, &r.display_name, r.roles, &r.password)
+            .create_user_with(
+                &r.name,
+                &r.display_name,
+                r.roles,
+                r.project_roles,
+                &r.password,
+            )
             .await)
     }
 

@@ -77,6 +77,7 @@ impl Service {
             constraints: req.constraints,
             priority: req.priority,
             max_attempts: req.max_attempts,
+            trace_context: gloss_core::telemetry::current_context(),
             ..Job::default()
         };
         let body = command::Body::SubmitJob(SubmitJob { job: Some(job) });

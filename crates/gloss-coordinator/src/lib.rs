@@ -7,6 +7,7 @@
 //! layers only translate. It must never link ML or GPU code.
 
 pub mod access;
+mod around;
 mod audit;
 pub mod backup;
 pub mod demo;
@@ -25,6 +26,7 @@ pub mod sandbox;
 pub mod service;
 mod task_export;
 pub mod tasks;
+mod trace;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -81,6 +83,8 @@ pub enum CoordinatorError {
     Serve { what: &'static str, message: String },
     #[error(transparent)]
     Service(#[from] ServiceError),
+    #[error("TLS: {0}")]
+    Tls(#[from] gloss_tls::TlsError),
 }
 
 /// Addresses a running coordinator actually listens on (port 0 resolved).
@@ -98,6 +102,26 @@ pub struct Coordinator {
     addrs: BoundAddrs,
     shutdown: watch::Sender<bool>,
     servers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+}
+
+/// A gRPC server builder, with TLS from `tls` (mutual on the internal port).
+fn server_builder(
+    what: &'static str,
+    tls: Option<&gloss_tls::TlsDir>,
+    mutual: bool,
+) -> Result<tonic::transport::Server, CoordinatorError> {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        Some(tls) => {
+            builder
+                .tls_config(tls.grpc_server(mutual))
+                .map_err(|e| CoordinatorError::Serve {
+                    what,
+                    message: format!("TLS from {}: {e}", tls.dir().display()),
+                })
+        }
+        None => Ok(builder),
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, CoordinatorError> {
@@ -166,6 +190,11 @@ impl Coordinator {
                 config.data_dir.display()
             ))
         })?;
+        let tls = match &config.tls_dir {
+            Some(dir) => Some(gloss_tls::TlsDir::load(dir)?),
+            None => None,
+        };
+        let peer_tls = tls.as_ref().map(gloss_tls::TlsDir::internal_client);
         let raft_listener = bind("raft", config.raft_listen).await?;
         let grpc_listener = bind("grpc", config.listen).await?;
         let http_listener = bind("http", config.http).await?;
@@ -178,6 +207,7 @@ impl Coordinator {
         let settings = RaftSettings {
             snapshot_every: config.snapshot_every,
             faults: faults.clone(),
+            tls: peer_tls.clone(),
             ..RaftSettings::default()
         };
         let (raft, state) = gloss_raft::start(config.node_id, &config.data_dir, &settings).await?;
@@ -194,7 +224,7 @@ impl Coordinator {
                 admin_token: config.admin_token.clone(),
             },
             metrics,
-            gloss_raft::network::Forwarder::new(config.node_id, faults.clone()),
+            gloss_raft::network::Forwarder::new(config.node_id, faults.clone(), peer_tls.clone()),
         ));
         let (shutdown, _) = watch::channel(false);
         let mut servers = Vec::new();
@@ -209,7 +239,11 @@ impl Coordinator {
             tokio::spawn({
                 let (raft, stopped) = (raft.clone(), stop(shutdown.subscribe()));
                 let (heard, node_id) = (heard.clone(), config.node_id);
-                let peers = gloss_raft::network::Forwarder::new(config.node_id, faults.clone());
+                let peers = gloss_raft::network::Forwarder::new(
+                    config.node_id,
+                    faults.clone(),
+                    peer_tls.clone(),
+                );
                 let tick = Duration::from_millis(settings.heartbeat_ms);
                 let lease = settings.leader_lease();
                 async move {
@@ -219,7 +253,8 @@ impl Coordinator {
                 }
             }),
         ));
-        let raft_server = tonic::transport::Server::builder()
+        let raft_server = server_builder("raft", tls.as_ref(), true)?
+            .layer(around::Around::new(trace::Trace::new(trace::Spans::Traced)))
             .add_service(
                 RaftServiceServer::new(gloss_raft::network::RaftGrpc::new(raft.clone(), heard))
                     .max_decoding_message_size(256 << 20),
@@ -275,8 +310,9 @@ impl Coordinator {
                 what: "reflection",
                 message: e.to_string(),
             })?;
-        let public = tonic::transport::Server::builder()
-            .layer(access::AuthLayer::new(service.clone()))
+        let public = server_builder("grpc", tls.as_ref(), false)?
+            .layer(around::Around::new(trace::Trace::new(trace::Spans::All)))
+            .layer(around::Around::new(access::Auth::new(service.clone())))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -301,13 +337,23 @@ impl Coordinator {
             router = router.merge(routes(service.clone()));
         }
         let http_stop = stop(shutdown.subscribe());
+        let http_tls = match &tls {
+            Some(tls) => Some(tls.http_server()?),
+            None => None,
+        };
         servers.push((
             "http",
             tokio::spawn(async move {
-                axum::serve(http_listener, router)
-                    .with_graceful_shutdown(http_stop)
-                    .await
-                    .map_err(|e| e.to_string())
+                match http_tls {
+                    Some(acceptor) => {
+                        http::serve_tls(http_listener, acceptor, router, http_stop).await;
+                        Ok(())
+                    }
+                    None => axum::serve(http_listener, router)
+                        .with_graceful_shutdown(http_stop)
+                        .await
+                        .map_err(|e| e.to_string()),
+                }
             }),
         ));
 

@@ -16,6 +16,37 @@ struct Outcome {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    project: String,
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuLabels {
+    worker: String,
+    gpu: String,
+    model: String,
+}
+
+/// What the gauges read from the replicated state show, taken at scrape time.
+#[derive(Debug, Default)]
+pub struct StateView {
+    /// (project, task, examples that still need answers), open tasks only.
+    pub queue_depth: Vec<(String, String, u64)>,
+    /// Jobs per state name (every state present, zeros included).
+    pub jobs: Vec<(String, u64)>,
+    /// Workers not lost and lost.
+    pub workers: (u64, u64),
+    /// (worker name, GPU index, model, memory, memory held by the jobs placed on it).
+    pub gpus: Vec<(String, u32, String, u64, u64)>,
+}
+
 /// Every metric a coordinator exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -29,6 +60,12 @@ pub struct Metrics {
     records: Family<Outcome, Counter<u64, AtomicU64>>,
     leases: Counter<u64, AtomicU64>,
     answers: Counter<u64, AtomicU64>,
+    lease_expiries: Counter<u64, AtomicU64>,
+    queue_depth: Family<TaskLabels, Gauge>,
+    jobs: Family<StateLabel, Gauge>,
+    workers: Family<StateLabel, Gauge>,
+    gpu_memory: Family<GpuLabels, Gauge>,
+    gpu_memory_used: Family<GpuLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -46,7 +83,39 @@ impl Default for Metrics {
             records: Family::default(),
             leases: Counter::default(),
             answers: Counter::default(),
+            lease_expiries: Counter::default(),
+            queue_depth: Family::default(),
+            jobs: Family::default(),
+            workers: Family::default(),
+            gpu_memory: Family::default(),
+            gpu_memory_used: Family::default(),
         };
+        registry.register(
+            "feed_lease_expiries",
+            "Leased examples returned to the queue because their annotator went idle",
+            m.lease_expiries.clone(),
+        );
+        registry.register(
+            "feed_queue_depth",
+            "Examples of an open task that still need answers",
+            m.queue_depth.clone(),
+        );
+        registry.register("jobs", "Jobs by state", m.jobs.clone());
+        registry.register(
+            "workers",
+            "Registered workers by state (live, lost)",
+            m.workers.clone(),
+        );
+        registry.register(
+            "worker_gpu_memory_bytes",
+            "Memory of each GPU a worker offers",
+            m.gpu_memory.clone(),
+        );
+        registry.register(
+            "worker_gpu_memory_used_bytes",
+            "GPU memory held by the jobs placed on each GPU",
+            m.gpu_memory_used.clone(),
+        );
         registry.register(
             "feed_leased_examples",
             "Examples handed to annotators by NextExamples (held and new)",
@@ -114,6 +183,52 @@ impl Metrics {
         self.leases.inc_by(n);
     }
 
+    /// Counts leased examples returned to the queue.
+    pub fn feed_lease_expiries(&self, n: u64) {
+        if n > 0 {
+            self.lease_expiries.inc_by(n);
+        }
+    }
+
+    /// Sets the gauges read from the state. Series that disappeared (a closed task, a removed
+    /// worker) are dropped.
+    pub fn observe_state(&self, view: &StateView) {
+        self.queue_depth.clear();
+        for (project, task, depth) in &view.queue_depth {
+            let labels = TaskLabels {
+                project: project.clone(),
+                task: task.clone(),
+            };
+            self.queue_depth.get_or_create(&labels).set(*depth as i64);
+        }
+        self.jobs.clear();
+        for (state, n) in &view.jobs {
+            let labels = StateLabel {
+                state: state.clone(),
+            };
+            self.jobs.get_or_create(&labels).set(*n as i64);
+        }
+        for (state, n) in [("live", view.workers.0), ("lost", view.workers.1)] {
+            let labels = StateLabel {
+                state: state.into(),
+            };
+            self.workers.get_or_create(&labels).set(n as i64);
+        }
+        self.gpu_memory.clear();
+        self.gpu_memory_used.clear();
+        for (worker, index, model, memory, used) in &view.gpus {
+            let labels = GpuLabels {
+                worker: worker.clone(),
+                gpu: index.to_string(),
+                model: model.clone(),
+            };
+            self.gpu_memory.get_or_create(&labels).set(*memory as i64);
+            self.gpu_memory_used
+                .get_or_create(&labels)
+                .set(*used as i64);
+        }
+    }
+
     /// Counts one recorded answer.
     pub fn feed_answer(&self) {
         self.answers.inc();
@@ -146,4 +261,86 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Reads the gauges' figures from this node's copy of the state (each coordinator reports what
+/// it has applied; dashboards take the maximum over coordinators).
+pub fn state_view(db: &gloss_store::rocksdb::DB) -> Result<StateView, gloss_state::StateError> {
+    use gloss_proto::v1::{JobState, TaskState};
+    use std::collections::{BTreeMap, HashMap};
+
+    let mut view = StateView::default();
+    for project in gloss_state::read::projects(db)? {
+        for task in gloss_state::tasks::tasks(db, &project.name)? {
+            if task.state() != TaskState::Open {
+                continue;
+            }
+            let Some(rec) = gloss_state::tasks::task(db, &project.name, &task.name)? else {
+                continue;
+            };
+            let total = gloss_state::read::dataset(db, &project.name, &task.source_dataset)?
+                .and_then(|d| d.dataset)
+                .map_or(0, |d| d.example_count);
+            view.queue_depth.push((
+                project.name.clone(),
+                task.name,
+                total.saturating_sub(rec.done),
+            ));
+        }
+    }
+    let state_name = |s: JobState| {
+        s.as_str_name()
+            .trim_start_matches("JOB_STATE_")
+            .to_ascii_lowercase()
+    };
+    let mut jobs: BTreeMap<String, u64> = [
+        JobState::Queued,
+        JobState::Placed,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ]
+    .into_iter()
+    .map(|s| (state_name(s), 0))
+    .collect();
+    // GPU memory held per (worker id, GPU index); `None` marks a whole GPU.
+    let mut held: HashMap<(String, u32), Option<u64>> = HashMap::new();
+    for job in gloss_state::jobs::jobs(db, &[], usize::MAX)? {
+        *jobs.entry(state_name(job.state())).or_default() += 1;
+        if !matches!(job.state(), JobState::Placed | JobState::Running) {
+            continue;
+        }
+        let per_gpu = job.resources.as_ref().map_or(0, |r| r.gpu_memory_bytes);
+        for gpu in &job.gpus {
+            let entry = held.entry((job.worker_id.clone(), *gpu)).or_insert(Some(0));
+            *entry = match (*entry, per_gpu) {
+                (_, 0) | (None, _) => None,
+                (Some(sum), n) => Some(sum.saturating_add(n)),
+            };
+        }
+    }
+    view.jobs = jobs.into_iter().collect();
+    for worker in gloss_state::jobs::workers(db)? {
+        if worker.lost {
+            view.workers.1 += 1;
+        } else {
+            view.workers.0 += 1;
+        }
+        for gpu in &worker.gpus {
+            let used = match held.get(&(worker.id.clone(), gpu.index)) {
+                Some(Some(bytes)) => (*bytes).min(gpu.memory_bytes),
+                Some(None) => gpu.memory_bytes,
+                None => 0,
+            };
+            view.gpus.push((
+                worker.name.clone(),
+                gpu.index,
+                gpu.model.clone(),
+                gpu.memory_bytes,
+                used,
+            ));
+        }
+    }
+    Ok(view)
 }

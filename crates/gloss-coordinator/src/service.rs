@@ -16,6 +16,7 @@ use gloss_raft::openraft::error::{ChangeMembershipError, ClientWriteError, RaftE
 use gloss_raft::openraft::ServerState;
 use gloss_raft::{NodeInfo, Raft, Request, StateHandle};
 use prost::Message;
+use tracing::Instrument as _;
 
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
@@ -249,7 +250,20 @@ impl Service {
             body: Some(body),
             actor: crate::access::current_actor(),
         };
-        let reply = self.replicate(cmd.encode_to_vec(), retry_safe).await?;
+        let encoded = cmd.encode_to_vec();
+        // A span only inside a traced request: background proposals (the scheduler's, lease
+        // expiry) would each start a trace of their own.
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "raft write",
+                otel.name = "raft.write",
+                command.bytes = encoded.len(),
+                raft.node = self.settings.node_id,
+            )
+        };
+        let reply = self.replicate(encoded, retry_safe).instrument(span).await?;
         let result = CommandResult::decode(reply.as_slice())
             .map_err(|e| ServiceError::Internal(format!("undecodable command result: {e}")))?;
         match result.result {

@@ -355,6 +355,7 @@ impl Service {
             other => return Err(unexpected(other)),
         };
         self.metrics.feed_leases(grant.seqs.len() as u64);
+        self.metrics.feed_lease_expiries(grant.expired);
         Ok(NextResponse {
             examples: self.leased_examples(&rec, &req.annotator, &grant).await?,
             lease_expires_at_ms: grant.expires_at_ms,
@@ -375,7 +376,10 @@ impl Service {
             annotator: annotator.into(),
         });
         match self.propose_repeatable(body).await? {
-            command_result::Result::Lease(g) => Ok(g),
+            command_result::Result::Lease(g) => {
+                self.metrics.feed_lease_expiries(g.expired);
+                Ok(g)
+            }
             other => Err(unexpected(other)),
         }
     }

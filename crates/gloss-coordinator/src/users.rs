@@ -8,8 +8,8 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use gloss_proto::v1::{
-    command, command_result, IssuedToken, PutToken, PutUser, RevokeToken, Role, TokenInfo,
-    TokenRecord, UpdateUserRequest, User, UserRecord,
+    command, command_result, IssuedToken, ProjectRoles, PutToken, PutUser, RevokeToken, Role,
+    TokenInfo, TokenRecord, UpdateUserRequest, User, UserRecord,
 };
 use gloss_state::users as read;
 use sha2::{Digest, Sha256};
@@ -43,7 +43,69 @@ impl Caller {
             .any(|r| *r == role as i32 || *r == Role::Admin as i32)
     }
 
-    /// Fails unless the caller holds one of `roles`.
+    /// Whether the caller holds `role` in `project`: cluster-wide, or in that project.
+    pub fn has_in(&self, project: &str, role: Role) -> bool {
+        self.has(role)
+            || self
+                .user
+                .project_roles
+                .iter()
+                .any(|p| p.project == project && p.roles.contains(&(role as i32)))
+    }
+
+    /// Whether the caller holds `role` cluster-wide or in any project.
+    pub fn has_anywhere(&self, role: Role) -> bool {
+        self.has(role)
+            || self
+                .user
+                .project_roles
+                .iter()
+                .any(|p| p.roles.contains(&(role as i32)))
+    }
+
+    /// Fails unless the caller holds one of `roles` in `project` (or cluster-wide).
+    pub fn require_in(
+        &self,
+        project: &str,
+        roles: &[Role],
+        action: &str,
+    ) -> Result<(), ServiceError> {
+        if roles.iter().any(|r| self.has_in(project, *r)) {
+            return Ok(());
+        }
+        let names: Vec<&str> = roles.iter().map(|r| role_name(*r)).collect();
+        Err(ServiceError::PermissionDenied(format!(
+            "{action} needs the role {} in project {project:?}; user {:?} has {}",
+            names.join(" or "),
+            self.user.name,
+            self.describe_roles()
+        )))
+    }
+
+    /// The caller's roles, cluster-wide then per project, for error messages.
+    pub fn describe_roles(&self) -> String {
+        let names = |roles: &[i32]| {
+            roles
+                .iter()
+                .map(|r| Role::try_from(*r).map_or("?", role_name))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut parts = Vec::new();
+        if !self.user.roles.is_empty() {
+            parts.push(names(&self.user.roles));
+        }
+        for p in &self.user.project_roles {
+            parts.push(format!("{} in {}", names(&p.roles), p.project));
+        }
+        if parts.is_empty() {
+            "no role".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// Fails unless the caller holds one of `roles` cluster-wide.
     pub fn require(&self, roles: &[Role], action: &str) -> Result<(), ServiceError> {
         if roles.iter().any(|r| self.has(*r)) {
             return Ok(());
@@ -85,6 +147,32 @@ pub fn parse_role(name: &str) -> Result<Role, ServiceError> {
             "unknown role {other:?}: use admin, manager, reviewer or annotator"
         ))),
     }
+}
+
+fn check_project_roles(grants: &[ProjectRoles]) -> Result<(), ServiceError> {
+    for (i, g) in grants.iter().enumerate() {
+        if g.project.is_empty() {
+            return Err(ServiceError::InvalidArgument(format!(
+                "project_roles[{i}].project: name the project"
+            )));
+        }
+        for (j, r) in g.roles.iter().enumerate() {
+            match Role::try_from(*r) {
+                Ok(Role::Admin) => {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "project_roles[{i}].roles[{j}]: admin is cluster-wide, not per project"
+                    )))
+                }
+                Ok(Role::Unspecified) | Err(_) => {
+                    return Err(ServiceError::InvalidArgument(format!(
+                        "project_roles[{i}].roles[{j}]: {r} is not a role"
+                    )))
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_roles(roles: &[i32]) -> Result<(), ServiceError> {
@@ -169,7 +257,21 @@ impl Service {
         roles: Vec<i32>,
         password: &str,
     ) -> Result<User, ServiceError> {
+        self.create_user_with(name, display_name, roles, Vec::new(), password)
+            .await
+    }
+
+    /// [`Service::create_user`] with roles in single projects as well.
+    pub async fn create_user_with(
+        &self,
+        name: &str,
+        display_name: &str,
+        roles: Vec<i32>,
+        project_roles: Vec<ProjectRoles>,
+        password: &str,
+    ) -> Result<User, ServiceError> {
         check_roles(&roles)?;
+        check_project_roles(&project_roles)?;
         let password_hash = if password.is_empty() {
             String::new()
         } else {
@@ -180,6 +282,7 @@ impl Service {
                 name: name.to_string(),
                 display_name: display_name.to_string(),
                 roles,
+                project_roles,
                 ..Default::default()
             }),
             password_hash,
@@ -227,6 +330,10 @@ impl Service {
         if req.set_roles {
             check_roles(&req.roles)?;
             user.roles = req.roles;
+        }
+        if req.set_project_roles {
+            check_project_roles(&req.project_roles)?;
+            user.project_roles = req.project_roles;
         }
         if !req.display_name.is_empty() {
             user.display_name = req.display_name;

@@ -64,6 +64,9 @@ pub struct Overrides {
     /// File holding the first administrator's token, registered on the cluster's first start
     /// instead of a generated one (for installers that create it, such as the Helm chart).
     pub admin_token_file: Option<PathBuf>,
+    /// Directory with `ca.crt`, `tls.crt`, `tls.key`: mutual TLS on the internal port, TLS on
+    /// the public gRPC and HTTP ports.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Overrides {
@@ -96,6 +99,7 @@ impl Overrides {
             join: self.join.or(lower.join),
             join_token_file: self.join_token_file.or(lower.join_token_file),
             admin_token_file: self.admin_token_file.or(lower.admin_token_file),
+            tls_dir: self.tls_dir.or(lower.tls_dir),
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Config {
     pub join_token: Option<Secret>,
     /// First administrator's token to register on first start.
     pub admin_token: Option<Secret>,
+    /// Certificate directory (none: plain TCP everywhere).
+    pub tls_dir: Option<PathBuf>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -150,6 +156,7 @@ impl Config {
             join: o.join.unwrap_or(false),
             join_token: read_secret("join_token_file", o.join_token_file.as_deref())?,
             admin_token: read_secret("admin_token_file", o.admin_token_file.as_deref())?,
+            tls_dir: o.tls_dir,
         };
         c.validate()?;
         Ok(c)

@@ -128,6 +128,8 @@ pub struct RaftSettings {
     pub snapshot_chunk_bytes: u64,
     /// Injected network faults (tests only).
     pub faults: Option<faults::Faults>,
+    /// Mutual TLS towards peers (the node's certificate and the cluster CA).
+    pub tls: Option<gloss_tls::ClientTls>,
 }
 
 impl RaftSettings {
@@ -146,6 +148,7 @@ impl Default for RaftSettings {
             snapshot_every: 20_000,
             snapshot_chunk_bytes: 4 << 20,
             faults: None,
+            tls: None,
         }
     }
 }
@@ -183,7 +186,7 @@ pub async fn start(
     let raft = Raft::new(
         node_id,
         config,
-        network::GrpcNetworkFactory::new(node_id, settings.faults.clone()),
+        network::GrpcNetworkFactory::new(node_id, settings.faults.clone(), settings.tls.clone()),
         log,
         sm,
     )

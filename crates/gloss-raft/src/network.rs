@@ -9,6 +9,7 @@ use gloss_proto::v1::raft_service_server::RaftService;
 use gloss_proto::v1::{
     ForwardRequest, ForwardResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
+use gloss_tls::ClientTls;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -19,7 +20,7 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::faults::Faults;
 use crate::log_store::{decode, encode};
@@ -31,12 +32,14 @@ use crate::{NodeId, NodeInfo, Raft, Request, TypeConfig};
 pub struct GrpcNetworkFactory {
     from: NodeId,
     faults: Option<Faults>,
+    tls: Option<ClientTls>,
 }
 
 impl GrpcNetworkFactory {
-    /// Network of node `from`, with injected faults in tests.
-    pub fn new(from: NodeId, faults: Option<Faults>) -> Self {
-        GrpcNetworkFactory { from, faults }
+    /// Network of node `from`, with mutual TLS when `tls` is given, and injected faults in
+    /// tests.
+    pub fn new(from: NodeId, faults: Option<Faults>, tls: Option<ClientTls>) -> Self {
+        GrpcNetworkFactory { from, faults, tls }
     }
 }
 
@@ -50,6 +53,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             addr: node.raft_addr.clone(),
             client: None,
             faults: self.faults.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -58,6 +62,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
 pub struct GrpcNetwork {
     from: NodeId,
     faults: Option<Faults>,
+    tls: Option<ClientTls>,
     target: NodeId,
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
@@ -74,10 +79,9 @@ impl GrpcNetwork {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
-            .map_err(|e| TransportError(format!("bad peer address {}: {e}", self.addr)))?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
+        let endpoint = gloss_tls::endpoint(&self.addr, self.tls.as_ref())
+            .map_err(|e| TransportError(format!("peer {}: {e}", self.addr)))?
+            .connect_timeout(Duration::from_secs(1));
         let client = RaftServiceClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
@@ -281,12 +285,20 @@ fn not_leader_status(
     status
 }
 
+/// A request carrying the current span's trace context, so the leader's spans join the trace.
+fn traced<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    gloss_core::telemetry::inject(request.metadata_mut());
+    request
+}
+
 /// Client side of [`RaftGrpc`]'s `forward` and `read_index`: how a follower reaches the leader
 /// on behalf of its clients. Channels are kept per address.
 #[derive(Clone)]
 pub struct Forwarder {
     from: NodeId,
     faults: Option<Faults>,
+    tls: Option<ClientTls>,
     channels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
 }
 
@@ -305,11 +317,13 @@ pub enum ForwardError {
 }
 
 impl Forwarder {
-    /// Forwarder of node `from`, with injected faults in tests.
-    pub fn new(from: NodeId, faults: Option<Faults>) -> Self {
+    /// Forwarder of node `from`, with mutual TLS when `tls` is given, and injected faults in
+    /// tests.
+    pub fn new(from: NodeId, faults: Option<Faults>, tls: Option<ClientTls>) -> Self {
         Forwarder {
             from,
             faults,
+            tls,
             channels: Default::default(),
         }
     }
@@ -334,7 +348,7 @@ impl Forwarder {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
+                let endpoint = gloss_tls::endpoint(addr, self.tls.as_ref()).map_err(|e| {
                     ForwardError::Failed {
                         addr: addr.into(),
                         message: e.to_string(),
@@ -342,7 +356,6 @@ impl Forwarder {
                 })?;
                 let channel = endpoint
                     .connect_timeout(Duration::from_secs(1))
-                    .tcp_nodelay(true)
                     .connect_lazy();
                 channels.insert(addr.into(), channel.clone());
                 channel
@@ -390,7 +403,7 @@ impl Forwarder {
         command: Vec<u8>,
     ) -> Result<Vec<u8>, ForwardError> {
         let mut client = self.reach(to, addr).await?;
-        match client.forward(ForwardRequest { command }).await {
+        match client.forward(traced(ForwardRequest { command })).await {
             Ok(r) => Ok(r.into_inner().result),
             Err(status) => Err(self.error(addr, status)),
         }
@@ -434,7 +447,7 @@ impl Forwarder {
     /// Asks the leader at `addr` for its current read index.
     pub async fn read_index(&self, to: NodeId, addr: &str) -> Result<u64, ForwardError> {
         let mut client = self.reach(to, addr).await?;
-        match client.read_index(ReadIndexRequest {}).await {
+        match client.read_index(traced(ReadIndexRequest {})).await {
             Ok(r) => Ok(r.into_inner().index),
             Err(status) => Err(self.error(addr, status)),
         }

@@ -163,8 +163,9 @@ fn drop_lease(
     Ok(())
 }
 
-/// Returns the examples of every annotator idle for longer than the lease TTL to the queue.
-fn reap_expired(ov: &mut Overlay, rec: &mut TaskRecord, now: i64) -> Result<(), StateError> {
+/// Returns the examples of every annotator idle for longer than the lease TTL to the queue, and
+/// how many there were.
+fn reap_expired(ov: &mut Overlay, rec: &mut TaskRecord, now: i64) -> Result<u64, StateError> {
     let cutoff = now.saturating_sub(ttl_ms(task_of(rec)));
     let expired: Vec<String> = rec
         .lessees
@@ -172,14 +173,16 @@ fn reap_expired(ov: &mut Overlay, rec: &mut TaskRecord, now: i64) -> Result<(), 
         .filter(|l| l.last_seen_ms < cutoff)
         .map(|l| l.annotator.clone())
         .collect();
+    let mut returned = 0;
     for who in expired {
         for seq in leases_of(ov, rec.task_id, &who)? {
             let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
             drop_lease(ov, rec, seq, &mut te, &who)?;
+            returned += 1;
         }
         tracing::debug!(task_id = rec.task_id, annotator = %who, "leases expired");
     }
-    Ok(())
+    Ok(returned)
 }
 
 /// Advances the task's clock to `at` (never backwards) and returns it.
@@ -358,7 +361,7 @@ pub(crate) fn lease_examples(ov: &mut Overlay, now: i64, c: &LeaseExamples) -> S
             a.session_id = c.session_id.clone();
         }
     })?;
-    reap_expired(ov, &mut rec, now)?;
+    let expired = reap_expired(ov, &mut rec, now)?;
     let held = leases_of(ov, rec.task_id, &c.annotator)?;
     let count = c.count.clamp(1, MAX_LEASED) as usize;
     let (fresh, more) =
@@ -374,6 +377,7 @@ pub(crate) fn lease_examples(ov: &mut Overlay, now: i64, c: &LeaseExamples) -> S
         seqs,
         expires_at_ms: now.saturating_add(ttl_ms(task_of(&rec))),
         exhausted,
+        expired,
     }))))
 }
 
@@ -391,12 +395,13 @@ pub(crate) fn renew(
     };
     let now = tick(&mut rec, now);
     let a = update_annotator(ov, &mut rec, who, |a| a.last_seen_ms = now)?;
-    reap_expired(ov, &mut rec, now)?;
+    let expired = reap_expired(ov, &mut rec, now)?;
     save_task(ov, &rec);
     Ok(Ok(ok(command_result::Result::Lease(LeaseGrant {
         seqs: a.leases,
         expires_at_ms: now.saturating_add(ttl_ms(task_of(&rec))),
         exhausted: false,
+        expired,
     }))))
 }
 

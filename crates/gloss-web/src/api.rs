@@ -105,16 +105,38 @@ async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiErr
     Ok(service.authenticate(token).await?)
 }
 
+/// The user for the app: `roles` holds every role held anywhere (the app shows what they
+/// unlock; the server checks each project), `project_roles` where each is held.
 fn user_json(u: &User) -> Value {
-    let roles: Vec<&str> = u
+    let mut roles: Vec<&str> = Vec::new();
+    for r in u
         .roles
         .iter()
-        .filter_map(|r| Role::try_from(*r).ok().map(role_name))
+        .chain(u.project_roles.iter().flat_map(|p| p.roles.iter()))
+    {
+        if let Some(name) = Role::try_from(*r).ok().map(role_name) {
+            if !roles.contains(&name) {
+                roles.push(name);
+            }
+        }
+    }
+    let project_roles: Vec<Value> = u
+        .project_roles
+        .iter()
+        .map(|p| {
+            let names: Vec<&str> = p
+                .roles
+                .iter()
+                .filter_map(|r| Role::try_from(*r).ok().map(role_name))
+                .collect();
+            json!({"project": p.project, "roles": names})
+        })
         .collect();
     json!({
         "name": u.name,
         "display_name": if u.display_name.is_empty() { &u.name } else { &u.display_name },
         "roles": roles,
+        "project_roles": project_roles,
     })
 }
 
@@ -166,9 +188,9 @@ struct Access {
 
 fn access(s: &Service, c: &Caller, task: &Task) -> Result<Access, ApiError> {
     Ok(Access {
-        annotate: c.has(Role::Annotator) && s.pool_admits(task, &c.user.name)?,
-        review: c.has(Role::Reviewer) || c.has(Role::Manager),
-        manage: c.has(Role::Manager),
+        annotate: c.has_in(&task.project, Role::Annotator) && s.pool_admits(task, &c.user.name)?,
+        review: c.has_in(&task.project, Role::Reviewer) || c.has_in(&task.project, Role::Manager),
+        manage: c.has_in(&task.project, Role::Manager),
     })
 }
 
@@ -239,7 +261,7 @@ async fn with_role(
     action: &str,
 ) -> Result<(Caller, Task), ApiError> {
     let c = caller(s, headers).await?;
-    c.require(roles, action)?;
+    c.require_in(project, roles, action)?;
     let t = s.task_record(project, task).await?.task.unwrap_or_default();
     Ok((c, t))
 }
@@ -464,10 +486,16 @@ async fn agreement(
 /// jobs, and the models with teacher and student scores.
 async fn dashboard(State(s): Shared, headers: HeaderMap) -> Reply {
     let c = caller(&s, &headers).await?;
-    c.require(&[Role::Manager], "the dashboard")?;
+    // Managers of single projects see those projects only.
+    if !c.has_anywhere(Role::Manager) {
+        c.require(&[Role::Manager], "the dashboard")?;
+    }
     let recent_jobs = s.list_jobs(&[], 500).await?;
     let mut projects = Vec::new();
     for p in s.list_projects().await? {
+        if !c.has_in(&p.name, Role::Manager) {
+            continue;
+        }
         let mut tasks = Vec::new();
         for t in s.list_tasks(&p.name).await? {
             let progress = s.task_progress(&t.project, &t.name).await?;

@@ -118,6 +118,10 @@ struct NodeArgs {
     /// instead of a generated one.
     #[arg(long, env = "GLOSS_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Directory with `ca.crt`, `tls.crt`, `tls.key` (`glossctl certs init` writes them):
+    /// mutual TLS on the internal port, TLS on the public gRPC and HTTP ports.
+    #[arg(long, env = "GLOSS_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
     /// Do not form a group on an empty data directory; wait to be added to an existing one
     /// (`glossctl cluster add-learner`), e.g. to replace a dead coordinator.
     #[arg(long, env = "GLOSS_JOIN")]
@@ -141,6 +145,7 @@ impl NodeArgs {
             join: self.join.then_some(true),
             join_token_file: self.join_token_file.clone(),
             admin_token_file: self.admin_token_file.clone(),
+            tls_dir: self.tls_dir.clone(),
         };
         let file = match &self.config {
             Some(path) => Overrides::from_file(path)?,
@@ -228,14 +233,31 @@ async fn serve(node: NodeArgs, demo: bool, embedded_worker: bool) -> Result<()> 
         gloss_core::VERSION,
         config.node_id
     );
-    println!(
-        "  gRPC API   {}   (try: grpcurl -plaintext {} list)",
-        a.grpc, a.grpc
-    );
-    println!(
-        "  web app    http://{}/   (also /healthz /readyz /metrics)",
-        a.http
-    );
+    match &config.tls_dir {
+        Some(dir) => {
+            let ca = dir.join(gloss_tls::CA_FILE);
+            println!(
+                "  gRPC API   {}   (TLS; try: grpcurl -cacert {} {} list)",
+                a.grpc,
+                ca.display(),
+                a.grpc
+            );
+            println!(
+                "  web app    https://{}/   (also /healthz /readyz /metrics)",
+                a.http
+            );
+        }
+        None => {
+            println!(
+                "  gRPC API   {}   (try: grpcurl -plaintext {} list)",
+                a.grpc, a.grpc
+            );
+            println!(
+                "  web app    http://{}/   (also /healthz /readyz /metrics)",
+                a.http
+            );
+        }
+    }
     if demo {
         println!(
             "  demo users {} (password {:?})",
@@ -261,6 +283,7 @@ async fn serve(node: NodeArgs, demo: bool, embedded_worker: bool) -> Result<()> 
             memory: None,
             work_dir: config.data_dir.join("worker"),
             models_dir: config.data_dir.join("models"),
+            tls_dir: config.tls_dir.clone(),
         };
         let token = config
             .join_token
@@ -299,8 +322,12 @@ pub fn run_cli() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let service = match cli.command {
+        Command::Worker(_) => "gloss-worker",
+        _ => "gloss",
+    };
     let result = runtime.block_on(async {
-        let _telemetry = gloss_core::telemetry::init("gloss");
+        let _telemetry = gloss_core::telemetry::init(service);
         match cli.command {
             Command::Up {
                 demo,

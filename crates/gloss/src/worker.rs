@@ -17,6 +17,7 @@ use gloss_proto::v1::{
     WorkerHeartbeatRequest,
 };
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::job_run::{self, Progress};
 
@@ -56,6 +57,10 @@ pub struct WorkerArgs {
     /// Scratch space for jobs (trained models before upload, caches).
     #[arg(long, env = "GLOSS_WORK_DIR", default_value = "gloss-work")]
     pub work_dir: PathBuf,
+    /// Directory with `ca.crt`, `tls.crt`, `tls.key`: the worker checks coordinators against
+    /// the CA and presents its certificate (the internal port requires it when TLS is on).
+    #[arg(long, env = "GLOSS_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// Parses a size flag (`80GiB`).
@@ -138,6 +143,8 @@ fn inventory(args: &WorkerArgs) -> Result<Worker> {
 struct Running {
     epoch: u64,
     cancel: Arc<AtomicBool>,
+    /// The job's span: its reports are sent inside it.
+    span: tracing::Span,
 }
 
 /// Reads the join token named by `--join-token-file`.
@@ -161,7 +168,11 @@ pub async fn run(
     let me = inventory(&args)?;
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
-    let client = gloss_client::Client::connect(&args.coordinator)
+    let tls = match &args.tls_dir {
+        Some(dir) => Some(gloss_tls::TlsDir::load(dir)?.internal_client()),
+        None => None,
+    };
+    let client = gloss_client::Client::connect_with(&args.coordinator, tls)
         .await
         .context("connecting to a coordinator")?;
     let mut rpc = WorkerServiceClient::new(client.channel());
@@ -227,14 +238,16 @@ pub async fn run(
                             continue;
                         }
                         let cancel = Arc::new(AtomicBool::new(false));
+                        let span = job_span(&job);
                         running.insert(
                             job.id.clone(),
                             Running {
                                 epoch: job.epoch,
                                 cancel: cancel.clone(),
+                                span: span.clone(),
                             },
                         );
-                        start_job(job, &args, &client, cancel, tx.clone());
+                        start_job(job, &args, &client, cancel, tx.clone(), span);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e.message(), "heartbeat failed"),
@@ -266,11 +279,22 @@ async fn deliver(
     report: Progress,
     running: &mut HashMap<String, Running>,
 ) {
+    let span_of = |id: &str| {
+        running
+            .get(id)
+            .map_or_else(tracing::Span::none, |r| r.span.clone())
+    };
     let (job_id, reply) = match report {
-        Progress::Update(p) => (p.job_id.clone(), rpc.report_progress(p).await),
+        Progress::Update(p) => {
+            let span = span_of(&p.job_id);
+            (
+                p.job_id.clone(),
+                rpc.report_progress(p).instrument(span).await,
+            )
+        }
         Progress::Done(f) => {
             let id = f.job_id.clone();
-            let reply = send_finish(rpc, f).await;
+            let reply = send_finish(rpc, f).instrument(span_of(&id)).await;
             running.remove(&id);
             (id, reply)
         }
@@ -306,12 +330,31 @@ async fn send_finish(
     Err(last.unwrap_or_else(|| tonic::Status::unavailable("no coordinator answered")))
 }
 
+/// The span of one attempt of `job`, a child of the span that submitted it (its trace context
+/// travels with the job).
+fn job_span(job: &Job) -> tracing::Span {
+    let kind = job.spec.as_ref().map_or("", |s| s.kind().as_str_name());
+    let span = tracing::info_span!(
+        "job",
+        otel.name = "job.run",
+        job.id = %job.id,
+        job.kind = kind,
+        job.attempt = job.attempt,
+        job.epoch = job.epoch,
+    );
+    gloss_core::telemetry::set_remote_parent(&span, |key| {
+        job.trace_context.get(key).map(String::as_str)
+    });
+    span
+}
+
 fn start_job(
     job: Job,
     args: &WorkerArgs,
     client: &gloss_client::Client,
     cancel: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<Progress>,
+    span: tracing::Span,
 ) {
     let ctx = job_run::Context {
         client: client.clone(),
@@ -326,6 +369,7 @@ fn start_job(
     std::thread::Builder::new()
         .name(format!("job-{}", job.id))
         .spawn(move || {
+            let _entered = span.enter();
             let _ = tx.send(Progress::Update(JobProgressReport {
                 job_id: job.id.clone(),
                 epoch: job.epoch,

@@ -41,6 +41,10 @@ struct Cli {
     /// Bearer token to sign requests with (`glossctl user token NAME` issues one).
     #[arg(long, global = true, env = "GLOSS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate to check the coordinators' TLS certificate against (`ca.crt`); the
+    /// connection then uses TLS. Needed when the cluster runs with `--tls-dir`.
+    #[arg(long, global = true, env = "GLOSS_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Output format: `table` or `json`. For `dataset export`, `task export` and `model export`
     /// this flag names the output file instead (`-` for standard output).
     #[arg(long, short = 'o', global = true)]
@@ -78,6 +82,9 @@ enum Noun {
     /// Backups of the whole cluster, and restoring a new cluster from one.
     #[command(subcommand)]
     Backup(backup::BackupCmd),
+    /// Certificates for TLS: a development CA and a certificate for nodes and workers.
+    #[command(subcommand)]
+    Certs(CertsCmd),
     /// The audit log: who created, changed, exported or promoted what (admins).
     Audit {
         /// Entries after this sequence number.
@@ -85,6 +92,22 @@ enum Noun {
         after: u64,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCmd {
+    /// Write a new CA (`ca.crt`, `ca.key`) and one certificate signed by it (`tls.crt`,
+    /// `tls.key`) that names every host, for servers and clients alike. Needs no cluster;
+    /// refuses to overwrite existing files.
+    Init {
+        /// Directory to write to (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Every DNS name and IP address clients and peers use to reach the nodes,
+        /// comma-separated (include localhost and 127.0.0.1 for local use).
+        #[arg(long, value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
     },
 }
 
@@ -218,7 +241,20 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         Output::parse(cli.output.as_deref())?
     };
-    let mut client = Client::connect(&cli.server).await?;
+    if let Noun::Certs(CertsCmd::Init { out, hosts }) = &cli.command {
+        let made = gloss_tls::generate(out, hosts)?;
+        for file in &made.files {
+            println!("wrote {}", file.display());
+        }
+        println!("the certificate names {}", made.hosts.join(", "));
+        println!("keep ca.key offline; nodes need ca.crt, tls.crt and tls.key (--tls-dir)");
+        return Ok(());
+    }
+    let tls = match &cli.ca_cert {
+        Some(path) => Some(gloss_tls::ClientTls::from_ca_file(path)?),
+        None => None,
+    };
+    let mut client = Client::connect_with(&cli.server, tls).await?;
     if let Some(token) = cli.token.as_deref().filter(|t| !t.is_empty()) {
         client = client.with_token(token)?;
     }
@@ -237,6 +273,7 @@ async fn run(cli: Cli) -> Result<()> {
         Noun::Backup(cmd) => backup::run(&client, out, cmd).await,
         Noun::Audit { after, limit } => audit::run(&client, out, after, limit).await,
         Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
+        Noun::Certs(_) => unreachable!("handled before connecting"),
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
             let status = match cmd {
@@ -490,13 +527,32 @@ pub async fn write_export(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command().get_matches();
+    // The span's name is the command without its arguments (which may hold a token).
+    let mut name = String::from("glossctl");
+    let mut sub = matches.subcommand();
+    while let Some((word, m)) = sub {
+        name.push(' ');
+        name.push_str(word);
+        sub = m.subcommand();
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        // Traces go out only when OTEL_EXPORTER_OTLP_ENDPOINT is set; the guard flushes them.
+        let _telemetry = gloss_core::telemetry::init_with("glossctl", "warn");
+        let span = tracing::info_span!("glossctl", otel.name = %name, otel.kind = "client");
+        tracing::Instrument::instrument(run(cli), span).await
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let status =

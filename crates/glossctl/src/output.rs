@@ -156,25 +156,36 @@ impl Output {
         let rows = users
             .iter()
             .map(|u| {
-                let roles: Vec<String> = u
-                    .roles
+                let names = |roles: &[i32]| {
+                    roles
+                        .iter()
+                        .map(|r| {
+                            Role::try_from(*r)
+                                .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+                                .unwrap_or_else(|_| r.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let in_projects: Vec<String> = u
+                    .project_roles
                     .iter()
-                    .map(|r| {
-                        Role::try_from(*r)
-                            .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
-                            .unwrap_or_else(|_| r.to_string())
-                    })
+                    .map(|p| format!("{}:{}", p.project, names(&p.roles)))
                     .collect();
                 vec![
                     u.name.clone(),
                     u.display_name.clone(),
-                    roles.join(","),
+                    names(&u.roles),
+                    in_projects.join(" "),
                     if u.has_password { "yes" } else { "no" }.into(),
                     if u.disabled { "disabled" } else { "active" }.into(),
                 ]
             })
             .collect();
-        table(&["USER", "NAME", "ROLES", "PASSWORD", "STATE"], rows);
+        table(
+            &["USER", "NAME", "ROLES", "IN PROJECTS", "PASSWORD", "STATE"],
+            rows,
+        );
         Ok(())
     }
 

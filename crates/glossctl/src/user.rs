@@ -11,11 +11,15 @@ use crate::output::Output;
 
 #[derive(Subcommand)]
 pub enum UserCmd {
-    /// Create a user. Roles: admin, manager, reviewer, annotator (comma-separated).
+    /// Create a user. Roles: admin, manager, reviewer, annotator (comma-separated), cluster-wide
+    /// with --roles or in one project with --project-role.
     Create {
         name: String,
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', required_unless_present = "project_role")]
         roles: Vec<String>,
+        /// A role in one project only, as PROJECT:ROLE (repeat the flag for more).
+        #[arg(long)]
+        project_role: Vec<String>,
         #[arg(long, default_value = "")]
         display_name: String,
         /// Read a password from the first line of standard input (without one the user signs
@@ -31,6 +35,12 @@ pub enum UserCmd {
         /// Replace the roles.
         #[arg(long, value_delimiter = ',')]
         roles: Option<Vec<String>>,
+        /// Replace the per-project roles with these PROJECT:ROLE pairs (repeat the flag).
+        #[arg(long)]
+        project_role: Vec<String>,
+        /// Remove every per-project role.
+        #[arg(long, conflicts_with = "project_role")]
+        no_project_roles: bool,
         #[arg(long)]
         display_name: Option<String>,
         /// Read a new password from the first line of standard input.
@@ -73,6 +83,25 @@ fn parse_roles(names: &[String]) -> Result<Vec<i32>> {
         .collect()
 }
 
+/// `PROJECT:ROLE` pairs, grouped by project in the order given.
+fn parse_project_roles(pairs: &[String]) -> Result<Vec<ProjectRoles>> {
+    let mut out: Vec<ProjectRoles> = Vec::new();
+    for pair in pairs {
+        let (project, role) = pair
+            .split_once(':')
+            .with_context(|| format!("--project-role {pair:?} is not PROJECT:ROLE"))?;
+        let role = parse_roles(&[role.to_string()])?[0];
+        match out.iter_mut().find(|p| p.project == project) {
+            Some(p) => p.roles.push(role),
+            None => out.push(ProjectRoles {
+                project: project.to_string(),
+                roles: vec![role],
+            }),
+        }
+    }
+    Ok(out)
+}
+
 fn read_password(wanted: bool) -> Result<String> {
     if !wanted {
         return Ok(String::new());
@@ -95,6 +124,7 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
         UserCmd::Create {
             name,
             roles,
+            project_role,
             display_name,
             password_stdin,
         } => {
@@ -102,6 +132,7 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
                 name,
                 display_name,
                 roles: parse_roles(&roles)?,
+                project_roles: parse_project_roles(&project_role)?,
                 password: read_password(password_stdin)?,
             };
             let user = api.create_user(req).await?.into_inner();
@@ -116,6 +147,8 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
         UserCmd::Update {
             name,
             roles,
+            project_role,
+            no_project_roles,
             display_name,
             password_stdin,
             disable,
@@ -125,6 +158,8 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
                 name,
                 set_roles: roles.is_some(),
                 roles: parse_roles(&roles.unwrap_or_default())?,
+                set_project_roles: no_project_roles || !project_role.is_empty(),
+                project_roles: parse_project_roles(&project_role)?,
                 display_name: display_name.unwrap_or_default(),
                 password: read_password(password_stdin)?,
                 set_disabled: disable || enable,
