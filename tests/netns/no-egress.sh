@@ -51,7 +51,9 @@ check() {
 }
 
 before="$(tx)"
-inside "$BIN/gloss" up --demo --data-dir "$work/data" >"$work/gloss.out" 2>"$work/gloss.err" &
+# Not through `inside`: a function run in the background is a subshell, and $! must be gloss.
+ip netns exec "$NS" env -u OTEL_EXPORTER_OTLP_ENDPOINT "$BIN/gloss" up --demo --data-dir "$work/data" \
+  >"$work/gloss.out" 2>"$work/gloss.err" &
 pid=$!
 for _ in $(seq 1 150); do inside curl -sf http://127.0.0.1:7080/readyz >/dev/null 2>&1 && break; sleep 0.2; done
 for _ in $(seq 1 100); do grep -q 'token (shown once' "$work/gloss.out" && break; sleep 0.1; done

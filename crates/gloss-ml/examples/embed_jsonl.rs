@@ -7,6 +7,11 @@ use std::path::PathBuf;
 
 use gloss_ml::{Device, Encoder};
 
+// Tensors are allocated and freed per operation; glibc hands large blocks back to the system
+// each time (page faults, zeroing), mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(

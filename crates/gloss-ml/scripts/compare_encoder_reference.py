@@ -7,11 +7,15 @@ Reference, in order of preference:
      (HF `tokenizers` for tokenisation, `safetensors` for the weights), with the same
      attention-masked mean pooling and L2 normalisation sentence-transformers applies.
 
-Rust embeddings come from `cargo run --release --example embed_jsonl`. Prints cosine similarity
-and max abs difference per sentence and fails (exit 1) if any cosine is below 0.9999.
+Rust embeddings come from the `embed_jsonl` example: the binary named by $GLOSS_EMBED_BIN when
+set, else `cargo run --release --example embed_jsonl`. Prints cosine similarity and max abs
+difference per sentence and fails (exit 1) if any cosine is below 0.9999.
 
     pip install numpy tokenizers safetensors      # NumPy reference (small)
     CARGO_TARGET_DIR=$HOME/.cache/ml-target python3 scripts/compare_encoder_reference.py
+    # or, with a prebuilt binary (no cargo):
+    GLOSS_EMBED_BIN=$HOME/.cache/ml-target/release/examples/embed_jsonl \
+      python3 scripts/compare_encoder_reference.py
 """
 import json
 import math
@@ -40,7 +44,9 @@ SENTENCES = [
 
 def rust_embeddings(batch):
     stdin = "".join(json.dumps(s) + "\n" for s in SENTENCES)
-    cmd = ["cargo", "run", "--quiet", "--release", "--example", "embed_jsonl", "--", str(MODEL_DIR), str(batch)]
+    binary = os.environ.get("GLOSS_EMBED_BIN")
+    cmd = [binary] if binary else ["cargo", "run", "--quiet", "--release", "--example", "embed_jsonl", "--"]
+    cmd += [str(MODEL_DIR), str(batch)]
     out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=ROOT, check=True).stdout
     return np.array([json.loads(line) for line in out.splitlines()], dtype=np.float64)
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::error::{CandleContext, Error, Result};
@@ -25,7 +25,7 @@ const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// A loaded sentence encoder; `embed` is deterministic and independent of batching.
 pub struct Encoder {
-    model: BertModel,
+    model: crate::bert::Bert,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -59,7 +59,7 @@ impl Encoder {
         let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
             .ctx(|| format!("{}: reading safetensors", weights_path.display()))?;
-        let model = BertModel::load(vb, &config)
+        let model = crate::bert::Bert::load(vb, &config)
             .ctx(|| format!("{}: building BERT model", weights_path.display()))?;
 
         Ok(Encoder {
@@ -114,9 +114,7 @@ impl Encoder {
     fn embed_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         let ctx = || format!("encoder batch of {} texts", rows.len());
         let (ids, mask) = self.padded(rows).ctx(ctx)?;
-        let type_ids = ids.zeros_like().ctx(ctx)?;
-
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).ctx(ctx)?;
+        let hidden = self.model.forward(&ids, &mask).ctx(ctx)?;
         let pooled = masked_mean_l2(&hidden, &mask).ctx(ctx)?;
         pooled.to_vec2::<f32>().ctx(ctx)
     }
@@ -191,8 +189,7 @@ impl Encoder {
     fn hidden_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<Vec<f32>>>> {
         let ctx = || format!("encoder batch of {} texts", rows.len());
         let (ids, mask) = self.padded(rows).ctx(ctx)?;
-        let type_ids = ids.zeros_like().ctx(ctx)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).ctx(ctx)?;
+        let hidden = self.model.forward(&ids, &mask).ctx(ctx)?;
         hidden.to_vec3::<f32>().ctx(ctx)
     }
 

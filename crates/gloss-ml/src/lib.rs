@@ -22,9 +22,11 @@
 //! async (callers run it on a dedicated thread and feed it through a channel), and never read
 //! clocks or randomness inside model math: the same inputs and weights give the same outputs.
 
+mod bert;
 pub mod data;
 pub mod encoder;
 pub mod error;
+mod fused;
 pub mod gguf_tokenizer;
 pub mod hash;
 pub mod metrics;

@@ -117,3 +117,66 @@ fn missing_model_directory_names_the_file() {
         "{err}"
     );
 }
+
+/// The same sentences through candle-transformers' reference BERT (masked mean pooling, L2).
+fn reference_embeddings(texts: &[&str]) -> Vec<Vec<f32>> {
+    use candle_core::{DType, Tensor, D};
+    use candle_transformers::models::bert::{BertModel, Config};
+    let dir = common::minilm_dir();
+    let config: Config =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vb = candle_nn::VarBuilder::from_buffered_safetensors(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let model = BertModel::load(vb, &config).unwrap();
+    let mut tokenizer = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    tokenizer.with_padding(None);
+    texts
+        .iter()
+        .map(|text| {
+            let mut ids = tokenizer.encode(*text, true).unwrap().get_ids().to_vec();
+            ids.truncate(128);
+            let n = ids.len();
+            let ids = Tensor::new(ids, &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let mask = ids.ones_like().unwrap();
+            let hidden = model
+                .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+                .unwrap();
+            let mean = (hidden.sum(1).unwrap() / n as f64).unwrap();
+            let norm = mean
+                .sqr()
+                .unwrap()
+                .sum_keepdim(D::Minus1)
+                .unwrap()
+                .sqrt()
+                .unwrap();
+            mean.broadcast_div(&norm)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_fused_forward_pass_matches_the_reference_bert() {
+    let texts: Vec<&str> = SENTENCES
+        .iter()
+        .copied()
+        .filter(|t| !t.is_empty())
+        .collect();
+    let ours = encoder().embed(&texts, 3).unwrap();
+    for ((text, a), b) in texts.iter().zip(&ours).zip(reference_embeddings(&texts)) {
+        let cosine = dot(a, &b);
+        assert!(cosine > 0.99999, "{text:?}: cosine {cosine}");
+        assert!(max_abs_diff(a, &b) < 1e-4, "{text:?}");
+    }
+}

@@ -94,6 +94,11 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+// Tensors are allocated and freed per operation; glibc hands large blocks back to the system
+// each time (page faults, zeroing), mimalloc keeps them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let Some(args) = args::parse(std::env::args().skip(1))? else {
         println!("{}", args::USAGE);
