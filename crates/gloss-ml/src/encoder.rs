@@ -23,6 +23,11 @@ const CONFIG_FILE: &str = "config.json";
 const TOKENIZER_FILE: &str = "tokenizer.json";
 const WEIGHTS_FILE: &str = "model.safetensors";
 
+/// Rows in one forward pass on the CPU. A batch's rows share a length bucket either way (that is
+/// what saves padding); past about 8 rows the activations of a pass outgrow the caches and a
+/// larger pass is slower per row (BENCH.md).
+const ROWS_PER_PASS: usize = 8;
+
 /// A loaded sentence encoder; `embed` is deterministic and independent of batching.
 pub struct Encoder {
     model: crate::bert::Bert,
@@ -110,13 +115,18 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Runs one padded batch through the model; rows may have different lengths.
+    /// Runs one padded batch through the model, [`ROWS_PER_PASS`] rows at a time; rows may have
+    /// different lengths.
     fn embed_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let ctx = || format!("encoder batch of {} texts", rows.len());
-        let (ids, mask) = self.padded(rows).ctx(ctx)?;
-        let hidden = self.model.forward(&ids, &mask).ctx(ctx)?;
-        let pooled = masked_mean_l2(&hidden, &mask).ctx(ctx)?;
-        pooled.to_vec2::<f32>().ctx(ctx)
+        let mut out = Vec::with_capacity(rows.len());
+        for pass in rows.chunks(ROWS_PER_PASS) {
+            let ctx = || format!("encoder batch of {} texts", pass.len());
+            let (ids, mask) = self.padded(pass).ctx(ctx)?;
+            let hidden = self.model.forward(&ids, &mask).ctx(ctx)?;
+            let pooled = masked_mean_l2(&hidden, &mask).ctx(ctx)?;
+            out.extend(pooled.to_vec2::<f32>().ctx(ctx)?);
+        }
+        Ok(out)
     }
 }
 
@@ -185,12 +195,17 @@ impl Encoder {
             .collect()
     }
 
-    /// Hidden states `[row][token][dim]` of one padded batch; rows may differ in length.
+    /// Hidden states `[row][token][dim]` of one padded batch, [`ROWS_PER_PASS`] rows at a time;
+    /// rows may differ in length.
     fn hidden_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<Vec<f32>>>> {
-        let ctx = || format!("encoder batch of {} texts", rows.len());
-        let (ids, mask) = self.padded(rows).ctx(ctx)?;
-        let hidden = self.model.forward(&ids, &mask).ctx(ctx)?;
-        hidden.to_vec3::<f32>().ctx(ctx)
+        let mut out = Vec::with_capacity(rows.len());
+        for pass in rows.chunks(ROWS_PER_PASS) {
+            let ctx = || format!("encoder batch of {} texts", pass.len());
+            let (ids, mask) = self.padded(pass).ctx(ctx)?;
+            let hidden = self.model.forward(&ids, &mask).ctx(ctx)?;
+            out.extend(hidden.to_vec3::<f32>().ctx(ctx)?);
+        }
+        Ok(out)
     }
 
     /// Token ids and attention mask, each `(rows, longest row)`, padded with the pad id and 0.
