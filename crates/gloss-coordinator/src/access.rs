@@ -126,11 +126,6 @@ pub fn route(path: &str) -> Option<(&'static [Role], Scope)> {
         .map(|(_, r, s)| (*r, *s))
 }
 
-/// The roles that may call `path` (`/gloss.v1.Service/Method`); `None` when it is not a route.
-pub fn roles_for(path: &str) -> Option<&'static [Role]> {
-    route(path).map(|(roles, _)| roles)
-}
-
 /// What [`authorize`] decided.
 pub enum Decision {
     /// An open method: no caller.

@@ -56,6 +56,45 @@ fn data<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a 
     }
 }
 
+/// `act(x + bias [+ residual])` row by row, `bias` broadcast over the rows, on every thread.
+fn add_bias(
+    what: &str,
+    x: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    act: Act,
+) -> Result<Vec<f32>> {
+    let width = bias.len();
+    if width == 0 || !x.len().is_multiple_of(width) || residual.is_some_and(|r| r.len() != x.len())
+    {
+        candle_core::bail!("{what}: {} values do not fit a bias of {width}", x.len());
+    }
+    let chunk = width * ROWS_PER_TASK;
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .enumerate()
+        .for_each(|(i, (dst, src))| {
+            let res = residual.map(|r| &r[i * chunk..i * chunk + src.len()]);
+            for (row, (d_row, s_row)) in dst.chunks_mut(width).zip(src.chunks(width)).enumerate() {
+                match res.map(|r| &r[row * width..(row + 1) * width]) {
+                    Some(r_row) => {
+                        for (((d, &s), &b), &r) in d_row.iter_mut().zip(s_row).zip(bias).zip(r_row)
+                        {
+                            *d = activate(act, s + b + r);
+                        }
+                    }
+                    None => {
+                        for ((d, &s), &b) in d_row.iter_mut().zip(s_row).zip(bias) {
+                            *d = activate(act, s + b);
+                        }
+                    }
+                }
+            }
+        });
+    Ok(out)
+}
+
 struct BiasAct(Act);
 
 impl CustomOp2 for BiasAct {
@@ -72,21 +111,7 @@ impl CustomOp2 for BiasAct {
     ) -> Result<(CpuStorage, Shape)> {
         let x = data(s1, l1, "bias-act")?;
         let bias = data(s2, l2, "bias-act bias")?;
-        let width = bias.len();
-        if width == 0 || !x.len().is_multiple_of(width) {
-            candle_core::bail!("bias-act: bias of {width} does not divide {}", x.len());
-        }
-        let act = self.0;
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(x.par_chunks(width * ROWS_PER_TASK))
-            .for_each(|(dst, src)| {
-                for (d_row, s_row) in dst.chunks_mut(width).zip(src.chunks(width)) {
-                    for ((d, &s), &b) in d_row.iter_mut().zip(s_row).zip(bias) {
-                        *d = activate(act, s + b);
-                    }
-                }
-            });
+        let out = add_bias("bias-act", x, bias, None, self.0)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -110,25 +135,7 @@ impl CustomOp3 for BiasResidual {
         let x = data(s1, l1, "bias-residual")?;
         let bias = data(s2, l2, "bias-residual bias")?;
         let residual = data(s3, l3, "bias-residual residual")?;
-        let width = bias.len();
-        if width == 0 || !x.len().is_multiple_of(width) || residual.len() != x.len() {
-            candle_core::bail!("bias-residual: shapes do not match");
-        }
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(width * ROWS_PER_TASK)
-            .zip(x.par_chunks(width * ROWS_PER_TASK))
-            .zip(residual.par_chunks(width * ROWS_PER_TASK))
-            .for_each(|((dst, src), res)| {
-                for ((d_row, s_row), r_row) in dst
-                    .chunks_mut(width)
-                    .zip(src.chunks(width))
-                    .zip(res.chunks(width))
-                {
-                    for (((d, &s), &r), &b) in d_row.iter_mut().zip(s_row).zip(r_row).zip(bias) {
-                        *d = s + b + r;
-                    }
-                }
-            });
+        let out = add_bias("bias-residual", x, bias, Some(residual), Act::Identity)?;
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
