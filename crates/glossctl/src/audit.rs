@@ -5,7 +5,7 @@ use gloss_client::Client;
 use gloss_proto::v1::audit_service_client::AuditServiceClient;
 use gloss_proto::v1::ListAuditRequest;
 
-use crate::output::{print_json, Output};
+use crate::output::{print_list, Output};
 
 pub async fn run(client: &Client, out: Output, after: u64, limit: u32) -> Result<()> {
     let events = AuditServiceClient::new(client.channel())
@@ -17,7 +17,7 @@ pub async fn run(client: &Client, out: Output, after: u64, limit: u32) -> Result
         .into_inner()
         .events;
     if let Output::Json = out {
-        return print_json("gloss.v1.AuditEvent", &events);
+        return print_list("gloss.v1.AuditEvent", &events);
     }
     println!(
         "{:>6} {:>14} {:<12} {:<16} {:<28} DETAIL",

@@ -8,7 +8,7 @@ use gloss_client::Client;
 use gloss_proto::v1::job_service_client::JobServiceClient;
 use gloss_proto::v1::*;
 
-use crate::output::{print_json, Output};
+use crate::output::{print_list, print_one, Output};
 use crate::split;
 
 #[derive(Subcommand)]
@@ -94,7 +94,7 @@ fn name(state: JobState) -> String {
 
 fn jobs_table(out: Output, jobs: &[Job]) -> Result<()> {
     if let Output::Json = out {
-        return print_json("gloss.v1.Job", jobs);
+        return print_list("gloss.v1.Job", jobs);
     }
     println!(
         "{:<8} {:<8} {:<22} {:<10} {:>7} {:>8} {:<8} ERROR",
@@ -122,7 +122,7 @@ fn jobs_table(out: Output, jobs: &[Job]) -> Result<()> {
 
 fn show(out: Output, j: &Job) -> Result<()> {
     if let Output::Json = out {
-        return print_json("gloss.v1.Job", std::slice::from_ref(j));
+        return print_one("gloss.v1.Job", j);
     }
     jobs_table(out, std::slice::from_ref(j))?;
     if !j.result_json.is_empty() {
@@ -271,7 +271,7 @@ pub async fn workers(client: &Client, out: Output) -> Result<()> {
         .into_inner()
         .workers;
     if let Output::Json = out {
-        return print_json("gloss.v1.Worker", &workers);
+        return print_list("gloss.v1.Worker", &workers);
     }
     println!(
         "{:<6} {:<16} {:>6} {:>9} {:<28} {:<7} JOBS",

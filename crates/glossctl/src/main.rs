@@ -45,8 +45,10 @@ struct Cli {
     /// connection then uses TLS. Needed when the cluster runs with `--tls-dir`.
     #[arg(long, global = true, env = "GLOSS_CA_CERT")]
     ca_cert: Option<std::path::PathBuf>,
-    /// Output format: `table` or `json`. For `dataset export`, `task export` and `model export`
-    /// this flag names the output file instead (`-` for standard output).
+    /// Output format: `table` or `json`. In JSON a list command always prints an array (`[]`
+    /// when empty, `[{..}]` for one item); show, create and other single-result commands print
+    /// one object. For `dataset export`, `task export` and `model export` this flag names the
+    /// output file instead (`-` for standard output).
     #[arg(long, short = 'o', global = true)]
     output: Option<String>,
     #[command(subcommand)]
@@ -241,14 +243,9 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         Output::parse(cli.output.as_deref())?
     };
-    if let Noun::Certs(CertsCmd::Init { out, hosts }) = &cli.command {
-        let made = gloss_tls::generate(out, hosts)?;
-        for file in &made.files {
-            println!("wrote {}", file.display());
-        }
-        println!("the certificate names {}", made.hosts.join(", "));
-        println!("keep ca.key offline; nodes need ca.crt, tls.crt and tls.key (--tls-dir)");
-        return Ok(());
+    // Certificates are made locally, before (and without) any coordinator.
+    if let Noun::Certs(cmd) = &cli.command {
+        return certs(cmd);
     }
     let tls = match &cli.ca_cert {
         Some(path) => Some(gloss_tls::ClientTls::from_ca_file(path)?),
@@ -260,20 +257,15 @@ async fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Noun::Project(cmd) => project(&client, out, cmd).await,
-        Noun::Dataset(DatasetCmd::Export { dataset }) => {
-            let (project, name) = split(&dataset)?;
-            let source = ExportSource::Dataset { project, name };
-            write_export(&client, &dataset, source, cli.output.as_deref()).await
-        }
         Noun::Task(cmd) => task::run(&client, out, cli.output.as_deref(), cmd).await,
-        Noun::Dataset(cmd) => dataset(&client, out, cmd).await,
+        Noun::Dataset(cmd) => dataset(&client, out, cli.output.as_deref(), cmd).await,
         Noun::User(cmd) => user::run(&client, out, cmd).await,
         Noun::Job(cmd) => job::run(&client, out, cmd).await,
         Noun::Model(cmd) => model::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Backup(cmd) => backup::run(&client, out, cmd).await,
         Noun::Audit { after, limit } => audit::run(&client, out, after, limit).await,
         Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
-        Noun::Certs(_) => unreachable!("handled before connecting"),
+        Noun::Certs(cmd) => certs(&cmd),
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
             let status = match cmd {
@@ -319,7 +311,7 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
                 })
                 .await?
                 .into_inner();
-            out.projects(&[p])
+            out.project(&p)
         }
         ProjectCmd::List => out.projects(
             &api.list_projects(ListProjectsRequest {})
@@ -327,10 +319,11 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
                 .into_inner()
                 .projects,
         ),
-        ProjectCmd::Show { name } => out.projects(&[api
-            .get_project(GetProjectRequest { name })
-            .await?
-            .into_inner()]),
+        ProjectCmd::Show { name } => out.project(
+            &api.get_project(GetProjectRequest { name })
+                .await?
+                .into_inner(),
+        ),
         ProjectCmd::Delete { name, force } => {
             api.delete_project(DeleteProjectRequest {
                 name: name.clone(),
@@ -342,7 +335,19 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
     }
 }
 
-async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
+/// Writes a development CA and a certificate for the given hosts.
+fn certs(cmd: &CertsCmd) -> Result<()> {
+    let CertsCmd::Init { out, hosts } = cmd;
+    let made = gloss_tls::generate(out, hosts)?;
+    for file in &made.files {
+        println!("wrote {}", file.display());
+    }
+    println!("the certificate names {}", made.hosts.join(", "));
+    println!("keep ca.key offline; nodes need ca.crt, tls.crt and tls.key (--tls-dir)");
+    Ok(())
+}
+
+async fn dataset(client: &Client, out: Output, to: Option<&str>, cmd: DatasetCmd) -> Result<()> {
     let mut api = client.datasets();
     match cmd {
         DatasetCmd::Create { dataset } => {
@@ -353,7 +358,7 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
                 kind: DatasetKind::Source as i32,
                 description: String::new(),
             };
-            out.datasets(&[api.create_dataset(request).await?.into_inner()])
+            out.dataset(&api.create_dataset(request).await?.into_inner())
         }
         DatasetCmd::List { project } => out.datasets(
             &api.list_datasets(ListDatasetsRequest { project })
@@ -363,10 +368,11 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
         ),
         DatasetCmd::Show { dataset } => {
             let (project, name) = split(&dataset)?;
-            out.datasets(&[api
-                .get_dataset(GetDatasetRequest { project, name })
-                .await?
-                .into_inner()])
+            out.dataset(
+                &api.get_dataset(GetDatasetRequest { project, name })
+                    .await?
+                    .into_inner(),
+            )
         }
         DatasetCmd::Delete { dataset } => {
             let (project, name) = split(&dataset)?;
@@ -441,7 +447,11 @@ async fn dataset(client: &Client, out: Output, cmd: DatasetCmd) -> Result<()> {
                 .into_inner();
             out.examples(&page)
         }
-        DatasetCmd::Export { .. } => unreachable!("handled by export()"),
+        DatasetCmd::Export { dataset } => {
+            let (project, name) = split(&dataset)?;
+            let source = ExportSource::Dataset { project, name };
+            write_export(client, &dataset, source, to).await
+        }
     }
 }
 

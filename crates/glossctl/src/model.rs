@@ -8,7 +8,7 @@ use gloss_proto::v1::*;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::output::{print_json, Output};
+use crate::output::{print_list, print_one, Output};
 use crate::split;
 
 #[derive(Subcommand)]
@@ -50,7 +50,7 @@ fn name_version(s: &str) -> Result<(String, u32)> {
 
 fn models_table(out: Output, models: &[Model]) -> Result<()> {
     if let Output::Json = out {
-        return print_json("gloss.v1.Model", models);
+        return print_list("gloss.v1.Model", models);
     }
     println!(
         "{:<32} {:>7} {:<8} {:>9} {:>10} {:<9} METRICS",
@@ -103,16 +103,17 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: ModelCmd) 
                 .get_model(GetModelRequest { name, version })
                 .await?
                 .into_inner();
+            if let Output::Json = out {
+                return print_one("gloss.v1.Model", &m);
+            }
             models_table(out, std::slice::from_ref(&m))?;
-            if let Output::Table = out {
-                println!("sha256: {}", m.artifact_sha256);
-                println!(
-                    "lineage: task {}/{}, job {}, teacher {:?}, config {}",
-                    m.project, m.task, m.job_id, m.teacher, m.training_config
-                );
-                if !m.promotion_note.is_empty() {
-                    println!("promotion: {}", m.promotion_note);
-                }
+            println!("sha256: {}", m.artifact_sha256);
+            println!(
+                "lineage: task {}/{}, job {}, teacher {:?}, config {}",
+                m.project, m.task, m.job_id, m.teacher, m.training_config
+            );
+            if !m.promotion_note.is_empty() {
+                println!("promotion: {}", m.promotion_note);
             }
             Ok(())
         }
@@ -175,7 +176,7 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: ModelCmd) 
                 .into_inner()
                 .evaluations;
             if let Output::Json = out {
-                return print_json("gloss.v1.Evaluation", &evals);
+                return print_list("gloss.v1.Evaluation", &evals);
             }
             println!("{:<40} {:<8} METRICS", "MODEL", "JOB");
             for e in evals {

@@ -8,6 +8,7 @@ use gloss_proto::v1::{
 };
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
+use serde_json::Value;
 
 #[derive(Clone, Copy)]
 pub enum Output {
@@ -19,24 +20,51 @@ fn pool() -> DescriptorPool {
     DescriptorPool::decode(gloss_proto::FILE_DESCRIPTOR_SET).expect("embedded descriptors decode")
 }
 
-/// Prints messages as proto3 JSON (one object, or an array of several).
-pub fn print_json<M: Message>(full_name: &str, messages: &[M]) -> Result<()> {
+/// Messages in the proto3 JSON mapping, one value each.
+fn json_values<'a, M: Message + 'a>(
+    full_name: &str,
+    messages: impl IntoIterator<Item = &'a M>,
+) -> Result<Vec<Value>> {
     let pool = pool();
     let desc = pool
         .get_message_by_name(full_name)
         .unwrap_or_else(|| panic!("{full_name} is in the descriptor set"));
-    let values = messages
-        .iter()
+    messages
+        .into_iter()
         .map(|m| {
             let dynamic = DynamicMessage::decode(desc.clone(), m.encode_to_vec().as_slice())?;
             Ok(serde_json::to_value(&dynamic)?)
         })
-        .collect::<Result<Vec<_>>>()?;
-    let value = match values.len() {
-        1 => values.into_iter().next().expect("one value"),
-        _ => serde_json::Value::Array(values),
-    };
-    println!("{}", serde_json::to_string_pretty(&value)?);
+        .collect()
+}
+
+/// A list command's result: always an array, even of one item or none, so scripts can
+/// `jq '.[]'` whatever the count.
+pub fn json_list<M: Message>(full_name: &str, messages: &[M]) -> Result<Value> {
+    Ok(Value::Array(json_values(full_name, messages)?))
+}
+
+/// A single-result command's result (show, create, update, status...): one object.
+pub fn json_one<M: Message>(full_name: &str, message: &M) -> Result<Value> {
+    let mut values = json_values(full_name, [message])?;
+    Ok(values.pop().expect("one message gives one value"))
+}
+
+/// Prints a list command's result as a JSON array; every list command goes through here.
+pub fn print_list<M: Message>(full_name: &str, messages: &[M]) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json_list(full_name, messages)?)?
+    );
+    Ok(())
+}
+
+/// Prints a single-result command's result as one JSON object.
+pub fn print_one<M: Message>(full_name: &str, message: &M) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json_one(full_name, message)?)?
+    );
     Ok(())
 }
 
@@ -111,9 +139,42 @@ impl Output {
         Ok(())
     }
 
+    /// Prints one item: a JSON object, or the one-row table of its list command.
+    fn one<M: Message>(
+        self,
+        full_name: &str,
+        item: &M,
+        table: impl FnOnce(Output, &[M]) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Output::Json => print_one(full_name, item),
+            Output::Table => table(self, std::slice::from_ref(item)),
+        }
+    }
+
+    /// One project (show, create).
+    pub fn project(self, p: &Project) -> Result<()> {
+        self.one("gloss.v1.Project", p, Output::projects)
+    }
+
+    /// One dataset (show, create).
+    pub fn dataset(self, d: &Dataset) -> Result<()> {
+        self.one("gloss.v1.Dataset", d, Output::datasets)
+    }
+
+    /// One user (create, update).
+    pub fn user(self, u: &User) -> Result<()> {
+        self.one("gloss.v1.User", u, Output::users)
+    }
+
+    /// One task (show, create, close).
+    pub fn task(self, t: &Task) -> Result<()> {
+        self.one("gloss.v1.Task", t, Output::tasks)
+    }
+
     pub fn projects(self, projects: &[Project]) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.Project", projects);
+            return print_list("gloss.v1.Project", projects);
         }
         let rows = projects
             .iter()
@@ -131,7 +192,7 @@ impl Output {
 
     pub fn datasets(self, datasets: &[Dataset]) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.Dataset", datasets);
+            return print_list("gloss.v1.Dataset", datasets);
         }
         let rows = datasets
             .iter()
@@ -151,7 +212,7 @@ impl Output {
 
     pub fn users(self, users: &[User]) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.User", users);
+            return print_list("gloss.v1.User", users);
         }
         let rows = users
             .iter()
@@ -191,7 +252,7 @@ impl Output {
 
     pub fn tokens(self, tokens: &[TokenInfo]) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.TokenInfo", tokens);
+            return print_list("gloss.v1.TokenInfo", tokens);
         }
         let when = |ms: i64| {
             if ms == 0 {
@@ -217,7 +278,7 @@ impl Output {
 
     pub fn tasks(self, tasks: &[Task]) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.Task", tasks);
+            return print_list("gloss.v1.Task", tasks);
         }
         let rows = tasks
             .iter()
@@ -249,7 +310,7 @@ impl Output {
 
     pub fn progress(self, p: &TaskProgress) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.TaskProgress", std::slice::from_ref(p));
+            return print_one("gloss.v1.TaskProgress", p);
         }
         println!(
             "{}/{}: {} of {} examples done, {} in progress, {} remaining; {} answers ({:.1}/h); review {} pending; gold {}",
@@ -274,7 +335,7 @@ impl Output {
 
     pub fn agreement(self, r: &AgreementReport) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.AgreementReport", std::slice::from_ref(r));
+            return print_one("gloss.v1.AgreementReport", r);
         }
         println!("{}/{}: {} annotators", r.project, r.task, r.annotators);
         let mut rows = Vec::new();
@@ -297,10 +358,7 @@ impl Output {
 
     pub fn review(self, page: &ListReviewQueueResponse) -> Result<()> {
         if let Output::Json = self {
-            return print_json(
-                "gloss.v1.ListReviewQueueResponse",
-                std::slice::from_ref(page),
-            );
+            return print_one("gloss.v1.ListReviewQueueResponse", page);
         }
         println!("{} example(s) waiting for review", page.pending);
         let rows = page
@@ -329,7 +387,7 @@ impl Output {
 
     pub fn import(self, s: &ImportSummary) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.ImportSummary", std::slice::from_ref(s));
+            return print_one("gloss.v1.ImportSummary", s);
         }
         println!(
             "import {}: {} imported, {} duplicates skipped, {} invalid skipped ({} records, {} bytes read)",
@@ -343,7 +401,7 @@ impl Output {
 
     pub fn examples(self, page: &ListExamplesResponse) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.ListExamplesResponse", std::slice::from_ref(page));
+            return print_one("gloss.v1.ListExamplesResponse", page);
         }
         let rows = page
             .examples
@@ -369,7 +427,7 @@ impl Output {
 
     pub fn cluster(self, s: &ClusterStatus) -> Result<()> {
         if let Output::Json = self {
-            return print_json("gloss.v1.ClusterStatus", std::slice::from_ref(s));
+            return print_one("gloss.v1.ClusterStatus", s);
         }
         println!(
             "node {} ({}) term {} leader {} | log {} commit {} applied {} snapshot {} purged {} | gloss {} data {}",
@@ -405,5 +463,56 @@ impl Output {
             rows,
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dataset(name: &str) -> Dataset {
+        Dataset {
+            project: "news".into(),
+            name: name.into(),
+            example_count: 2,
+            ..Dataset::default()
+        }
+    }
+
+    #[test]
+    fn a_list_of_one_item_is_still_an_array() {
+        let value = json_list("gloss.v1.Dataset", &[dataset("raw")]).unwrap();
+        let items = value.as_array().expect("an array");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["name"], json!("raw"));
+        // proto3 JSON: 64-bit integers are strings, field names camelCase.
+        assert_eq!(items[0]["exampleCount"], json!("2"));
+    }
+
+    #[test]
+    fn an_empty_list_is_an_empty_array() {
+        let value = json_list::<Project>("gloss.v1.Project", &[]).unwrap();
+        assert_eq!(value, json!([]));
+        assert_eq!(serde_json::to_string_pretty(&value).unwrap(), "[]");
+    }
+
+    #[test]
+    fn a_list_of_several_items_is_an_array_in_order() {
+        let value = json_list("gloss.v1.Dataset", &[dataset("a"), dataset("b")]).unwrap();
+        let names: Vec<&Value> = value
+            .as_array()
+            .expect("an array")
+            .iter()
+            .map(|d| &d["name"])
+            .collect();
+        assert_eq!(names, [&json!("a"), &json!("b")]);
+    }
+
+    #[test]
+    fn a_single_result_is_one_object() {
+        let value = json_one("gloss.v1.Dataset", &dataset("raw")).unwrap();
+        assert!(value.is_object(), "{value}");
+        assert_eq!(value["name"], json!("raw"));
     }
 }

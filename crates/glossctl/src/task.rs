@@ -170,7 +170,7 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
                 .create_task(CreateTaskRequest { task: Some(t) })
                 .await?
                 .into_inner();
-            out.tasks(&[created])
+            out.task(&created)
         }
         TaskCmd::List { project } => out.tasks(
             &api.list_tasks(ListTasksRequest { project })
@@ -180,17 +180,19 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
         ),
         TaskCmd::Show { task } => {
             let (project, task) = split(&task)?;
-            out.tasks(&[api
-                .get_task(GetTaskRequest { project, task })
-                .await?
-                .into_inner()])
+            out.task(
+                &api.get_task(GetTaskRequest { project, task })
+                    .await?
+                    .into_inner(),
+            )
         }
         TaskCmd::Close { task } => {
             let (project, task) = split(&task)?;
-            out.tasks(&[api
-                .close_task(CloseTaskRequest { project, task })
-                .await?
-                .into_inner()])
+            out.task(
+                &api.close_task(CloseTaskRequest { project, task })
+                    .await?
+                    .into_inner(),
+            )
         }
         TaskCmd::Progress { task } => {
             let (project, task) = split(&task)?;

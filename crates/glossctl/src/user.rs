@@ -136,7 +136,7 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
                 password: read_password(password_stdin)?,
             };
             let user = api.create_user(req).await?.into_inner();
-            out.users(&[user])
+            out.user(&user)
         }
         UserCmd::List => out.users(
             &api.list_users(ListUsersRequest {})
@@ -166,7 +166,7 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
                 disabled: disable,
             };
             let user = api.update_user(req).await?.into_inner();
-            out.users(&[user])
+            out.user(&user)
         }
         UserCmd::Token {
             name,
@@ -190,7 +190,7 @@ pub async fn run(client: &Client, out: Output, cmd: UserCmd) -> Result<()> {
                     );
                     Ok(())
                 }
-                Output::Json => crate::output::print_json("gloss.v1.IssuedToken", &[t]),
+                Output::Json => crate::output::print_one("gloss.v1.IssuedToken", &t),
             }
         }
         UserCmd::Tokens { name } => {
