@@ -567,3 +567,63 @@ async fn hundred_annotators_across_a_leader_change_never_exceed_the_overlap() {
     // Every answer a client saw acknowledged is in the export.
     assert_eq!(recorded.len(), 2 * EXAMPLES);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prodigy_export_keeps_the_hashes_an_imported_record_carries() {
+    let node = start_node().await;
+    node.create_project("news").await;
+    let c = &node.client;
+    let body = concat!(
+        r#"{"text":"Carried hashes.","_input_hash":1841234567,"_task_hash":-1029384756}"#,
+        "\n",
+        r#"{"text":"No hashes."}"#,
+        "\n",
+    );
+    import(c, jsonl("news", "raw"), body).await.unwrap();
+    let mut t = Task {
+        project: "news".into(),
+        name: "cls".into(),
+        labels: vec!["POS".into(), "NEG".into()],
+        source_dataset: "raw".into(),
+        overlap: 1,
+        ..Task::default()
+    };
+    t.set_interface(Interface::Choice);
+    c.tasks()
+        .create_task(CreateTaskRequest { task: Some(t) })
+        .await
+        .unwrap();
+    let leased = next(c, "cls", "ann", 2).await.examples;
+    assert_eq!(leased.len(), 2);
+    for (i, ex) in leased.iter().enumerate() {
+        let a = Answer {
+            choices: vec!["POS".into()],
+            ..answer("cls", "ann", ex.seq, &format!("h{i}"), Vec::new())
+        };
+        submit(c, a).await.unwrap();
+    }
+
+    let prodigy = export(c, "cls", ExportSelection::Answers, ExportFormat::Prodigy).await;
+    let by_text: BTreeMap<String, serde_json::Value> = prodigy
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["text"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    assert_eq!(by_text.len(), 2, "{prodigy}");
+    let carried = &by_text["Carried hashes."];
+    assert_eq!(carried["_input_hash"], 1841234567, "{carried}");
+    assert_eq!(carried["_task_hash"], -1029384756, "{carried}");
+    // Without hashes of its own, a record gets Gloss's: the first 8 hex digits of its xxh3-128
+    // input hash as a signed 32-bit integer.
+    let plain = &by_text["No hashes."];
+    let hex = &leased
+        .iter()
+        .find(|e| e.text == "No hashes.")
+        .unwrap()
+        .input_hash;
+    let ours = u32::from_str_radix(&hex[..8], 16).unwrap() as i32;
+    assert_eq!(plain["_input_hash"], ours, "{plain}");
+    assert!(plain["_task_hash"].is_i64(), "{plain}");
+}

@@ -34,6 +34,12 @@ pub enum ExportError {
 /// One Prodigy-compatible JSON line (without the newline) for `answer` to the record
 /// `record_json`: the record's own fields, including `meta`, plus Prodigy's underscore fields,
 /// `answer` and the interface's label, choice or span fields.
+///
+/// An `_input_hash` or `_task_hash` the record carries is kept as it is. A missing one is Gloss's
+/// own, not Prodigy's: `_input_hash` is the first 8 hex digits of `input_hash_hex` as a signed
+/// 32-bit integer; `_task_hash` is the top 32 bits of the xxh3-64 hash of `input_hash_hex`, the
+/// task name and the binary label (empty for other interfaces), NUL-separated, as a signed 32-bit
+/// integer.
 pub fn prodigy_line(
     task: &Task,
     record_json: &str,
@@ -66,11 +72,18 @@ pub fn prodigy_line(
         answer.session_id.clone()
     };
 
+    // Hashes the imported record already carries (Prodigy's own, as a rule) are kept: a team's
+    // existing dedupe sets hold those, and ours are computed differently, so they would never
+    // match. Ours only fill in a hash the record lacks.
+    record
+        .entry("_input_hash")
+        .or_insert_with(|| json!(input_hash));
+    record
+        .entry("_task_hash")
+        .or_insert_with(|| json!(task_hash));
     let mut set = |key: &str, value: Value| {
         record.insert(key.to_owned(), value);
     };
-    set("_input_hash", json!(input_hash));
-    set("_task_hash", json!(task_hash));
     set("_annotator_id", json!(annotator_id));
     set("_session_id", json!(session_id));
     set("_timestamp", json!(answer.at_ms.div_euclid(1000)));
@@ -181,7 +194,7 @@ pub fn hf_line(task: &Task, text: &str, input_hash_hex: &str, answer: &Answer) -
     .to_string()
 }
 
-/// Prodigy's signed 32-bit hash from the first 4 bytes (8 hex digits) of our hex hash.
+/// A Prodigy-shaped signed 32-bit hash from the first 4 bytes (8 hex digits) of our hex hash.
 fn prodigy_hash(hex: &str) -> Result<i32, ExportError> {
     hex.get(..8)
         .filter(|head| head.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -362,6 +375,56 @@ mod tests {
         assert_ne!(
             base,
             hash_of("POS", "00000000000000000000000000000000", "ann")
+        );
+    }
+
+    /// The `_input_hash` and `_task_hash` of a binary POS accept for `record`.
+    fn hashes_of(record: &str) -> (Value, Value) {
+        let t = task(Interface::Binary, &["POS", "NEG"]);
+        let a = Answer {
+            label: "POS".into(),
+            ..answer(Decision::Accept)
+        };
+        let map = parse(&prodigy_line(&t, record, HASH, &a).unwrap());
+        (map["_input_hash"].clone(), map["_task_hash"].clone())
+    }
+
+    #[test]
+    fn prodigy_computes_its_own_hashes_for_a_record_without_them() {
+        let (input_hash, task_hash) = hashes_of(r#"{"text":"x"}"#);
+        // The first 8 hex digits, 0x8000000a, read as a signed 32-bit integer.
+        assert_eq!(input_hash, json!(-2147483638));
+        // The top 32 bits of xxh3-64 over "HEX\0TASK\0LABEL", read as a signed 32-bit integer.
+        let key = format!("{HASH}\0news\0POS");
+        let expected = (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) >> 32) as u32 as i32;
+        assert_eq!(task_hash, json!(expected));
+    }
+
+    #[test]
+    fn prodigy_keeps_the_hashes_an_imported_record_carries() {
+        let record = r#"{"_input_hash":1841234567,"text":"x","_task_hash":-1029384756}"#;
+        let carried = hashes_of(record);
+        assert_eq!(carried, (json!(1841234567), json!(-1029384756)));
+        assert_ne!(carried, hashes_of(r#"{"text":"x"}"#));
+        // In the record's own places, too.
+        let t = task(Interface::Binary, &["POS", "NEG"]);
+        let line = prodigy_line(&t, record, HASH, &answer(Decision::Accept)).unwrap();
+        assert!(
+            line.starts_with(r#"{"_input_hash":1841234567,"text":"x","_task_hash":-1029384756,"#),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn prodigy_keeps_one_carried_hash_and_computes_the_other() {
+        let (ours_input, ours_task) = hashes_of(r#"{"text":"x"}"#);
+        assert_eq!(
+            hashes_of(r#"{"text":"x","_input_hash":-77}"#),
+            (json!(-77), ours_task)
+        );
+        assert_eq!(
+            hashes_of(r#"{"text":"x","_task_hash":42}"#),
+            (ours_input, json!(42))
         );
     }
 
