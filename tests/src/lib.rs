@@ -132,7 +132,7 @@ pub async fn start_group(
     extra: impl Fn(u64) -> Overrides,
 ) -> Vec<Node> {
     let mut nodes = Vec::new();
-    for (id, base) in (1..).zip(gloss_coordinator::sandbox::loopback_group(dir, n)) {
+    for (id, base) in (1..).zip(gloss_core::loopback::loopback_group(dir, n)) {
         let data_dir = dir.join(format!("n{id}"));
         nodes.push(start_node_with(&data_dir, extra(id).over(base), faults.clone()).await);
     }
@@ -223,7 +223,7 @@ pub async fn export(client: &Client, project: &str, dataset: &str) -> String {
     String::from_utf8(out).expect("export is UTF-8")
 }
 
-pub use gloss_coordinator::sandbox::free_port;
+pub use gloss_core::loopback::free_port;
 
 /// A `gloss` coordinator running as a child process.
 pub struct NodeProcess {

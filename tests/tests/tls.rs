@@ -136,7 +136,7 @@ async fn a_tls_group_serves_over_tls_and_refuses_plain_and_foreign_peers() {
     );
 
     // A worker joins over mutual TLS.
-    let args = gloss::worker::WorkerArgs {
+    let args = gloss_worker::worker::WorkerArgs {
         coordinator: nodes
             .iter()
             .map(|n| n.coordinator.addrs().raft.to_string())
@@ -154,7 +154,7 @@ async fn a_tls_group_serves_over_tls_and_refuses_plain_and_foreign_peers() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(async move {
         let mut rx = stopped;
-        gloss::worker::run(args, JOIN_TOKEN.into(), async move {
+        gloss_worker::worker::run(args, JOIN_TOKEN.into(), async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await

@@ -1,8 +1,12 @@
-//! A typed client of the Gloss public gRPC API: connects to the first reachable coordinator of a
-//! list, and wraps the streaming calls (import a file, export to a writer) with progress hooks.
+//! A typed client of a Gloss cluster: connects to the first reachable coordinator of a list
+//! (plain or TLS; with a client certificate for the internal port), sends a bearer token and the
+//! caller's trace context with every call, runs calls that are safe to repeat again on the next
+//! coordinator ([`Client::retry`]), and wraps the streaming calls (import a file or reader,
+//! export examples or a task's answers to a writer) with progress hooks. Services it does not
+//! wrap (the worker protocol on the internal port, models, jobs) run over [`Client::channel`].
 //!
-//! Depends only on `gloss-proto`. It must never depend on server crates, so tools and SDKs can
-//! link it alone.
+//! Depends on `gloss-proto`, `gloss-tls` (endpoints and client TLS) and `gloss-core` (trace
+//! context). It must never depend on server crates, so tools, workers and SDKs can link it alone.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,15 +1,12 @@
-//! The `gloss` command line: `gloss up` (single node for laptops and the quick start),
-//! `gloss coordinator`, and `gloss bench`. Kept as a library so test harnesses can run the exact
-//! same entry point in a child process.
+//! The `gloss` command line: `gloss up` (a coordinator with an embedded worker on one data
+//! directory, for laptops and the quick start), `gloss coordinator`, `gloss worker`,
+//! `gloss predict`, `gloss digest` and `gloss bench` (benchmarks that print tables). Kept as a
+//! library so test harnesses can run the exact same entry point in a child process.
+//!
+//! Only the command line and the benchmarks live here: it parses flags and config, then calls
+//! `gloss-coordinator` (with `gloss-web`'s routes) and `gloss-worker`, which hold the logic.
 
 mod bench;
-mod bench_feed;
-mod bench_snapshot;
-mod gpu;
-mod job_run;
-pub mod model_store;
-mod predict;
-pub mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use gloss_coordinator::users::FIRST_ADMIN;
 use gloss_coordinator::{Coordinator, StartOptions};
 use gloss_core::config::{Config, Overrides};
+use gloss_worker::{model_store, predict, worker};
 
 #[derive(Parser)]
 #[command(
@@ -58,7 +56,7 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Run an exported student over JSON Lines (`glossctl model export`, then unpack): adds
     /// `label`, `score` and per-label `scores` to each record. Needs no cluster.
-    Predict(predict::PredictArgs),
+    Predict(PredictArgs),
     /// Print the SHA-256 digest of a base model directory, as evaluate/predict jobs name it.
     Digest {
         /// The model directory.
@@ -67,6 +65,19 @@ enum Command {
     /// Benchmarks that print tables.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// The model directory (an exported artifact, unpacked: config.json, model.safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// JSON Lines with a `text` field (default: standard input); every other field is kept.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
 }
 
 /// Node settings. Each flag can also come from its `GLOSS_*` variable or the config file;
@@ -339,7 +350,7 @@ pub fn run_cli() -> ExitCode {
                 Ok(token) => worker::run(args, token, wait_for_signal()).await,
                 Err(e) => Err(e),
             },
-            Command::Predict(args) => predict::run(args),
+            Command::Predict(args) => predict::run(&args.model, args.input.as_deref(), args.batch),
             Command::Digest { dir } => model_store::dir_digest(&dir).map(|d| println!("{d}")),
             Command::Bench(cmd) => bench::run(cmd).await,
         }

@@ -1,10 +1,11 @@
-//! Groups of coordinators on loopback, for tests and benchmarks on one machine.
+//! Settings for groups of coordinators on loopback, for tests and `gloss bench` on one machine:
+//! free fixed ports and each member's overrides. Only settings: nothing here starts a node.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use gloss_core::config::Overrides;
+use crate::config::Overrides;
 
 /// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768-60999), so a socket
 /// bound to port 0 elsewhere in the process can never take one between the check and its use.

@@ -1,7 +1,8 @@
-//! `gloss worker`: joins the cluster with the join token, reports its capacity (CPU, memory and
-//! GPUs, read through NVML when the driver is present or declared with `--gpus`), heartbeats,
-//! and runs the jobs placed on it, each on its own thread, reporting progress and the result
-//! with the job's epoch. A refused report (stale epoch, cancelled) stops the job.
+//! The worker loop (`gloss worker`, and the worker `gloss up` embeds): joins the cluster with the
+//! join token, reports its capacity (CPU, memory and GPUs, read through NVML when the driver is
+//! present or declared with `--gpus`), heartbeats, and runs the jobs placed on it, each on its
+//! own thread, reporting progress and the result with the job's epoch. A refused report (stale
+//! epoch, cancelled) stops the job.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

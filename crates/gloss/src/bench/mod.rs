@@ -3,7 +3,11 @@
 //!   loopback gRPC (fsync on every Raft append), exports them back;
 //! - `gloss bench raft`: replicated writes through a 3-node group (and a single node) on loopback
 //!   at several client concurrencies, beside a plain RocksDB fsync write loop, the physical floor;
-//! - `gloss bench feed`: simulated annotators against a task (see [`crate::bench_feed`]).
+//! - `gloss bench feed`: simulated annotators against a task (see [`feed`]);
+//! - `gloss bench snapshot`: a new member catching up by snapshot (see [`snapshot`]).
+
+mod feed;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -144,7 +148,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             batch,
         } => import(examples, dir, batch).await,
         BenchCmd::Raft { seconds } => raft(Duration::from_secs(seconds)).await,
-        BenchCmd::Snapshot { sizes_mb } => crate::bench_snapshot::run(&sizes_mb).await,
+        BenchCmd::Snapshot { sizes_mb } => snapshot::run(&sizes_mb).await,
         BenchCmd::Feed {
             examples,
             annotators,
@@ -154,7 +158,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             nodes,
             think_ms,
         } => {
-            crate::bench_feed::run(crate::bench_feed::FeedBench {
+            feed::run(feed::FeedBench {
                 examples,
                 annotators,
                 prefetch,
@@ -333,7 +337,7 @@ async fn raft(span: Duration) -> Result<()> {
     for (label, n) in [("3 nodes", 3u64), ("1 node", 1)] {
         let dir = temp.path().join(format!("group-{n}"));
         let mut nodes = Vec::new();
-        for settings in gloss_coordinator::sandbox::loopback_group(&dir, n) {
+        for settings in gloss_core::loopback::loopback_group(&dir, n) {
             nodes.push(Coordinator::start(&with_admin(Config::resolve(settings)?)).await?);
         }
         let leader_id = nodes[0].wait_for_leader(Duration::from_secs(30)).await?;

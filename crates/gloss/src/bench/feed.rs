@@ -107,7 +107,7 @@ struct Row {
 
 async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Result<Row> {
     let mut group = Vec::new();
-    for settings in gloss_coordinator::sandbox::loopback_group(dir, nodes) {
+    for settings in gloss_core::loopback::loopback_group(dir, nodes) {
         group
             .push(Coordinator::start(&crate::bench::with_admin(Config::resolve(settings)?)).await?);
     }

@@ -1,33 +1,21 @@
-//! `gloss predict` and `gloss digest`: run an exported student over JSON Lines without a cluster,
-//! and print a base model directory's digest for job configs.
+//! `gloss predict`: run an exported student over JSON Lines without a cluster.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use gloss_ml::student::tiny::TinyStudent;
 use gloss_ml::train::argmax;
 use serde_json::{json, Map, Value};
 
-#[derive(Args, Debug)]
-pub struct PredictArgs {
-    /// The model directory (an exported artifact, unpacked: config.json, model.safetensors).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// JSON Lines with a `text` field (default: standard input); every other field is kept.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// Examples per batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-}
-
-/// Reads JSONL, writes each record with `label`, `score` and per-label `scores` added.
-pub fn run(args: PredictArgs) -> Result<()> {
-    let model = TinyStudent::load(&args.model, &gloss_ml::Device::Cpu)
-        .with_context(|| format!("loading the model in {}", args.model.display()))?;
-    let reader: Box<dyn BufRead> = match &args.input {
+/// Runs the student in `model_dir` (an exported artifact, unpacked) over JSONL from `input`
+/// (standard input without one), `batch_size` examples at a time; writes each record to
+/// standard output with `label`, `score` and per-label `scores` added.
+pub fn run(model_dir: &Path, input: Option<&Path>, batch_size: usize) -> Result<()> {
+    let batch_size = batch_size.max(1);
+    let model = TinyStudent::load(model_dir, &gloss_ml::Device::Cpu)
+        .with_context(|| format!("loading the model in {}", model_dir.display()))?;
+    let reader: Box<dyn BufRead> = match input {
         Some(p) => Box::new(std::io::BufReader::new(
             std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
         )),
@@ -53,7 +41,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
             bail!("line {}, field `text`: is missing or not a string", i + 1);
         };
         batch.push((record, text));
-        if batch.len() >= args.batch.max(1) {
+        if batch.len() >= batch_size {
             flush(&model, &mut batch, &mut out)?;
         }
     }
