@@ -3,6 +3,7 @@
 //! empty request, but never for lack of rights); no token and a forged token are refused
 //! everywhere; an annotator acts only as themselves.
 
+use gloss_coordinator::access::Actor;
 use gloss_coordinator::access::ROUTES;
 use gloss_proto::v1::*;
 use gloss_tests::start_node;
@@ -58,10 +59,16 @@ async fn every_method_grants_exactly_the_roles_in_the_table() {
     let mut tokens = Vec::new();
     for role in [Role::Admin, Role::Manager, Role::Reviewer, Role::Annotator] {
         let name = format!("{}-user", gloss_coordinator::users::role_name(role));
-        s.create_user(&name, "", vec![role as i32], "")
+        s.create_user(&Actor::SYSTEM, &name, "", vec![role as i32], "")
             .await
             .unwrap();
-        tokens.push((role, s.issue_token(&name, 0, "matrix").await.unwrap().token));
+        tokens.push((
+            role,
+            s.issue_token(&Actor::SYSTEM, &name, 0, "matrix")
+                .await
+                .unwrap()
+                .token,
+        ));
     }
     let mut checked = 0;
     for (method, roles, _) in ROUTES {
@@ -137,10 +144,14 @@ async fn the_audit_log_records_who_changed_exported_and_issued_what() {
     let node = start_node().await;
     let s = node.coordinator.service().clone();
     let addr = node.coordinator.addrs().grpc.to_string();
-    s.create_user("mia", "", vec![Role::Manager as i32], "")
+    s.create_user(&Actor::SYSTEM, "mia", "", vec![Role::Manager as i32], "")
         .await
         .unwrap();
-    let mia_token = s.issue_token("mia", 0, "ci").await.unwrap().token;
+    let mia_token = s
+        .issue_token(&Actor::SYSTEM, "mia", 0, "ci")
+        .await
+        .unwrap()
+        .token;
     let mia = gloss_client::Client::connect(std::slice::from_ref(&addr))
         .await
         .unwrap()
@@ -259,7 +270,9 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
     // Two projects, each with a task and a queued job (no worker takes it).
     let mut jobs = Vec::new();
     for project in ["p1", "p2"] {
-        s.create_project(project, "", String::new()).await.unwrap();
+        s.create_project(&Actor::SYSTEM, project, "", String::new())
+            .await
+            .unwrap();
         gloss_tests::import(
             &node.client,
             gloss_tests::jsonl(project, "d"),
@@ -275,18 +288,21 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
             ..Default::default()
         };
         task.set_interface(Interface::Choice);
-        s.create_task(task).await.unwrap();
+        s.create_task(&Actor::SYSTEM, task).await.unwrap();
         let job = s
-            .submit_job(SubmitJobRequest {
-                spec: Some(JobSpec {
-                    kind: JobKind::Train as i32,
-                    project: project.into(),
-                    task: "t".into(),
+            .submit_job(
+                &Actor::SYSTEM,
+                SubmitJobRequest {
+                    spec: Some(JobSpec {
+                        kind: JobKind::Train as i32,
+                        project: project.into(),
+                        task: "t".into(),
+                        ..Default::default()
+                    }),
+                    constraints: [("zone".to_string(), "none".to_string())].into(),
                     ..Default::default()
-                }),
-                constraints: [("zone".to_string(), "none".to_string())].into(),
-                ..Default::default()
-            })
+                },
+            )
             .await
             .unwrap();
         jobs.push(job.id);
@@ -295,6 +311,7 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
     for role in [Role::Manager, Role::Reviewer, Role::Annotator] {
         let name = format!("{}-in-p1", gloss_coordinator::users::role_name(role));
         s.create_user_with(
+            &Actor::SYSTEM,
             &name,
             "",
             vec![],
@@ -306,7 +323,13 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
         )
         .await
         .unwrap();
-        tokens.push((role, s.issue_token(&name, 0, "matrix").await.unwrap().token));
+        tokens.push((
+            role,
+            s.issue_token(&Actor::SYSTEM, &name, 0, "matrix")
+                .await
+                .unwrap()
+                .token,
+        ));
     }
     let mut checked = 0;
     for (method, roles, scope) in ROUTES {
@@ -354,6 +377,7 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
     // Admin is cluster-wide only.
     let err = s
         .create_user_with(
+            &Actor::SYSTEM,
             "boss",
             "",
             vec![],

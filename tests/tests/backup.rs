@@ -3,6 +3,7 @@
 //! the same; restoring over existing projects or from a damaged file is refused.
 
 use futures::StreamExt;
+use gloss_coordinator::access::Actor;
 use gloss_proto::v1::*;
 use gloss_tests::{export, seed_choice_gold, start_node};
 
@@ -40,9 +41,15 @@ async fn a_new_cluster_restored_from_a_backup_has_the_same_state() {
     let a = start_node().await;
     seed_choice_gold(&a.client, 30).await;
     let sa = a.coordinator.service().clone();
-    sa.create_user("carol", "", vec![Role::Annotator as i32], "carol-password")
-        .await
-        .unwrap();
+    sa.create_user(
+        &Actor::SYSTEM,
+        "carol",
+        "",
+        vec![Role::Annotator as i32],
+        "carol-password",
+    )
+    .await
+    .unwrap();
     let bytes = backup_bytes(&a.client).await;
     assert!(bytes.starts_with(b"GLOSSBACKUP1\n"));
 
@@ -117,13 +124,16 @@ async fn a_new_cluster_restored_from_a_backup_has_the_same_state() {
     );
     // New writes after a restore get fresh ids (the counters came back too).
     let next = sb
-        .next_examples(NextRequest {
-            project: "films".into(),
-            task: "polarity".into(),
-            annotator: "someone".into(),
-            count: 1,
-            ..Default::default()
-        })
+        .next_examples(
+            &Actor::SYSTEM,
+            NextRequest {
+                project: "films".into(),
+                task: "polarity".into(),
+                annotator: "someone".into(),
+                count: 1,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(

@@ -4,6 +4,7 @@
 //! fit together never share a GPU. The tests play the worker protocol through the service
 //! layer where they need to control time, and run the real `gloss worker` loop otherwise.
 
+use gloss_coordinator::access::Actor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
     let dir = tempfile::tempdir().unwrap();
     let node = node_with_gold(dir.path(), 60).await;
     let service = node.coordinator.service().clone();
-    let args = gloss::worker::WorkerArgs {
+    let args = gloss_worker::worker::WorkerArgs {
         coordinator: vec![node.coordinator.addrs().raft.to_string()],
         join_token_file: None,
         name: Some("w".into()),
@@ -85,14 +86,14 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move {
         let mut rx = stopped;
-        gloss::worker::run(args, TOKEN.into(), async move {
+        gloss_worker::worker::run(args, TOKEN.into(), async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await
     });
     let mut req = train_request(r#"{"epochs": 4, "patience": 4, "seed": 7}"#, 3);
     req.constraints.insert("zone".into(), "a".into());
-    let job = service.submit_job(req).await.unwrap();
+    let job = service.submit_job(&Actor::SYSTEM, req).await.unwrap();
     let done = wait_for(&service, &job.id, "training", |j| {
         j.state() == JobState::Succeeded
     })
@@ -137,7 +138,10 @@ async fn a_replaced_workers_late_reports_are_refused_by_the_epoch() {
     let node = node_with_gold(dir.path(), 4).await;
     let s: Arc<Service> = node.coordinator.service().clone();
     let a = s.register_worker(TOKEN, worker("a", vec![])).await.unwrap();
-    let job = s.submit_job(train_request("", 3)).await.unwrap();
+    let job = s
+        .submit_job(&Actor::SYSTEM, train_request("", 3))
+        .await
+        .unwrap();
     let placed = wait_for(&s, &job.id, "placement", |j| j.state() == JobState::Placed).await;
     assert_eq!(
         (placed.worker_id.as_str(), placed.epoch),
@@ -237,7 +241,10 @@ async fn failures_retry_with_backoff_then_dead_letter_and_cancel_stops_work() {
     let node = node_with_gold(dir.path(), 4).await;
     let s: Arc<Service> = node.coordinator.service().clone();
     let w = s.register_worker(TOKEN, worker("w", vec![])).await.unwrap();
-    let job = s.submit_job(train_request("", 2)).await.unwrap();
+    let job = s
+        .submit_job(&Actor::SYSTEM, train_request("", 2))
+        .await
+        .unwrap();
     let fail = |epoch| JobFinishReport {
         job_id: job.id.clone(),
         epoch,
@@ -272,9 +279,15 @@ async fn failures_retry_with_backoff_then_dead_letter_and_cancel_stops_work() {
     assert_eq!(dead.history.len(), 2);
 
     // Cancel: a queued job ends at once; a running one is stopped through the heartbeat.
-    let queued = s.submit_job(train_request("", 1)).await.unwrap();
-    let running = s.submit_job(train_request("", 1)).await.unwrap();
-    let cancelled = s.cancel_job(&queued.id).await.unwrap();
+    let queued = s
+        .submit_job(&Actor::SYSTEM, train_request("", 1))
+        .await
+        .unwrap();
+    let running = s
+        .submit_job(&Actor::SYSTEM, train_request("", 1))
+        .await
+        .unwrap();
+    let cancelled = s.cancel_job(&Actor::SYSTEM, &queued.id).await.unwrap();
     assert_eq!(cancelled.state(), JobState::Cancelled);
     let placed = wait_for(&s, &running.id, "placement", |j| {
         j.state() == JobState::Placed
@@ -292,7 +305,7 @@ async fn failures_retry_with_backoff_then_dead_letter_and_cancel_stops_work() {
             .unwrap()
             .accepted
     );
-    s.cancel_job(&running.id).await.unwrap();
+    s.cancel_job(&Actor::SYSTEM, &running.id).await.unwrap();
     let beat = s
         .worker_heartbeat(
             &w.id,
@@ -317,7 +330,7 @@ async fn failures_retry_with_backoff_then_dead_letter_and_cancel_stops_work() {
         s.get_job(&running.id).await.unwrap().state(),
         JobState::Cancelled
     );
-    let err = s.cancel_job(&running.id).await.unwrap_err();
+    let err = s.cancel_job(&Actor::SYSTEM, &running.id).await.unwrap_err();
     assert!(
         err.to_string().contains("already ended (cancelled)"),
         "{err}"
@@ -346,7 +359,7 @@ async fn two_gpu_jobs_that_do_not_fit_together_never_share_the_gpu() {
             gpu_memory_bytes: 60 << 30,
             ..Default::default()
         });
-        ids.push(s.submit_job(req).await.unwrap().id);
+        ids.push(s.submit_job(&Actor::SYSTEM, req).await.unwrap().id);
     }
     let first = wait_for(&s, &ids[0], "first GPU job", |j| {
         j.state() == JobState::Placed
@@ -393,9 +406,12 @@ async fn two_gpu_jobs_that_do_not_fit_together_never_share_the_gpu() {
         gpu_memory_bytes: 1 << 30,
         ..Default::default()
     });
-    let err = s.submit_job(bad).await.unwrap_err();
+    let err = s.submit_job(&Actor::SYSTEM, bad).await.unwrap_err();
     assert!(err.to_string().contains("resources.gpu_count"), "{err}");
-    let err = s.submit_job(train_request("[1]", 1)).await.unwrap_err();
+    let err = s
+        .submit_job(&Actor::SYSTEM, train_request("[1]", 1))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("spec.config_json"), "{err}");
 }
 
@@ -420,7 +436,7 @@ async fn run_job(s: &Service, kind: JobKind, model: &str, config: &str) -> Job {
         max_attempts: 1,
         ..Default::default()
     };
-    let job = s.submit_job(req).await.unwrap();
+    let job = s.submit_job(&Actor::SYSTEM, req).await.unwrap();
     let done = wait_for(s, &job.id, "job", |j| {
         matches!(j.state(), JobState::Succeeded | JobState::Failed)
     })
@@ -445,7 +461,7 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
     let dir = tempfile::tempdir().unwrap();
     let node = node_with_gold(dir.path(), 160).await;
     let s: Arc<Service> = node.coordinator.service().clone();
-    let args = gloss::worker::WorkerArgs {
+    let args = gloss_worker::worker::WorkerArgs {
         coordinator: vec![node.coordinator.addrs().raft.to_string()],
         join_token_file: None,
         name: Some("w".into()),
@@ -460,12 +476,12 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move {
         let mut rx = stopped;
-        gloss::worker::run(args, TOKEN.into(), async move {
+        gloss_worker::worker::run(args, TOKEN.into(), async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await
     });
-    let digest = gloss::model_store::dir_digest(&models.join("minilm")).unwrap();
+    let digest = gloss_worker::model_store::dir_digest(&models.join("minilm")).unwrap();
     let teacher = "similarity:minilm";
     let with_digest = format!(
         r#"{{"sha256": "{digest}", "descriptions": ["a positive, enthusiastic review", "a negative, disappointed review"]}}"#
@@ -483,7 +499,7 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
         max_attempts: 1,
         ..Default::default()
     };
-    let bad = s.submit_job(req).await.unwrap();
+    let bad = s.submit_job(&Actor::SYSTEM, req).await.unwrap();
     let bad = wait_for(&s, &bad.id, "digest check", |j| {
         j.state() == JobState::Failed
     })
@@ -516,7 +532,10 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
         model.dataset_version,
         "films/reviews imports=1 examples=160; gold=160"
     );
-    let err = s.promote_model(name, 0, false, "").await.unwrap_err();
+    let err = s
+        .promote_model(&Actor::SYSTEM, name, 0, false, "")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not been evaluated"), "{err}");
     run_job(&s, JobKind::Evaluate, name, "").await;
     let model = s.get_model(name, 0).await.unwrap();
@@ -525,7 +544,10 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
         student_score > teacher_score,
         "the student ({student_score}) should beat the teacher ({teacher_score}) on this data"
     );
-    let promoted = s.promote_model(name, 0, false, "").await.unwrap();
+    let promoted = s
+        .promote_model(&Actor::SYSTEM, name, 0, false, "")
+        .await
+        .unwrap();
     assert!(promoted.promoted);
     assert!(
         promoted
@@ -544,7 +566,7 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
     let (_, chunks) = s.model_chunks(name, 0).await.unwrap();
     let bytes: Vec<u8> = chunks.into_iter().flat_map(|c| c.data).collect();
     let out = dir.path().join("exported");
-    gloss::model_store::unpack(&bytes, &out).unwrap();
+    gloss_worker::model_store::unpack(&bytes, &out).unwrap();
     let student = gloss_ml::TinyStudent::load(&out, &gloss_ml::Device::Cpu).unwrap();
     let scores = student
         .predict(&["a wonderful moving film, review number 9999"], 1)

@@ -2,6 +2,7 @@
 //! and lease expiries, jobs by state, GPU memory held on each worker's GPUs, Raft) match what
 //! happened on the cluster.
 
+use gloss_coordinator::access::Actor;
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
@@ -59,7 +60,7 @@ async fn metrics_show_queues_expired_leases_jobs_and_gpu_memory() {
         ..Default::default()
     };
     fresh.set_interface(Interface::Choice);
-    service.create_task(fresh).await.unwrap();
+    service.create_task(&Actor::SYSTEM, fresh).await.unwrap();
     let next = |who: &str| NextRequest {
         project: "films".into(),
         task: "fresh".into(),
@@ -69,7 +70,7 @@ async fn metrics_show_queues_expired_leases_jobs_and_gpu_memory() {
     };
     assert_eq!(
         service
-            .next_examples(next("idle"))
+            .next_examples(&Actor::SYSTEM, next("idle"))
             .await
             .unwrap()
             .examples
@@ -78,7 +79,10 @@ async fn metrics_show_queues_expired_leases_jobs_and_gpu_memory() {
     );
     tokio::time::sleep(Duration::from_millis(1_300)).await;
     // The next annotator's request returns the idle one's three examples to the queue.
-    service.next_examples(next("busy")).await.unwrap();
+    service
+        .next_examples(&Actor::SYSTEM, next("busy"))
+        .await
+        .unwrap();
 
     // A GPU job placed on an 80 GiB GPU, and a job no worker can take.
     let gpu = Gpu {
@@ -115,18 +119,24 @@ async fn metrics_show_queues_expired_leases_jobs_and_gpu_memory() {
         ..Default::default()
     };
     let gpu_job = service
-        .submit_job(job(
-            Resources {
-                gpu_count: 1,
-                gpu_memory_bytes: 60 << 30,
-                ..Default::default()
-            },
-            &[],
-        ))
+        .submit_job(
+            &Actor::SYSTEM,
+            job(
+                Resources {
+                    gpu_count: 1,
+                    gpu_memory_bytes: 60 << 30,
+                    ..Default::default()
+                },
+                &[],
+            ),
+        )
         .await
         .unwrap();
     service
-        .submit_job(job(Resources::default(), &[("zone", "nowhere")]))
+        .submit_job(
+            &Actor::SYSTEM,
+            job(Resources::default(), &[("zone", "nowhere")]),
+        )
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,6 +1,7 @@
 //! The web app's HTTP side on a running coordinator: sign-in, roles and task pools on every
 //! route, the annotate/undo/review flow through the JSON API, and the embedded assets.
 
+use gloss_coordinator::access::Actor;
 use std::net::SocketAddr;
 
 use gloss_proto::v1::*;
@@ -106,7 +107,7 @@ async fn web() -> Web {
         ("grouped", Role::Annotator),
     ] {
         service
-            .create_user(name, "", vec![role as i32], "password-1")
+            .create_user(&Actor::SYSTEM, name, "", vec![role as i32], "password-1")
             .await
             .unwrap();
     }
@@ -121,16 +122,19 @@ async fn web() -> Web {
             roles: vec![role as i32],
         };
         service
-            .create_user_with(name, "", vec![], vec![grant], "password-1")
+            .create_user_with(&Actor::SYSTEM, name, "", vec![], vec![grant], "password-1")
             .await
             .unwrap();
     }
     service
-        .set_group(Group {
-            project: "news".into(),
-            name: "night".into(),
-            members: vec!["grouped".into()],
-        })
+        .set_group(
+            &Actor::SYSTEM,
+            Group {
+                project: "news".into(),
+                name: "night".into(),
+                members: vec!["grouped".into()],
+            },
+        )
         .await
         .unwrap();
     let mut sections = Task {
@@ -143,9 +147,134 @@ async fn web() -> Web {
         ..Task::default()
     };
     sections.set_interface(Interface::Choice);
-    service.create_task(sections).await.unwrap();
+    service.create_task(&Actor::SYSTEM, sections).await.unwrap();
     let addr = node.coordinator.addrs().http;
     Web { node, addr }
+}
+
+/// `outsider` holds the annotator role but is not in the task's pool. Example 1 was handed out
+/// and still has room (overlap 2), so only the pool stands between them and a late answer: the
+/// state machine refuses it whichever way it comes, gRPC or the web app, and records nothing.
+#[tokio::test]
+async fn the_pool_holds_for_every_feed_command_over_grpc_and_the_web() {
+    let w = web().await;
+    let ann = w.sign_in("ann").await;
+    let (status, v) = w
+        .call(
+            "POST",
+            "/api/tasks/news/sections/next",
+            &ann,
+            Some(json!({"count": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let outsider = w.sign_in("outsider").await;
+    let grpc = w.node.client.clone().with_token(&outsider).unwrap();
+    let answer = Answer {
+        answer_id: "late-1".into(),
+        project: "news".into(),
+        task: "sections".into(),
+        seq: 1,
+        annotator: "outsider".into(),
+        decision: Decision::Accept as i32,
+        choices: vec!["A".into()],
+        ..Answer::default()
+    };
+    let refused = |status: tonic::Status| {
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("outsider is not in the annotator pool of task news/sections"),
+            "{status:?}"
+        );
+    };
+    let mut feed = grpc.feed();
+    refused(
+        feed.submit_answer(SubmitRequest {
+            answer: Some(answer.clone()),
+        })
+        .await
+        .unwrap_err(),
+    );
+    refused(
+        feed.revise_answer(SubmitRequest {
+            answer: Some(answer.clone()),
+        })
+        .await
+        .unwrap_err(),
+    );
+    refused(
+        feed.undo_answer(UndoRequest {
+            project: "news".into(),
+            task: "sections".into(),
+            annotator: "outsider".into(),
+            seq: 1,
+        })
+        .await
+        .unwrap_err(),
+    );
+    refused(
+        feed.heartbeat(HeartbeatRequest {
+            project: "news".into(),
+            task: "sections".into(),
+            annotator: "outsider".into(),
+        })
+        .await
+        .unwrap_err(),
+    );
+    refused(
+        feed.next_examples(NextRequest {
+            project: "news".into(),
+            task: "sections".into(),
+            annotator: "outsider".into(),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err(),
+    );
+    let base = "/api/tasks/news/sections";
+    let late = json!({"answer": {"answer_id": "late-2", "seq": 1, "decision": "DECISION_ACCEPT", "choices": ["A"]}});
+    for (path, body) in [
+        (format!("{base}/answers"), Some(late.clone())),
+        (
+            format!("{base}/answers"),
+            Some(json!({"answer": late["answer"], "revise": true})),
+        ),
+        (format!("{base}/undo"), Some(json!({"seq": 1}))),
+        (format!("{base}/heartbeat"), None),
+        (format!("{base}/next"), Some(json!({"count": 1}))),
+    ] {
+        let (status, v) = w.call("POST", &path, &outsider, body).await;
+        assert_eq!(status, 403, "{path}: {v}");
+        assert_eq!(v["code"], "permission_denied", "{path}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("outsider is not in the annotator pool"),
+            "{path}: {v}"
+        );
+    }
+    let progress = w
+        .node
+        .coordinator
+        .service()
+        .task_progress("news", "sections")
+        .await
+        .unwrap();
+    assert_eq!(progress.answers, 0, "{progress:?}");
+    // The pool's own member still answers the example as before.
+    let (status, v) = w
+        .call(
+            "POST",
+            &format!("{base}/answers"),
+            &ann,
+            Some(json!({"answer": {"answer_id": "a-1", "seq": 1, "decision": "DECISION_ACCEPT", "choices": ["A"]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
 }
 
 #[tokio::test]
@@ -203,12 +332,15 @@ async fn sign_in_needs_the_right_password_and_a_live_token() {
     w.node
         .coordinator
         .service()
-        .update_user(UpdateUserRequest {
-            name: "ann".into(),
-            set_disabled: true,
-            disabled: true,
-            ..Default::default()
-        })
+        .update_user(
+            &Actor::SYSTEM,
+            UpdateUserRequest {
+                name: "ann".into(),
+                set_disabled: true,
+                disabled: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(w.call("GET", "/api/me", &live, None).await.0, 401);

@@ -1,26 +1,143 @@
-//! Who may call what on the public gRPC port. Every method has an entry in [`ROUTES`] (a test
-//! checks them against the descriptor set, so a new method cannot be forgotten); a method that
-//! is not listed is refused. [`Auth`] authenticates the bearer token of every request,
-//! checks the caller's role for the method and hands the [`Caller`] to the handler (the feed
-//! uses it: an annotator acts only as themselves).
+//! Authorization, once for every transport: who may call what, and who a change is made for.
+//!
+//! - [`ROUTES`]: every public gRPC method with the roles that may call it and where its project
+//!   is (a test checks them against the descriptor set, so a new method cannot be forgotten); a
+//!   method that is not listed is refused. [`Auth`] authenticates the bearer token of every
+//!   request, checks the route and hands the [`Caller`] to the handler.
+//! - [`TaskAction`]: what a caller does with a task (annotate, review, manage) and the roles it
+//!   takes; the feed and review routes and the web app's task routes use the same sets, and
+//!   [`task_access`] answers "may this caller do this with this task" for both.
+//! - [`act_as`]: annotators act only as themselves. The task's annotator pool is the state
+//!   machine's to check (`gloss_state::feed::admit_annotator`), so it holds whichever way a
+//!   request arrives.
+//! - [`Actor`]: who a change is made for, passed explicitly into `Service::propose` and stamped
+//!   into the command (the audit log records it).
 
 use std::sync::Arc;
 
-use gloss_proto::v1::Role;
+use gloss_proto::v1::{Role, Task};
 use tonic::body::BoxBody;
 
 use crate::users::Caller;
 use crate::{Service, ServiceError};
 
-tokio::task_local! {
-    /// The signed-in user a request runs for; the service stamps it into the commands it
-    /// proposes (the audit log records it).
-    pub static ACTOR: String;
+/// Who a change is made for: a signed-in user, or the cluster itself (workers on the internal
+/// port, lease expiry, job placement, the first start), whose own reads are not audited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    /// The cluster's own work.
+    pub const SYSTEM: Actor = Actor(String::new());
+
+    /// A signed-in user.
+    pub fn user(name: impl Into<String>) -> Actor {
+        Actor(name.into())
+    }
+
+    /// The user's name; empty for the cluster's own work.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the cluster's own work.
+    pub fn is_system(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// The user the current request runs for; empty outside a signed request.
-pub fn current_actor() -> String {
-    ACTOR.try_with(|a| a.clone()).unwrap_or_default()
+impl From<&Caller> for Actor {
+    fn from(c: &Caller) -> Actor {
+        Actor::user(c.user.name.clone())
+    }
+}
+
+/// The actor of a request the [`Auth`] layer signed in; the cluster for requests without a
+/// caller (the internal port).
+pub fn actor_of<T>(req: &tonic::Request<T>) -> Actor {
+    req.extensions()
+        .get::<Caller>()
+        .map_or(Actor::SYSTEM, Actor::from)
+}
+
+/// What a caller does with a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskAction {
+    /// Take examples, answer, revise, undo (the feed).
+    Annotate,
+    /// See the review queue, progress and agreement; resolve disagreements.
+    Review,
+    /// Create, close and export tasks; suggestions; groups.
+    Manage,
+}
+
+impl TaskAction {
+    /// The roles that may do it (admins always may).
+    pub const fn roles(self) -> &'static [Role] {
+        match self {
+            TaskAction::Annotate => &[AN],
+            TaskAction::Review => READERS,
+            TaskAction::Manage => LEADS,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            TaskAction::Annotate => "annotating",
+            TaskAction::Review => "reviewing",
+            TaskAction::Manage => "managing a task",
+        }
+    }
+}
+
+/// Fails unless `caller` may do `action` in `project`; for [`TaskAction::Annotate`], only as
+/// `annotator` themselves (an admin may act for anyone).
+pub fn require_task(
+    caller: &Caller,
+    action: TaskAction,
+    project: &str,
+    annotator: Option<&str>,
+) -> Result<(), ServiceError> {
+    caller.require_in(project, action.roles(), action.describe())?;
+    match annotator {
+        Some(name) => act_as(Some(caller), name),
+        None => Ok(()),
+    }
+}
+
+/// What `caller` may do with `task`, the pool included (for listing tasks and what the app
+/// offers; every action is checked again when it is taken).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskAccess {
+    pub annotate: bool,
+    pub review: bool,
+    pub manage: bool,
+}
+
+impl TaskAccess {
+    /// Whether the caller may do anything with the task.
+    pub fn any(self) -> bool {
+        self.annotate || self.review || self.manage
+    }
+}
+
+/// [`TaskAccess`] of `caller` to `task`.
+pub fn task_access(
+    service: &Service,
+    caller: &Caller,
+    task: &Task,
+) -> Result<TaskAccess, ServiceError> {
+    let may = |action: TaskAction| {
+        action
+            .roles()
+            .iter()
+            .any(|r| caller.has_in(&task.project, *r))
+    };
+    Ok(TaskAccess {
+        annotate: may(TaskAction::Annotate) && service.pool_admits(task, &caller.user.name)?,
+        review: may(TaskAction::Review),
+        manage: may(TaskAction::Manage),
+    })
 }
 
 /// Methods anyone may call without a token (health, reflection, signing in).
@@ -36,6 +153,9 @@ use Role::{Admin as AD, Annotator as AN, Manager as MG, Reviewer as RV};
 const ANY: &[Role] = &[AD, MG, RV, AN];
 const LEADS: &[Role] = &[MG];
 const READERS: &[Role] = &[MG, RV];
+const ANNOTATE: &[Role] = TaskAction::Annotate.roles();
+const REVIEW: &[Role] = TaskAction::Review.roles();
+const MANAGE: &[Role] = TaskAction::Manage.roles();
 
 /// Where a method's project is, for users whose role is held in single projects
 /// (`User.project_roles`). A cluster-wide role always suffices.
@@ -83,19 +203,27 @@ pub const ROUTES: &[(&str, &[Role], Scope)] = &[
     ("TaskService/CreateTask", LEADS, Project("task.project")),
     ("TaskService/ListTasks", ANY, Project("project")),
     ("TaskService/GetTask", ANY, Project("project")),
-    ("TaskService/CloseTask", LEADS, Project("project")),
-    ("TaskService/GetProgress", READERS, Project("project")),
-    ("TaskService/GetAgreement", READERS, Project("project")),
-    ("TaskService/SetSuggestions", LEADS, Project("project")),
-    ("TaskService/ExportAnswers", LEADS, Project("project")),
+    ("TaskService/CloseTask", MANAGE, Project("project")),
+    ("TaskService/GetProgress", REVIEW, Project("project")),
+    ("TaskService/GetAgreement", REVIEW, Project("project")),
+    ("TaskService/SetSuggestions", MANAGE, Project("project")),
+    ("TaskService/ExportAnswers", MANAGE, Project("project")),
     ("TaskService/SetGroup", LEADS, Project("group.project")),
-    ("FeedService/NextExamples", &[AN], Project("project")),
-    ("FeedService/Heartbeat", &[AN], Project("project")),
-    ("FeedService/SubmitAnswer", &[AN], Project("answer.project")),
-    ("FeedService/ReviseAnswer", &[AN], Project("answer.project")),
-    ("FeedService/UndoAnswer", &[AN], Project("project")),
-    ("ReviewService/ListReviewQueue", READERS, Project("project")),
-    ("ReviewService/ResolveReview", READERS, Project("project")),
+    ("FeedService/NextExamples", ANNOTATE, Project("project")),
+    ("FeedService/Heartbeat", ANNOTATE, Project("project")),
+    (
+        "FeedService/SubmitAnswer",
+        ANNOTATE,
+        Project("answer.project"),
+    ),
+    (
+        "FeedService/ReviseAnswer",
+        ANNOTATE,
+        Project("answer.project"),
+    ),
+    ("FeedService/UndoAnswer", ANNOTATE, Project("project")),
+    ("ReviewService/ListReviewQueue", REVIEW, Project("project")),
+    ("ReviewService/ResolveReview", REVIEW, Project("project")),
     ("UserService/CreateUser", &[AD], Cluster),
     ("UserService/ListUsers", &[AD], Cluster),
     ("UserService/UpdateUser", &[AD], Cluster),
@@ -354,9 +482,8 @@ impl crate::around::Wrap for Auth {
             };
             match decision {
                 Ok(Decision::Allowed(c)) => {
-                    let actor = c.user.name.clone();
                     req.extensions_mut().insert(c);
-                    ACTOR.scope(actor, inner.call(req)).await
+                    inner.call(req).await
                 }
                 Ok(_) => inner.call(req).await,
                 Err(e) => {

@@ -4,19 +4,21 @@
 
 use gloss_proto::v1::{command, AuditEvent, RecordAudit};
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::Service;
 
 impl Service {
-    /// Records `action` on `target` for the signed-in caller. Requests without one (workers on
-    /// the internal port reading their training data) are the cluster's own and not recorded.
+    /// Records `action` on `target` for `actor`. The cluster's own reads (workers on the internal
+    /// port reading their training data) are not recorded.
     pub async fn audit(
         &self,
+        actor: &Actor,
         action: &str,
         target: &str,
         detail: &str,
     ) -> Result<(), ServiceError> {
-        if crate::access::current_actor().is_empty() {
+        if actor.is_system() {
             return Ok(());
         }
         let body = command::Body::RecordAudit(RecordAudit {
@@ -24,7 +26,7 @@ impl Service {
             target: target.into(),
             detail: detail.into(),
         });
-        self.propose(body, String::new()).await.map(|_| ())
+        self.propose(actor, body, String::new()).await.map(|_| ())
     }
 
     /// Audit entries after `after`, oldest first.

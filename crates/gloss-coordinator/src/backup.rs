@@ -19,6 +19,7 @@ use gloss_proto::v1::{command, ColumnFamilyDigest, RestoreRow, RestoreRows, Rest
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::{now_ms, Service};
 
@@ -51,9 +52,10 @@ impl Service {
     /// Streams a consistent backup; memory stays at a chunk or two whatever the state's size.
     pub async fn backup(
         &self,
+        actor: &Actor,
     ) -> Result<mpsc::Receiver<Result<Bytes, ServiceError>>, ServiceError> {
         self.read_barrier().await?;
-        self.audit("create_backup", "cluster", "").await?;
+        self.audit(actor, "create_backup", "cluster", "").await?;
         let db = self.state.db();
         let applied = self
             .raft
@@ -115,7 +117,11 @@ impl Service {
     }
 
     /// Restores a backup file's bytes into this (empty) cluster.
-    pub async fn restore<S>(&self, mut input: S) -> Result<RestoreSummary, ServiceError>
+    pub async fn restore<S>(
+        &self,
+        actor: &Actor,
+        mut input: S,
+    ) -> Result<RestoreSummary, ServiceError>
     where
         S: Stream<Item = Result<Bytes, ServiceError>> + Unpin,
     {
@@ -179,7 +185,8 @@ impl Service {
                 rows.push(row);
                 records += 1;
                 if batch_bytes >= BATCH_BYTES {
-                    self.restore_batch(std::mem::take(&mut rows), first).await?;
+                    self.restore_batch(actor, std::mem::take(&mut rows), first)
+                        .await?;
                     first = false;
                     batch_bytes = 0;
                 }
@@ -201,7 +208,7 @@ impl Service {
             )));
         }
         if first || !rows.is_empty() {
-            self.restore_batch(rows, first).await?;
+            self.restore_batch(actor, rows, first).await?;
         }
         self.read_barrier().await?;
         let db = self.state.db();
@@ -225,6 +232,7 @@ impl Service {
             "backup restored"
         );
         self.audit(
+            actor,
             "restore_backup",
             "cluster",
             &format!(
@@ -242,11 +250,12 @@ impl Service {
 
     async fn restore_batch(
         &self,
+        actor: &Actor,
         rows: Vec<RestoreRow>,
         clear_first: bool,
     ) -> Result<(), ServiceError> {
         let body = command::Body::RestoreRows(RestoreRows { clear_first, rows });
-        self.propose(body, String::new()).await.map(|_| ())
+        self.propose(actor, body, String::new()).await.map(|_| ())
     }
 }
 

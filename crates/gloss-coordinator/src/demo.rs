@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary, Interface, Task};
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::Service;
 
@@ -42,8 +43,14 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
     if !service.list_projects().await?.is_empty() {
         return Ok(None);
     }
+    let system = &Actor::SYSTEM;
     service
-        .create_project(PROJECT, "Built-in demo project", "demo-project".into())
+        .create_project(
+            system,
+            PROJECT,
+            "Built-in demo project",
+            "demo-project".into(),
+        )
         .await?;
     let header = ImportHeader {
         project: PROJECT.into(),
@@ -54,14 +61,14 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
         ..ImportHeader::default()
     };
     let data = futures::stream::iter([Ok(Bytes::from_static(HEADLINES.as_bytes()))]);
-    let summary = service.import(header, data).await?;
+    let summary = service.import(system, header, data).await?;
     for task in demo_tasks() {
-        service.create_task(task).await?;
+        service.create_task(system, task).await?;
     }
     for (name, role) in USERS {
         let role = crate::users::parse_role(role)?;
         match service
-            .create_user(name, "", vec![role as i32], PASSWORD)
+            .create_user(system, name, "", vec![role as i32], PASSWORD)
             .await
         {
             Ok(_) | Err(ServiceError::AlreadyExists(_)) => {}

@@ -1,6 +1,8 @@
-//! The coordinator's error enum and its one mapping to `tonic::Status`.
+//! The coordinator's error enum, its one [`ErrorCode`] ([`ServiceError::code`]) and from that
+//! the one mapping to `tonic::Status` (the web API maps the same code to HTTP).
 
 use gloss_proto::v1::{CommandError, ImportSummary};
+use gloss_proto::ErrorCode;
 use gloss_raft::openraft::error::{
     CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
 };
@@ -41,16 +43,45 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl ServiceError {
+    /// The error's code, from which every transport derives its status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ServiceError::InvalidArgument(_) | ServiceError::ImportRejected { .. } => {
+                ErrorCode::InvalidArgument
+            }
+            ServiceError::NotFound(_) => ErrorCode::NotFound,
+            ServiceError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            ServiceError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            ServiceError::PermissionDenied(_) => ErrorCode::PermissionDenied,
+            ServiceError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ServiceError::NotLeader { .. } => ErrorCode::NotLeader,
+            ServiceError::Unavailable(_) => ErrorCode::Unavailable,
+            ServiceError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The error a code stands for, with `message`.
+    pub fn with_code(code: ErrorCode, message: String) -> ServiceError {
+        match code {
+            ErrorCode::InvalidArgument => ServiceError::InvalidArgument(message),
+            ErrorCode::NotFound => ServiceError::NotFound(message),
+            ErrorCode::AlreadyExists => ServiceError::AlreadyExists(message),
+            ErrorCode::FailedPrecondition => ServiceError::FailedPrecondition(message),
+            ErrorCode::PermissionDenied => ServiceError::PermissionDenied(message),
+            ErrorCode::Unauthenticated => ServiceError::Unauthenticated(message),
+            ErrorCode::NotLeader => ServiceError::NotLeader { leader: None },
+            ErrorCode::Unavailable => ServiceError::Unavailable(message),
+            ErrorCode::Internal => ServiceError::Internal(message),
+        }
+    }
+}
+
 impl From<CommandError> for ServiceError {
     fn from(e: CommandError) -> Self {
-        use gloss_state::code;
-        match e.code.as_str() {
-            code::NOT_FOUND => ServiceError::NotFound(e.message),
-            code::ALREADY_EXISTS => ServiceError::AlreadyExists(e.message),
-            code::FAILED_PRECONDITION => ServiceError::FailedPrecondition(e.message),
-            code::INVALID_ARGUMENT => ServiceError::InvalidArgument(e.message),
-            code::PERMISSION_DENIED => ServiceError::PermissionDenied(e.message),
-            other => ServiceError::Internal(format!("unknown rejection {other}: {}", e.message)),
+        match ErrorCode::parse(&e.code) {
+            Some(code) => ServiceError::with_code(code, e.message),
+            None => ServiceError::Internal(format!("unknown rejection {}: {}", e.code, e.message)),
         }
     }
 }
@@ -95,33 +126,26 @@ impl From<RaftError<NodeId, CheckIsLeaderError<NodeId, NodeInfo>>> for ServiceEr
 
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {
-        use tonic::Code;
-        let message = e.to_string();
+        let mut status = e.code().status(e.to_string());
         match e {
-            ServiceError::InvalidArgument(_) => tonic::Status::new(Code::InvalidArgument, message),
-            ServiceError::NotFound(_) => tonic::Status::new(Code::NotFound, message),
-            ServiceError::AlreadyExists(_) => tonic::Status::new(Code::AlreadyExists, message),
-            ServiceError::FailedPrecondition(_) => {
-                tonic::Status::new(Code::FailedPrecondition, message)
-            }
-            ServiceError::PermissionDenied(_) => {
-                tonic::Status::new(Code::PermissionDenied, message)
-            }
-            ServiceError::Unauthenticated(_) => tonic::Status::new(Code::Unauthenticated, message),
-            ServiceError::NotLeader { leader } => {
-                let mut status = tonic::Status::new(Code::Unavailable, message);
-                if let Some(value) = leader.and_then(|l| l.parse().ok()) {
+            ServiceError::NotLeader {
+                leader: Some(leader),
+            } => {
+                if let Ok(value) = leader.parse() {
                     status.metadata_mut().insert(LEADER_METADATA, value);
                 }
-                status
             }
-            ServiceError::Unavailable(_) => tonic::Status::new(Code::Unavailable, message),
-            ServiceError::ImportRejected { summary, .. } => tonic::Status::with_details(
-                Code::InvalidArgument,
-                message,
-                summary.encode_to_vec().into(),
-            ),
-            ServiceError::Internal(_) => tonic::Status::new(Code::Internal, message),
+            ServiceError::ImportRejected { summary, .. } => {
+                let mut with = tonic::Status::with_details_and_metadata(
+                    status.code(),
+                    status.message().to_string(),
+                    summary.encode_to_vec().into(),
+                    status.metadata().clone(),
+                );
+                std::mem::swap(&mut status, &mut with);
+            }
+            _ => {}
         }
+        status
     }
 }

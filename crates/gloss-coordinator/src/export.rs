@@ -4,6 +4,7 @@ use gloss_proto::v1::{DatasetKind, Example, ExportChunk, ExportFormat, ExportSel
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::Service;
 
@@ -88,12 +89,13 @@ impl Service {
     /// Streams every visible example of `project/dataset` as JSON Lines chunks.
     pub async fn export(
         &self,
+        actor: &Actor,
         project: &str,
         dataset: &str,
     ) -> Result<mpsc::Receiver<Result<ExportChunk, ServiceError>>, ServiceError> {
         self.read_barrier().await?;
         if gloss_state::read::dataset(&self.state.db(), project, dataset)?.is_some() {
-            self.audit("export_dataset", &format!("{project}/{dataset}"), "")
+            self.audit(actor, "export_dataset", &format!("{project}/{dataset}"), "")
                 .await?;
         }
         let db = self.state.db();
@@ -113,7 +115,13 @@ impl Service {
                 ExportSelection::Answers
             };
             return self
-                .export_answers(&project, &found.task, selection, ExportFormat::Prodigy)
+                .export_answers(
+                    actor,
+                    &project,
+                    &found.task,
+                    selection,
+                    ExportFormat::Prodigy,
+                )
                 .await;
         }
         Ok(send_lines(move |sink| {

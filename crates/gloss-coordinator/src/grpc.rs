@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use gloss_raft::membership::MembershipChange;
 
+use crate::access::actor_of;
 use crate::error::ServiceError;
 use crate::service::Service;
 
@@ -50,6 +51,7 @@ impl cluster_service_server::ClusterService for Api {
     }
 
     async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Reply<ClusterStatus> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         if r.node_id == 0 || r.raft_address.is_empty() {
             return Err(Status::invalid_argument(
@@ -63,14 +65,15 @@ impl cluster_service_server::ClusterService for Api {
                 api_addr: r.api_address,
             },
         };
-        ok(self.service.change_membership(change).await)
+        ok(self.service.change_membership(&actor, change).await)
     }
 
     async fn promote_member(&self, req: Request<PromoteMemberRequest>) -> Reply<ClusterStatus> {
+        let actor = actor_of(&req);
         let node_id = req.into_inner().node_id;
         ok(self
             .service
-            .change_membership(MembershipChange::Promote { node_id })
+            .change_membership(&actor, MembershipChange::Promote { node_id })
             .await)
     }
 
@@ -78,9 +81,10 @@ impl cluster_service_server::ClusterService for Api {
 
     async fn create_backup(
         &self,
-        _: Request<CreateBackupRequest>,
+        req: Request<CreateBackupRequest>,
     ) -> Reply<Self::CreateBackupStream> {
-        let rx = self.service.backup().await?;
+        let actor = actor_of(&req);
+        let rx = self.service.backup(&actor).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| {
             item.map(|data| BackupChunk {
                 data: data.to_vec(),
@@ -94,11 +98,12 @@ impl cluster_service_server::ClusterService for Api {
         &self,
         req: Request<tonic::Streaming<BackupChunk>>,
     ) -> Reply<RestoreSummary> {
+        let actor = actor_of(&req);
         let stream = req.into_inner().map(|c| {
             c.map(|c| bytes::Bytes::from(c.data))
                 .map_err(|s| ServiceError::InvalidArgument(format!("upload: {}", s.message())))
         });
-        ok(self.service.restore(Box::pin(stream)).await)
+        ok(self.service.restore(&actor, Box::pin(stream)).await)
     }
 
     async fn get_state_digest(&self, _: Request<GetStateDigestRequest>) -> Reply<StateDigest> {
@@ -106,10 +111,11 @@ impl cluster_service_server::ClusterService for Api {
     }
 
     async fn remove_member(&self, req: Request<RemoveMemberRequest>) -> Reply<ClusterStatus> {
+        let actor = actor_of(&req);
         let node_id = req.into_inner().node_id;
         ok(self
             .service
-            .change_membership(MembershipChange::Remove { node_id })
+            .change_membership(&actor, MembershipChange::Remove { node_id })
             .await)
     }
 }
@@ -117,10 +123,11 @@ impl cluster_service_server::ClusterService for Api {
 #[tonic::async_trait]
 impl project_service_server::ProjectService for Api {
     async fn create_project(&self, req: Request<CreateProjectRequest>) -> Reply<Project> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .create_project(&r.name, &r.description, r.idempotency_key)
+            .create_project(&actor, &r.name, &r.description, r.idempotency_key)
             .await)
     }
 
@@ -154,10 +161,11 @@ impl project_service_server::ProjectService for Api {
         &self,
         req: Request<DeleteProjectRequest>,
     ) -> Reply<DeleteProjectResponse> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .delete_project(&r.name, r.force)
+            .delete_project(&actor, &r.name, r.force)
             .await
             .map(|_| DeleteProjectResponse {}))
     }
@@ -168,6 +176,7 @@ pub(crate) type ExportStream = Pin<Box<dyn Stream<Item = Result<ExportChunk, Sta
 #[tonic::async_trait]
 impl dataset_service_server::DatasetService for Api {
     async fn create_dataset(&self, req: Request<CreateDatasetRequest>) -> Reply<Dataset> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         let create = gloss_proto::v1::CreateDataset {
             project: r.project,
@@ -175,7 +184,7 @@ impl dataset_service_server::DatasetService for Api {
             kind: r.kind,
             description: r.description,
         };
-        ok(self.service.create_dataset(create).await)
+        ok(self.service.create_dataset(&actor, create).await)
     }
 
     async fn list_datasets(
@@ -199,10 +208,11 @@ impl dataset_service_server::DatasetService for Api {
         &self,
         req: Request<DeleteDatasetRequest>,
     ) -> Reply<DeleteDatasetResponse> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .delete_dataset(&r.project, &r.name)
+            .delete_dataset(&actor, &r.project, &r.name)
             .await
             .map(|_| DeleteDatasetResponse {}))
     }
@@ -211,6 +221,7 @@ impl dataset_service_server::DatasetService for Api {
         &self,
         req: Request<Streaming<ImportRequest>>,
     ) -> Reply<ImportSummary> {
+        let actor = actor_of(&req);
         let mut stream = req.into_inner();
         let header = match stream.next().await {
             Some(Ok(ImportRequest {
@@ -237,15 +248,10 @@ impl dataset_service_server::DatasetService for Api {
         // Run the import in its own task: if the client goes away and tonic drops this handler,
         // the import still sees the broken stream and aborts instead of staying open.
         let service = self.service.clone();
-        // The import runs on its own task: it keeps the signed-in actor for the audit log, and
-        // the request's span.
-        let actor = crate::access::current_actor();
-        let import = tokio::spawn(tracing::Instrument::in_current_span(
-            crate::access::ACTOR.scope(
-                actor,
-                async move { service.import(header, data.boxed()).await },
-            ),
-        ));
+        // It keeps the request's span.
+        let import = tokio::spawn(tracing::Instrument::in_current_span(async move {
+            service.import(&actor, header, data.boxed()).await
+        }));
         match import.await {
             Ok(result) => ok(result),
             Err(e) => Err(Status::internal(format!("import task failed: {e}"))),
@@ -255,9 +261,10 @@ impl dataset_service_server::DatasetService for Api {
     type ExportExamplesStream = ExportStream;
 
     async fn export_examples(&self, req: Request<ExportRequest>) -> Reply<ExportStream> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         Ok(stream_chunks(
-            self.service.export(&r.project, &r.dataset).await?,
+            self.service.export(&actor, &r.project, &r.dataset).await?,
         ))
     }
 

@@ -6,6 +6,7 @@ use futures::{Stream, StreamExt as _};
 use gloss_proto::v1::*;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::access::actor_of;
 use crate::grpc::{ok, Api};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -13,7 +14,8 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl job_service_server::JobService for Api {
     async fn submit_job(&self, req: Request<SubmitJobRequest>) -> Reply<Job> {
-        ok(self.service.submit_job(req.into_inner()).await)
+        let actor = actor_of(&req);
+        ok(self.service.submit_job(&actor, req.into_inner()).await)
     }
 
     async fn list_jobs(&self, req: Request<ListJobsRequest>) -> Reply<ListJobsResponse> {
@@ -35,7 +37,8 @@ impl job_service_server::JobService for Api {
     }
 
     async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Reply<Job> {
-        ok(self.service.cancel_job(&req.into_inner().id).await)
+        let actor = actor_of(&req);
+        ok(self.service.cancel_job(&actor, &req.into_inner().id).await)
     }
 
     async fn job_logs(&self, req: Request<JobLogsRequest>) -> Reply<JobLogsResponse> {
@@ -140,19 +143,26 @@ impl model_service_server::ModelService for Api {
     }
 
     async fn promote_model(&self, req: Request<PromoteModelRequest>) -> Reply<Model> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .promote_model(&r.name, r.version, r.force, &r.by)
+            .promote_model(&actor, &r.name, r.version, r.force, &r.by)
             .await)
     }
 
     type ExportModelStream = ArtifactStream;
 
     async fn export_model(&self, req: Request<GetModelRequest>) -> Reply<ArtifactStream> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         self.service
-            .audit("export_model", &format!("{}@{}", r.name, r.version), "")
+            .audit(
+                &actor,
+                "export_model",
+                &format!("{}@{}", r.name, r.version),
+                "",
+            )
             .await?;
         artifact_stream(self, r).await
     }

@@ -3,6 +3,7 @@
 use gloss_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::access::actor_of;
 use crate::grpc::{ok, stream_chunks, Api, ExportStream};
 use crate::users::Caller;
 
@@ -24,8 +25,9 @@ fn require<T>(v: Option<T>, field: &str) -> Result<T, Status> {
 #[tonic::async_trait]
 impl task_service_server::TaskService for Api {
     async fn create_task(&self, req: Request<CreateTaskRequest>) -> Reply<Task> {
+        let actor = actor_of(&req);
         let task = require(req.into_inner().task, "task")?;
-        ok(self.service.create_task(task).await)
+        ok(self.service.create_task(&actor, task).await)
     }
 
     async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Reply<ListTasksResponse> {
@@ -47,8 +49,9 @@ impl task_service_server::TaskService for Api {
     }
 
     async fn close_task(&self, req: Request<CloseTaskRequest>) -> Reply<Task> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
-        ok(self.service.close_task(&r.project, &r.task).await)
+        ok(self.service.close_task(&actor, &r.project, &r.task).await)
     }
 
     async fn get_progress(&self, req: Request<GetProgressRequest>) -> Reply<TaskProgress> {
@@ -65,10 +68,11 @@ impl task_service_server::TaskService for Api {
         &self,
         req: Request<SetSuggestionsRequest>,
     ) -> Reply<SetSuggestionsResponse> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .set_suggestions(&r.project, &r.task, r.suggestions)
+            .set_suggestions(&actor, &r.project, &r.task, r.suggestions)
             .await
             .map(|stored| SetSuggestionsResponse { stored }))
     }
@@ -76,6 +80,7 @@ impl task_service_server::TaskService for Api {
     type ExportAnswersStream = ExportStream;
 
     async fn export_answers(&self, req: Request<ExportAnswersRequest>) -> Reply<ExportStream> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         let selection = match r.selection() {
             ExportSelection::Unspecified => ExportSelection::Answers,
@@ -83,33 +88,36 @@ impl task_service_server::TaskService for Api {
         };
         let rx = self
             .service
-            .export_answers(&r.project, &r.task, selection, r.format())
+            .export_answers(&actor, &r.project, &r.task, selection, r.format())
             .await?;
         Ok(stream_chunks(rx))
     }
 
     async fn set_group(&self, req: Request<SetGroupRequest>) -> Reply<Group> {
+        let actor = actor_of(&req);
         let group = require(req.into_inner().group, "group")?;
-        ok(self.service.set_group(group).await)
+        ok(self.service.set_group(&actor, group).await)
     }
 }
 
 #[tonic::async_trait]
 impl feed_service_server::FeedService for Api {
     async fn next_examples(&self, req: Request<NextRequest>) -> Reply<NextResponse> {
+        let actor = actor_of(&req);
         let caller = caller(&req);
         let r = req.into_inner();
         act_as(caller.as_ref(), &r.annotator)?;
-        ok(self.service.next_examples(r).await)
+        ok(self.service.next_examples(&actor, r).await)
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Reply<HeartbeatResponse> {
+        let actor = actor_of(&req);
         let caller = caller(&req);
         let r = req.into_inner();
         act_as(caller.as_ref(), &r.annotator)?;
         ok(self
             .service
-            .heartbeat(&r.project, &r.task, &r.annotator)
+            .heartbeat(&actor, &r.project, &r.task, &r.annotator)
             .await
             .map(|g| HeartbeatResponse {
                 lease_expires_at_ms: g.expires_at_ms,
@@ -118,12 +126,13 @@ impl feed_service_server::FeedService for Api {
     }
 
     async fn submit_answer(&self, req: Request<SubmitRequest>) -> Reply<SubmitResponse> {
+        let actor = actor_of(&req);
         let caller = caller(&req);
         let answer = require(req.into_inner().answer, "answer")?;
         act_as(caller.as_ref(), &answer.annotator)?;
         ok(self
             .service
-            .submit_answer(answer, false)
+            .submit_answer(&actor, answer, false)
             .await
             .map(|(answer, duplicate)| SubmitResponse {
                 answer: Some(answer),
@@ -132,12 +141,13 @@ impl feed_service_server::FeedService for Api {
     }
 
     async fn revise_answer(&self, req: Request<SubmitRequest>) -> Reply<SubmitResponse> {
+        let actor = actor_of(&req);
         let caller = caller(&req);
         let answer = require(req.into_inner().answer, "answer")?;
         act_as(caller.as_ref(), &answer.annotator)?;
         ok(self
             .service
-            .submit_answer(answer, true)
+            .submit_answer(&actor, answer, true)
             .await
             .map(|(answer, duplicate)| SubmitResponse {
                 answer: Some(answer),
@@ -146,12 +156,13 @@ impl feed_service_server::FeedService for Api {
     }
 
     async fn undo_answer(&self, req: Request<UndoRequest>) -> Reply<UndoResponse> {
+        let actor = actor_of(&req);
         let caller = caller(&req);
         let r = req.into_inner();
         act_as(caller.as_ref(), &r.annotator)?;
         ok(self
             .service
-            .undo_answer(&r.project, &r.task, &r.annotator, r.seq)
+            .undo_answer(&actor, &r.project, &r.task, &r.annotator, r.seq)
             .await
             .map(|example| UndoResponse {
                 example: Some(example),
@@ -174,12 +185,13 @@ impl review_service_server::ReviewService for Api {
     }
 
     async fn resolve_review(&self, req: Request<ResolveReviewRequest>) -> Reply<GoldRecord> {
+        let actor = actor_of(&req);
         let caller = caller(&req);
         let mut r = req.into_inner();
         // The reviewer on record is whoever signed the request.
         if let Some(c) = caller {
             r.reviewer = c.user.name;
         }
-        ok(self.service.resolve_review(r).await)
+        ok(self.service.resolve_review(&actor, r).await)
     }
 }

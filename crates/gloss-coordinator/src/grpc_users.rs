@@ -3,6 +3,7 @@
 use gloss_proto::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::access::actor_of;
 use crate::grpc::{ok, Api};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -10,10 +11,12 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl user_service_server::UserService for Api {
     async fn create_user(&self, req: Request<CreateUserRequest>) -> Reply<User> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
             .create_user_with(
+                &actor,
                 &r.name,
                 &r.display_name,
                 r.roles,
@@ -32,14 +35,16 @@ impl user_service_server::UserService for Api {
     }
 
     async fn update_user(&self, req: Request<UpdateUserRequest>) -> Reply<User> {
-        ok(self.service.update_user(req.into_inner()).await)
+        let actor = actor_of(&req);
+        ok(self.service.update_user(&actor, req.into_inner()).await)
     }
 
     async fn issue_token(&self, req: Request<IssueTokenRequest>) -> Reply<IssuedToken> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .issue_token(&r.user, r.ttl_seconds, &r.description)
+            .issue_token(&actor, &r.user, r.ttl_seconds, &r.description)
             .await)
     }
 
@@ -53,10 +58,11 @@ impl user_service_server::UserService for Api {
     }
 
     async fn revoke_token(&self, req: Request<RevokeTokenRequest>) -> Reply<RevokeTokenResponse> {
+        let actor = actor_of(&req);
         let r = req.into_inner();
         ok(self
             .service
-            .revoke_token(&r.token_id)
+            .revoke_token(&actor, &r.token_id)
             .await
             .map(|()| RevokeTokenResponse {}))
     }

@@ -14,6 +14,7 @@ use gloss_proto::v1::{
 };
 use tokio::sync::mpsc;
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::{unexpected, Service};
 
@@ -135,6 +136,7 @@ impl Service {
     /// (durable on a quorum) or aborted.
     pub async fn import<S>(
         &self,
+        actor: &Actor,
         header: ImportHeader,
         data: S,
     ) -> Result<ImportSummary, ServiceError>
@@ -154,10 +156,12 @@ impl Service {
             owner_node: self.settings.node_id,
             owner_boot: self.boot(),
         });
-        let import = import_of(self.propose(begin, String::new()).await?)?;
+        let import = import_of(self.propose(actor, begin, String::new()).await?)?;
         let import_id = import.import_id;
         tracing::info!(import_id, project = %header.project, dataset = %header.dataset, source = %header.source_name, "import started");
-        let outcome = self.run_import(&header, import_id, format, data).await;
+        let outcome = self
+            .run_import(actor, &header, import_id, format, data)
+            .await;
         match outcome {
             Ok(summary) if summary.committed => {
                 self.metrics.imports(&summary, "committed");
@@ -171,7 +175,8 @@ impl Service {
                 Ok(summary)
             }
             Ok(summary) => {
-                self.abort_import(import_id, "invalid records").await?;
+                self.abort_import(actor, import_id, "invalid records")
+                    .await?;
                 self.metrics.imports(&summary, "rejected");
                 let listed: Vec<String> = summary
                     .errors
@@ -191,7 +196,7 @@ impl Service {
                 })
             }
             Err(e) => {
-                if let Err(abort) = self.abort_import(import_id, &e.to_string()).await {
+                if let Err(abort) = self.abort_import(actor, import_id, &e.to_string()).await {
                     tracing::warn!(import_id, error = %abort, "could not abort failed import; it is aborted when this node restarts");
                 }
                 self.metrics.imports(&ImportSummary::default(), "failed");
@@ -201,16 +206,22 @@ impl Service {
         }
     }
 
-    async fn abort_import(&self, import_id: u64, reason: &str) -> Result<(), ServiceError> {
+    async fn abort_import(
+        &self,
+        actor: &Actor,
+        import_id: u64,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
         let body = command::Body::AbortImport(gloss_proto::v1::AbortImport {
             import_id,
             reason: reason.chars().take(500).collect(),
         });
-        self.propose(body, String::new()).await.map(|_| ())
+        self.propose(actor, body, String::new()).await.map(|_| ())
     }
 
     async fn run_import<S>(
         &self,
+        actor: &Actor,
         header: &ImportHeader,
         import_id: u64,
         format: Format,
@@ -257,7 +268,7 @@ impl Service {
                         import_id,
                         examples,
                     });
-                    import_of(self.propose(body, String::new()).await?)?;
+                    import_of(self.propose(actor, body, String::new()).await?)?;
                 }
                 Event::Invalid(e) => {
                     summary.invalid += 1;
@@ -294,7 +305,7 @@ impl Service {
             invalid: summary.invalid,
             bytes_read: summary.bytes_read,
         });
-        let done = import_of(self.propose(commit, String::new()).await?)?;
+        let done = import_of(self.propose(actor, commit, String::new()).await?)?;
         summary.imported = done.imported;
         summary.duplicates = done.duplicates;
         summary.committed = true;

@@ -14,6 +14,7 @@ use gloss_proto::v1::{
 use gloss_state::jobs as read;
 use sha2::{Digest, Sha256};
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::{now_ms, unexpected, Service};
 
@@ -34,7 +35,11 @@ fn invalid(msg: impl Into<String>) -> ServiceError {
 
 impl Service {
     /// Queues a job after checking every field, naming the one at fault.
-    pub async fn submit_job(&self, req: SubmitJobRequest) -> Result<Job, ServiceError> {
+    pub async fn submit_job(
+        &self,
+        actor: &Actor,
+        req: SubmitJobRequest,
+    ) -> Result<Job, ServiceError> {
         let spec = req.spec.ok_or_else(|| invalid("spec: is required"))?;
         if spec.kind() == JobKind::Unspecified {
             return Err(invalid("spec.kind: choose predict, train or evaluate"));
@@ -81,7 +86,7 @@ impl Service {
             ..Job::default()
         };
         let body = command::Body::SubmitJob(SubmitJob { job: Some(job) });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Job(j) => {
                 tracing::info!(job_id = %j.id, "job queued");
                 Ok(j)
@@ -109,9 +114,9 @@ impl Service {
     }
 
     /// Cancels a job (a running one stops when its worker next hears about it).
-    pub async fn cancel_job(&self, id: &str) -> Result<Job, ServiceError> {
+    pub async fn cancel_job(&self, actor: &Actor, id: &str) -> Result<Job, ServiceError> {
         let body = command::Body::CancelJob(CancelJob { job_id: id.into() });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Job(j) => Ok(j),
             other => Err(unexpected(other)),
         }
@@ -158,7 +163,7 @@ impl Service {
         }
         w.gpus.sort_by_key(|g| g.index);
         let body = command::Body::RegisterWorker(RegisterWorker { worker: Some(w) });
-        match self.propose(body, String::new()).await? {
+        match self.propose(&Actor::SYSTEM, body, String::new()).await? {
             command_result::Result::Worker(w) => {
                 tracing::info!(worker_id = %w.id, name = %w.name, gpus = w.gpus.len(), "worker registered");
                 Ok(w)
@@ -178,7 +183,10 @@ impl Service {
             running,
             lease_ms: JOB_LEASE_MS,
         });
-        match self.propose_with(body, String::new(), true).await? {
+        match self
+            .propose_with(&Actor::SYSTEM, body, String::new(), true)
+            .await?
+        {
             command_result::Result::Beat(b) => Ok(b),
             other => Err(unexpected(other)),
         }
@@ -195,7 +203,7 @@ impl Service {
             finish,
             lease_ms: JOB_LEASE_MS,
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(&Actor::SYSTEM, body, String::new()).await? {
             command_result::Result::Report(r) => Ok(r),
             other => Err(unexpected(other)),
         }
@@ -206,8 +214,9 @@ impl Service {
         let body = command::Body::ExpireJobs(ExpireJobs {
             worker_timeout_ms: WORKER_TIMEOUT_MS,
         });
-        if let command_result::Result::Count(n) =
-            self.propose_with(body, String::new(), true).await?
+        if let command_result::Result::Count(n) = self
+            .propose_with(&Actor::SYSTEM, body, String::new(), true)
+            .await?
         {
             if n > 0 {
                 tracing::info!(
@@ -246,7 +255,7 @@ impl Service {
             placements,
             lease_ms: JOB_LEASE_MS,
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(&Actor::SYSTEM, body, String::new()).await? {
             command_result::Result::Count(n) => Ok(n),
             other => Err(unexpected(other)),
         }

@@ -22,7 +22,6 @@ pub mod import;
 pub mod jobs;
 pub mod metrics;
 pub mod models;
-pub mod sandbox;
 pub mod service;
 mod task_export;
 pub mod tasks;
@@ -34,6 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access::Actor;
 use gloss_core::config::Config;
 use gloss_proto::v1::{
     audit_service_server::AuditServiceServer, cluster_service_server::ClusterServiceServer,
@@ -43,6 +43,7 @@ use gloss_proto::v1::{
     review_service_server::ReviewServiceServer, task_service_server::TaskServiceServer,
     user_service_server::UserServiceServer, worker_service_server::WorkerServiceServer,
 };
+#[cfg(feature = "testsuite")]
 pub use gloss_raft::faults::{Faults, Link};
 use gloss_raft::{NodeInfo, Raft, RaftSettings};
 use tokio::net::TcpListener;
@@ -146,6 +147,7 @@ pub type HttpRoutes = fn(Arc<Service>) -> axum::Router;
 #[derive(Default)]
 pub struct StartOptions {
     /// Network faults injected on outgoing internal traffic (cluster sandbox tests).
+    #[cfg(feature = "testsuite")]
     pub faults: Option<Faults>,
     /// Extra HTTP routes, merged with `/healthz`, `/readyz` and `/metrics`.
     pub http_routes: Option<HttpRoutes>,
@@ -156,11 +158,12 @@ impl Coordinator {
     /// formed from `initial_members` (or as a single-node group); restarts reuse what is on
     /// disk. Returns without waiting for a leader: see [`Coordinator::wait_for_leader`].
     pub async fn start(config: &Config) -> Result<Coordinator, CoordinatorError> {
-        Self::start_with_faults(config, None).await
+        Self::start_with(config, StartOptions::default()).await
     }
 
     /// [`Coordinator::start`] with injected network faults on its outgoing internal traffic
     /// (cluster sandbox tests).
+    #[cfg(feature = "testsuite")]
     pub async fn start_with_faults(
         config: &Config,
         faults: Option<Faults>,
@@ -175,15 +178,17 @@ impl Coordinator {
         .await
     }
 
-    /// [`Coordinator::start`] with options: injected faults, routes mounted on the HTTP port.
+    /// [`Coordinator::start`] with options: routes mounted on the HTTP port, injected faults
+    /// (feature `testsuite`).
     pub async fn start_with(
         config: &Config,
         options: StartOptions,
     ) -> Result<Coordinator, CoordinatorError> {
-        let StartOptions {
-            faults,
-            http_routes,
-        } = options;
+        #[cfg(feature = "testsuite")]
+        let faults = options.faults;
+        #[cfg(not(feature = "testsuite"))]
+        let faults: Option<gloss_raft::faults::Faults> = None;
+        let http_routes = options.http_routes;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| {
             CoordinatorError::RaftInit(format!(
                 "cannot create data dir {}: {source}",
@@ -451,7 +456,7 @@ impl Coordinator {
                         node_id,
                         api_addr: api_addr.clone(),
                     };
-                    match service.change_membership(change).await {
+                    match service.change_membership(&Actor::SYSTEM, change).await {
                         Ok(_) => {
                             tracing::info!(%api_addr, "public address recorded in the membership")
                         }

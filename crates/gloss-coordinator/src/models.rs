@@ -10,6 +10,7 @@ use gloss_proto::v1::{
 use gloss_state::models as read;
 use sha2::{Digest, Sha256};
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::{unexpected, Service};
 
@@ -63,7 +64,7 @@ impl Service {
             )));
         }
         let body = command::Body::BeginModel(BeginModel { model: Some(first) });
-        let model = match self.propose(body, String::new()).await? {
+        let model = match self.propose(&Actor::SYSTEM, body, String::new()).await? {
             command_result::Result::Model(m) => m,
             other => return Err(unexpected(other)),
         };
@@ -74,13 +75,14 @@ impl Service {
                 index: c.index,
                 data: c.data,
             });
-            self.propose_with(body, String::new(), true).await?;
+            self.propose_with(&Actor::SYSTEM, body, String::new(), true)
+                .await?;
         }
         let body = command::Body::CommitModel(CommitModel {
             name: model.name.clone(),
             version: model.version,
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(&Actor::SYSTEM, body, String::new()).await? {
             command_result::Result::Model(m) => {
                 tracing::info!(model = %m.name, version = m.version, bytes, "model stored");
                 Ok(m)
@@ -140,7 +142,7 @@ impl Service {
         let body = command::Body::RecordEvaluation(RecordEvaluation {
             evaluation: Some(e),
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(&Actor::SYSTEM, body, String::new()).await? {
             command_result::Result::Evaluation(e) => Ok(e),
             other => Err(unexpected(other)),
         }
@@ -160,6 +162,7 @@ impl Service {
     /// overrides the rule and is recorded with `by`.
     pub async fn promote_model(
         &self,
+        actor: &Actor,
         name: &str,
         version: u32,
         force: bool,
@@ -186,7 +189,7 @@ impl Service {
             version: model.version,
             note,
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Model(m) => Ok(m),
             other => Err(unexpected(other)),
         }

@@ -18,6 +18,7 @@ use gloss_raft::{NodeInfo, Raft, Request, StateHandle};
 use prost::Message;
 use tracing::Instrument as _;
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 
@@ -228,17 +229,20 @@ impl Service {
     /// Replicates a command and returns its result, or the state machine's rejection as an error.
     pub async fn propose(
         &self,
+        actor: &Actor,
         body: command::Body,
         idempotency_key: String,
     ) -> Result<command_result::Result, ServiceError> {
         let retry_safe = !idempotency_key.is_empty();
-        self.propose_with(body, idempotency_key, retry_safe).await
+        self.propose_with(actor, body, idempotency_key, retry_safe)
+            .await
     }
 
     /// [`Service::propose`] for commands whose repetition is harmless even without a key
     /// (`retry_safe`): they may be resent after a leader change.
     pub(crate) async fn propose_with(
         &self,
+        actor: &Actor,
         body: command::Body,
         idempotency_key: String,
         retry_safe: bool,
@@ -248,7 +252,7 @@ impl Service {
             at_ms: now_ms(),
             idempotency_key,
             body: Some(body),
-            actor: crate::access::current_actor(),
+            actor: actor.name().to_string(),
         };
         let encoded = cmd.encode_to_vec();
         // A span only inside a traced request: background proposals (the scheduler's, lease
@@ -304,6 +308,7 @@ impl Service {
     /// Creates a project.
     pub async fn create_project(
         &self,
+        actor: &Actor,
         name: &str,
         description: &str,
         key: String,
@@ -313,19 +318,24 @@ impl Service {
             name: name.into(),
             description: description.into(),
         });
-        match self.propose(body, key).await? {
+        match self.propose(actor, body, key).await? {
             command_result::Result::Project(p) => Ok(p),
             other => Err(unexpected(other)),
         }
     }
 
     /// Deletes a project (and, with `force`, its datasets).
-    pub async fn delete_project(&self, name: &str, force: bool) -> Result<(), ServiceError> {
+    pub async fn delete_project(
+        &self,
+        actor: &Actor,
+        name: &str,
+        force: bool,
+    ) -> Result<(), ServiceError> {
         let body = command::Body::DeleteProject(gloss_proto::v1::DeleteProject {
             name: name.into(),
             force,
         });
-        self.propose(body, String::new()).await.map(|_| ())
+        self.propose(actor, body, String::new()).await.map(|_| ())
     }
 
     /// All projects.
@@ -344,11 +354,12 @@ impl Service {
     /// Creates a dataset.
     pub async fn create_dataset(
         &self,
+        actor: &Actor,
         req: gloss_proto::v1::CreateDataset,
     ) -> Result<Dataset, ServiceError> {
         gloss_state::check_name("dataset", &req.name).map_err(ServiceError::InvalidArgument)?;
         match self
-            .propose(command::Body::CreateDataset(req), String::new())
+            .propose(actor, command::Body::CreateDataset(req), String::new())
             .await?
         {
             command_result::Result::Dataset(d) => Ok(d),
@@ -357,12 +368,17 @@ impl Service {
     }
 
     /// Deletes a dataset.
-    pub async fn delete_dataset(&self, project: &str, name: &str) -> Result<(), ServiceError> {
+    pub async fn delete_dataset(
+        &self,
+        actor: &Actor,
+        project: &str,
+        name: &str,
+    ) -> Result<(), ServiceError> {
         let body = command::Body::DeleteDataset(gloss_proto::v1::DeleteDataset {
             project: project.into(),
             name: name.into(),
         });
-        self.propose(body, String::new()).await.map(|_| ())
+        self.propose(actor, body, String::new()).await.map(|_| ())
     }
 
     /// A project's datasets.
@@ -398,7 +414,7 @@ impl Service {
                 import_id: import.import_id,
                 reason: "the coordinator streaming it restarted".into(),
             });
-            self.propose(body, String::new()).await?;
+            self.propose(&Actor::SYSTEM, body, String::new()).await?;
             tracing::info!(import_id = import.import_id, dataset = %import.dataset, "aborted orphaned import");
         }
         Ok(mine.len())
@@ -408,6 +424,7 @@ impl Service {
     /// returns the status afterwards.
     pub async fn change_membership(
         &self,
+        actor: &Actor,
         change: MembershipChange,
     ) -> Result<ClusterStatus, ServiceError> {
         tracing::info!(?change, "membership change requested");
@@ -444,7 +461,8 @@ impl Service {
             MembershipChange::Remove { node_id } => ("remove_member", node_id),
             MembershipChange::SetApiAddress { node_id, .. } => ("set_api_address", node_id),
         };
-        self.audit(action, &format!("node {node}"), "").await?;
+        self.audit(actor, action, &format!("node {node}"), "")
+            .await?;
         self.cluster_status().await
     }
 

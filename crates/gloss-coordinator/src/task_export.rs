@@ -2,9 +2,11 @@
 //! Prodigy, CoNLL or flat (Hugging Face `datasets`) formats.
 
 use gloss_proto::v1::{Answer, ExportChunk, ExportFormat, ExportSelection, Interface};
-use gloss_state::tasks as read;
+use gloss_state::feed::answers;
+use gloss_state::review;
 use tokio::sync::mpsc;
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::export::{record_text, send_lines};
 use crate::service::Service;
@@ -13,6 +15,7 @@ impl Service {
     /// Streams a task's answers or gold records.
     pub async fn export_answers(
         &self,
+        actor: &Actor,
         project: &str,
         task: &str,
         selection: ExportSelection,
@@ -21,6 +24,7 @@ impl Service {
         let rec = self.task_record(project, task).await?;
         let t = rec.task.clone().unwrap_or_default();
         self.audit(
+            actor,
             "export_answers",
             &format!("{project}/{task}"),
             &format!("{selection:?} {format:?}"),
@@ -87,12 +91,12 @@ impl Service {
                 })
             };
             if gold {
-                read::for_each_gold(&db, &snapshot, rec.task_id, |g| {
+                review::for_each_gold(&db, &snapshot, rec.task_id, |g| {
                     let answer = g.answer.unwrap_or_default();
                     sink.line(&line(&answer)?)
                 })
             } else {
-                read::for_each_answered(&db, &snapshot, rec.task_id, |_, answers| {
+                answers::for_each_answered(&db, &snapshot, rec.task_id, |_, answers| {
                     for a in &answers {
                         sink.line(&line(a)?)?;
                     }

@@ -3,12 +3,14 @@
 
 use gloss_proto::v1::{
     command, command_result, AgreementReport, Answer, CloseTask, CreateTask, DisagreementPolicy,
-    GoldRecord, Group, Interface, LeaseExamples, LeaseGrant, LeasedExample, NextRequest,
-    NextResponse, Ordering, RenewLeases, ResolveReview, ResolveReviewRequest, ReviewItem, SetGroup,
+    GoldRecord, Group, Heartbeat, Interface, LeaseGrant, LeasedExample, NextExamples, NextRequest,
+    NextResponse, Ordering, ResolveReview, ResolveReviewRequest, ReviewItem, SetGroup,
     SetSuggestions, SubmitAnswer, Suggestion, Task, TaskProgress, TaskRecord, UndoAnswer,
 };
-use gloss_state::tasks as read;
+use gloss_state::feed::{self, answers};
+use gloss_state::{review, tasks};
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::export::record_text;
 use crate::service::{now_ms, unexpected, Service};
@@ -64,7 +66,8 @@ pub fn normalize_task(mut t: Task) -> Result<Task, ServiceError> {
     }
     for (i, p) in t.pool.iter().enumerate() {
         let name = p.strip_prefix("group:").unwrap_or(p);
-        gloss_state::task::check_annotator(name).map_err(|r| invalid(format!("pool[{i}]: {r}")))?;
+        gloss_state::tasks::check_annotator(name)
+            .map_err(|r| invalid(format!("pool[{i}]: {r}")))?;
     }
     if t.ordering() == Ordering::Unspecified {
         t.set_ordering(Ordering::Sequential);
@@ -119,16 +122,17 @@ impl Service {
     /// Writes through Raft a command that is safe to repeat (it carries its own idempotency).
     async fn propose_repeatable(
         &self,
+        actor: &Actor,
         body: command::Body,
     ) -> Result<command_result::Result, ServiceError> {
-        self.propose_with(body, String::new(), true).await
+        self.propose_with(actor, body, String::new(), true).await
     }
 
     /// Creates a task and its answers and gold datasets.
-    pub async fn create_task(&self, task: Task) -> Result<Task, ServiceError> {
+    pub async fn create_task(&self, actor: &Actor, task: Task) -> Result<Task, ServiceError> {
         let task = normalize_task(task)?;
         let body = command::Body::CreateTask(CreateTask { task: Some(task) });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Task(t) => Ok(t),
             other => Err(unexpected(other)),
         }
@@ -143,7 +147,7 @@ impl Service {
                 "project {project:?} not found"
             )));
         }
-        Ok(read::tasks(&db, project)?)
+        Ok(tasks::tasks(&db, project)?)
     }
 
     /// One task's stored record, from a linearizable read.
@@ -153,7 +157,7 @@ impl Service {
     }
 
     fn local_task(&self, project: &str, task: &str) -> Result<TaskRecord, ServiceError> {
-        read::task(&self.state.db(), project, task)?
+        tasks::task(&self.state.db(), project, task)?
             .ok_or_else(|| ServiceError::NotFound(format!("task {project}/{task} not found")))
     }
 
@@ -167,21 +171,29 @@ impl Service {
     }
 
     /// Closes a task.
-    pub async fn close_task(&self, project: &str, task: &str) -> Result<Task, ServiceError> {
+    pub async fn close_task(
+        &self,
+        actor: &Actor,
+        project: &str,
+        task: &str,
+    ) -> Result<Task, ServiceError> {
         let body = command::Body::CloseTask(CloseTask {
             project: project.into(),
             task: task.into(),
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Task(t) => Ok(t),
             other => Err(unexpected(other)),
         }
     }
 
     /// Defines an annotator group.
-    pub async fn set_group(&self, group: Group) -> Result<Group, ServiceError> {
+    pub async fn set_group(&self, actor: &Actor, group: Group) -> Result<Group, ServiceError> {
         match self
-            .propose_repeatable(command::Body::SetGroup(SetGroup { group: Some(group) }))
+            .propose_repeatable(
+                actor,
+                command::Body::SetGroup(SetGroup { group: Some(group) }),
+            )
             .await?
         {
             command_result::Result::Group(g) => Ok(g),
@@ -201,7 +213,7 @@ impl Service {
         let total = gloss_state::read::dataset(&db, project, &t.source_dataset)?
             .and_then(|d| d.dataset)
             .map_or(0, |d| d.example_count);
-        Ok(read::progress(&db, &rec, total, now_ms())?)
+        Ok(tasks::progress(&db, &rec, total, now_ms())?)
     }
 
     /// Agreement of a task's annotators, from one snapshot of its answers.
@@ -215,12 +227,17 @@ impl Service {
         tokio::task::spawn_blocking(move || {
             let snapshot = db.snapshot();
             let mut items = Vec::new();
-            read::for_each_answered::<ServiceError>(&db, &snapshot, rec.task_id, |_, answers| {
-                if answers.len() >= 2 {
-                    items.push(answers);
-                }
-                Ok(())
-            })?;
+            answers::for_each_answered::<ServiceError>(
+                &db,
+                &snapshot,
+                rec.task_id,
+                |_, answers| {
+                    if answers.len() >= 2 {
+                        items.push(answers);
+                    }
+                    Ok(())
+                },
+            )?;
             let task = rec.task.unwrap_or_default();
             Ok(gloss_annotate::agreement_report(&task, &items))
         })
@@ -231,6 +248,7 @@ impl Service {
     /// Attaches suggestions to a task's examples; spans are checked against the text.
     pub async fn set_suggestions(
         &self,
+        actor: &Actor,
         project: &str,
         task: &str,
         mut suggestions: Vec<Suggestion>,
@@ -256,7 +274,7 @@ impl Service {
             task: task.into(),
             suggestions,
         });
-        match self.propose_repeatable(body).await? {
+        match self.propose_repeatable(actor, body).await? {
             command_result::Result::Count(n) => Ok(n),
             other => Err(unexpected(other)),
         }
@@ -315,7 +333,7 @@ impl Service {
             } else {
                 String::new()
             },
-            suggestion: read::suggestion(&db, rec.task_id, seq)?,
+            suggestion: feed::suggestion(&db, rec.task_id, seq)?,
             text,
             record_json: row.record_json,
             previous: None,
@@ -332,7 +350,7 @@ impl Service {
         for seq in &grant.seqs {
             let mut ex = self.leased_example(rec, *seq).await?;
             // An undone answer comes back with the annotator's earlier version to start from.
-            ex.previous = read::answer(&self.state.db(), rec.task_id, *seq, annotator)?
+            ex.previous = answers::answer(&self.state.db(), rec.task_id, *seq, annotator)?
                 .filter(|r| r.withdrawn)
                 .and_then(|r| r.current);
             out.push(ex);
@@ -341,16 +359,20 @@ impl Service {
     }
 
     /// Leases examples to an annotator and returns them with their text and tokens.
-    pub async fn next_examples(&self, req: NextRequest) -> Result<NextResponse, ServiceError> {
+    pub async fn next_examples(
+        &self,
+        actor: &Actor,
+        req: NextRequest,
+    ) -> Result<NextResponse, ServiceError> {
         let rec = self.known_task(&req.project, &req.task).await?;
-        let body = command::Body::LeaseExamples(LeaseExamples {
+        let body = command::Body::NextExamples(NextExamples {
             project: req.project.clone(),
             task: req.task.clone(),
             annotator: req.annotator.clone(),
             session_id: req.session_id.clone(),
             count: if req.count == 0 { 3 } else { req.count },
         });
-        let grant = match self.propose_repeatable(body).await? {
+        let grant = match self.propose_repeatable(actor, body).await? {
             command_result::Result::Lease(g) => g,
             other => return Err(unexpected(other)),
         };
@@ -366,16 +388,17 @@ impl Service {
     /// Renews an annotator's leases; returns when they now expire and how many are held.
     pub async fn heartbeat(
         &self,
+        actor: &Actor,
         project: &str,
         task: &str,
         annotator: &str,
     ) -> Result<LeaseGrant, ServiceError> {
-        let body = command::Body::RenewLeases(RenewLeases {
+        let body = command::Body::Heartbeat(Heartbeat {
             project: project.into(),
             task: task.into(),
             annotator: annotator.into(),
         });
-        match self.propose_repeatable(body).await? {
+        match self.propose_repeatable(actor, body).await? {
             command_result::Result::Lease(g) => {
                 self.metrics.feed_lease_expiries(g.expired);
                 Ok(g)
@@ -388,6 +411,7 @@ impl Service {
     /// checked against the example's tokens and normalised before they are replicated.
     pub async fn submit_answer(
         &self,
+        actor: &Actor,
         mut answer: Answer,
         revise: bool,
     ) -> Result<(Answer, bool), ServiceError> {
@@ -405,7 +429,7 @@ impl Service {
             answer: Some(answer),
             revise,
         });
-        match self.propose_repeatable(body).await? {
+        match self.propose_repeatable(actor, body).await? {
             command_result::Result::Answer(a) => {
                 if !a.duplicate {
                     self.metrics.feed_answer();
@@ -419,6 +443,7 @@ impl Service {
     /// Withdraws an annotator's answer and returns the example, leased back to them.
     pub async fn undo_answer(
         &self,
+        actor: &Actor,
         project: &str,
         task: &str,
         annotator: &str,
@@ -431,7 +456,7 @@ impl Service {
             annotator: annotator.into(),
             seq,
         });
-        let withdrawn = match self.propose(body, String::new()).await? {
+        let withdrawn = match self.propose(actor, body, String::new()).await? {
             command_result::Result::Answer(a) => a.answer,
             other => return Err(unexpected(other)),
         };
@@ -454,7 +479,7 @@ impl Service {
             n => n.min(MAX_REVIEW_PAGE),
         };
         let t = rec.task.clone().unwrap_or_default();
-        let entries = read::review_queue(&self.state.db(), rec.task_id, after_seq, size)?;
+        let entries = review::review_queue(&self.state.db(), rec.task_id, after_seq, size)?;
         let mut items = Vec::with_capacity(entries.len());
         for (seq, entry, answers) in entries {
             let row = self.example_row(&t, seq).await?;
@@ -472,6 +497,7 @@ impl Service {
     /// Resolves a queued example into a gold record.
     pub async fn resolve_review(
         &self,
+        actor: &Actor,
         mut req: ResolveReviewRequest,
     ) -> Result<GoldRecord, ServiceError> {
         use gloss_proto::v1::resolve_review_request::Resolution;
@@ -485,7 +511,7 @@ impl Service {
             }
         }
         let body = command::Body::ResolveReview(ResolveReview { request: Some(req) });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Gold(g) => Ok(g),
             other => Err(unexpected(other)),
         }

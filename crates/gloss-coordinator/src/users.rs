@@ -14,6 +14,7 @@ use gloss_proto::v1::{
 use gloss_state::users as read;
 use sha2::{Digest, Sha256};
 
+use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::{now_ms, unexpected, Service};
 
@@ -252,18 +253,20 @@ impl Service {
     /// Creates a user; the password (optional) is stored hashed.
     pub async fn create_user(
         &self,
+        actor: &Actor,
         name: &str,
         display_name: &str,
         roles: Vec<i32>,
         password: &str,
     ) -> Result<User, ServiceError> {
-        self.create_user_with(name, display_name, roles, Vec::new(), password)
+        self.create_user_with(actor, name, display_name, roles, Vec::new(), password)
             .await
     }
 
     /// [`Service::create_user`] with roles in single projects as well.
     pub async fn create_user_with(
         &self,
+        actor: &Actor,
         name: &str,
         display_name: &str,
         roles: Vec<i32>,
@@ -287,11 +290,12 @@ impl Service {
             }),
             password_hash,
         };
-        self.put_user(record, true, false).await
+        self.put_user(actor, record, true, false).await
     }
 
     async fn put_user(
         &self,
+        actor: &Actor,
         record: UserRecord,
         create: bool,
         keep_password: bool,
@@ -301,7 +305,7 @@ impl Service {
             create,
             keep_password,
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::User(u) => Ok(u),
             other => Err(unexpected(other)),
         }
@@ -322,7 +326,11 @@ impl Service {
     }
 
     /// Changes what the request sets and keeps the rest.
-    pub async fn update_user(&self, req: UpdateUserRequest) -> Result<User, ServiceError> {
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        req: UpdateUserRequest,
+    ) -> Result<User, ServiceError> {
         self.read_barrier().await?;
         let mut rec = read::user(&self.state.db(), &req.name)?
             .ok_or_else(|| ServiceError::NotFound(format!("user {:?} not found", req.name)))?;
@@ -345,12 +353,13 @@ impl Service {
         if !keep {
             rec.password_hash = hash_password(req.password).await?;
         }
-        self.put_user(rec, false, keep).await
+        self.put_user(actor, rec, false, keep).await
     }
 
     /// Issues a token for `user`; the secret exists only in the reply.
     pub async fn issue_token(
         &self,
+        actor: &Actor,
         user: &str,
         ttl_seconds: u64,
         description: &str,
@@ -358,13 +367,14 @@ impl Service {
         let id = random_hex(8)?;
         let secret = random_hex(32)?;
         let token = format!("{TOKEN_PREFIX}{id}_{secret}");
-        self.store_token(user, &token, ttl_seconds, description)
+        self.store_token(actor, user, &token, ttl_seconds, description)
             .await
     }
 
     /// Stores the hash of `token` (either form [`split_token`] accepts) for `user`.
     async fn store_token(
         &self,
+        actor: &Actor,
         user: &str,
         token: &str,
         ttl_seconds: u64,
@@ -392,7 +402,7 @@ impl Service {
         let body = command::Body::PutToken(PutToken {
             record: Some(record),
         });
-        match self.propose(body, String::new()).await? {
+        match self.propose(actor, body, String::new()).await? {
             command_result::Result::Token(info) => Ok(IssuedToken {
                 token: token.to_string(),
                 token_id: info.token_id,
@@ -410,18 +420,18 @@ impl Service {
     }
 
     /// Revokes a token by id.
-    pub async fn revoke_token(&self, token_id: &str) -> Result<(), ServiceError> {
+    pub async fn revoke_token(&self, actor: &Actor, token_id: &str) -> Result<(), ServiceError> {
         let body = command::Body::RevokeToken(RevokeToken {
             token_id: token_id.to_string(),
         });
-        self.propose(body, String::new()).await.map(|_| ())
+        self.propose(actor, body, String::new()).await.map(|_| ())
     }
 
     /// Revokes the token presented (signing out).
-    pub async fn sign_out(&self, token: &str) -> Result<(), ServiceError> {
+    pub async fn sign_out(&self, actor: &Actor, token: &str) -> Result<(), ServiceError> {
         let (id, _) = split_token(token)
             .ok_or_else(|| ServiceError::Unauthenticated("not a token".into()))?;
-        self.revoke_token(&id).await
+        self.revoke_token(actor, &id).await
     }
 
     /// Exchanges a user name and password for a session token.
@@ -444,8 +454,13 @@ impl Service {
                 "user {name:?} is disabled"
             )));
         }
-        self.issue_token(name, SESSION_TTL_SECONDS, "password sign-in")
-            .await
+        self.issue_token(
+            &Actor::SYSTEM,
+            name,
+            SESSION_TTL_SECONDS,
+            "password sign-in",
+        )
+        .await
     }
 
     /// The user a bearer token belongs to, or why it is not accepted.
@@ -490,7 +505,13 @@ impl Service {
             return Ok(None);
         }
         match self
-            .create_user(name, "Administrator", vec![Role::Admin as i32], "")
+            .create_user(
+                &Actor::SYSTEM,
+                name,
+                "Administrator",
+                vec![Role::Admin as i32],
+                "",
+            )
             .await
         {
             Ok(_) => {}
@@ -501,11 +522,17 @@ impl Service {
         match self.settings.admin_token.clone() {
             // The installer chose the token (and already knows it): nothing to show.
             Some(t) => self
-                .store_token(name, t.expose(), 0, "first administrator (configured)")
+                .store_token(
+                    &Actor::SYSTEM,
+                    name,
+                    t.expose(),
+                    0,
+                    "first administrator (configured)",
+                )
                 .await
                 .map(|_| None),
             None => self
-                .issue_token(name, 0, "first administrator")
+                .issue_token(&Actor::SYSTEM, name, 0, "first administrator")
                 .await
                 .map(Some),
         }

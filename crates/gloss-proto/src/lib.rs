@@ -4,12 +4,14 @@
 //! This crate only holds generated code and tiny conveniences over it; it must never grow
 //! business logic (that lives in `gloss-state` and `gloss-coordinator`).
 
-#![allow(clippy::all, clippy::pedantic, missing_docs)]
-
 /// Version 1 of the Gloss API.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("gloss.v1");
 }
+
+pub mod code;
+pub use code::ErrorCode;
 
 /// Encoded `FileDescriptorSet` of every Gloss proto file, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

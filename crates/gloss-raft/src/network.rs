@@ -9,6 +9,7 @@ use gloss_proto::v1::raft_service_server::RaftService;
 use gloss_proto::v1::{
     ForwardRequest, ForwardResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse,
 };
+use gloss_proto::ErrorCode;
 use gloss_tls::ClientTls;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -274,7 +275,7 @@ fn not_leader_status(
     let Some(f) = forward else {
         return tonic::Status::unavailable(e.to_string());
     };
-    let mut status = tonic::Status::unavailable(format!("not the leader: {e}"));
+    let mut status = ErrorCode::NotLeader.status(format!("not the leader: {e}"));
     if let Some(addr) = f
         .leader_node
         .as_ref()
@@ -367,18 +368,7 @@ impl Forwarder {
     }
 
     fn error(&self, addr: &str, status: tonic::Status) -> ForwardError {
-        if status.code() == tonic::Code::Unavailable
-            && !status.message().starts_with("not the leader")
-        {
-            // The connection is broken (the node died or restarted): dial afresh next time.
-            self.channels
-                .lock()
-                .expect("forwarder lock poisoned")
-                .remove(addr);
-        }
-        if status.code() == tonic::Code::Unavailable
-            && status.message().starts_with("not the leader")
-        {
+        if ErrorCode::of_status(&status) == Some(ErrorCode::NotLeader) {
             let leader = status
                 .metadata()
                 .get(LEADER_RAFT_METADATA)
@@ -388,6 +378,13 @@ impl Forwarder {
                 addr: addr.into(),
                 leader,
             };
+        }
+        if status.code() == tonic::Code::Unavailable {
+            // The connection is broken (the node died or restarted): dial afresh next time.
+            self.channels
+                .lock()
+                .expect("forwarder lock poisoned")
+                .remove(addr);
         }
         ForwardError::Failed {
             addr: addr.into(),

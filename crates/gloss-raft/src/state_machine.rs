@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use gloss_proto::v1::Command;
+use gloss_proto::ErrorCode;
 use gloss_store::rocksdb::{checkpoint::Checkpoint, WriteBatch, DB};
 use gloss_store::{cf, keys, state_cf};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -336,7 +337,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     let result = match Command::decode(req.command.as_slice()) {
                         Ok(cmd) => gloss_state::apply(&db, &cmd, &mut batch).map_err(sm_err)?,
                         Err(e) => gloss_state::rejected(
-                            gloss_state::code::INVALID_ARGUMENT,
+                            ErrorCode::InvalidArgument,
                             format!("undecodable command: {e}"),
                         ),
                     };

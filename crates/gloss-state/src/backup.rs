@@ -3,10 +3,11 @@
 //! state, not to the state itself. Restoring writes the rows back as they are.
 
 use gloss_proto::v1::{command_result, CommandResult, RestoreRows};
+use gloss_proto::ErrorCode;
 use gloss_store::rocksdb::{IteratorMode, ReadOptions, Snapshot, WriteBatch, DB};
 use gloss_store::{cf, keys, state_cf};
 
-use crate::{code, ok, rejected, StateError};
+use crate::{ok, rejected, StateError};
 
 /// Whether a row is Raft bookkeeping rather than state.
 pub fn is_raft_row(cf_name: &str, key: &[u8]) -> bool {
@@ -67,13 +68,13 @@ pub(crate) fn restore_rows(
     for (i, r) in c.rows.iter().enumerate() {
         if !state_cf::ALL.contains(&r.cf.as_str()) {
             return Ok(rejected(
-                code::INVALID_ARGUMENT,
+                ErrorCode::InvalidArgument,
                 format!("row {i}: unknown column family {:?}", r.cf),
             ));
         }
         if is_raft_row(&r.cf, &r.key) {
             return Ok(rejected(
-                code::INVALID_ARGUMENT,
+                ErrorCode::InvalidArgument,
                 format!("row {i}: Raft bookkeeping cannot be restored"),
             ));
         }

@@ -12,13 +12,14 @@ use gloss_proto::v1::{
     JobState, LogLine, PlaceJobs, RegisterWorker, ReportJob, SubmitJob, Worker, WorkerBeat,
     WorkerHeartbeatResponse,
 };
+use gloss_proto::ErrorCode;
 use gloss_store::rocksdb::{Direction, IteratorMode, DB};
 use gloss_store::{cf, keys, state_cf};
 
 use crate::overlay::Overlay;
 use crate::read::decode;
-use crate::task::Step;
-use crate::{code, ok, rejected, StateError};
+use crate::tasks::Step;
+use crate::{ok, rejected, StateError};
 
 /// First retry waits this long; each further attempt doubles it, up to [`BACKOFF_MAX_MS`].
 pub const BACKOFF_BASE_MS: i64 = 2_000;
@@ -72,7 +73,7 @@ fn save_worker(ov: &mut Overlay, w: &Worker) {
 }
 
 fn not_found(what: &str, id: &str) -> CommandResult {
-    rejected(code::NOT_FOUND, format!("{what} {id:?} not found"))
+    rejected(ErrorCode::NotFound, format!("{what} {id:?} not found"))
 }
 
 pub(crate) fn register_worker(
@@ -251,7 +252,7 @@ pub(crate) fn report_job(ov: &mut Overlay, now: i64, c: &ReportJob) -> Step<Comm
         (None, Some(f)) => (f.job_id.clone(), f.epoch),
         _ => {
             return Ok(Err(rejected(
-                code::INVALID_ARGUMENT,
+                ErrorCode::InvalidArgument,
                 "a report holds exactly one of progress and finish",
             )))
         }
@@ -343,7 +344,7 @@ pub(crate) fn cancel_job(ov: &mut Overlay, now: i64, id: &str) -> Step<CommandRe
     match job.state() {
         s if terminal(s) => {
             return Ok(Err(rejected(
-                code::FAILED_PRECONDITION,
+                ErrorCode::FailedPrecondition,
                 format!(
                     "job {id} already ended ({})",
                     s.as_str_name()

@@ -1,5 +1,11 @@
 //! The replicated state of a Gloss cluster: how each [`Command`] changes RocksDB ([`apply`]) and
-//! how that state is read back ([`read`]).
+//! how that state is read back.
+//!
+//! One module per domain, each holding that domain's commands and its reads: `datasets` and
+//! `imports` (projects, datasets, atomic imports), `tasks` (tasks, groups, progress), `feed`
+//! (leases; `feed::answers` for answers, revisions and undo), `review` (disagreements and gold),
+//! `users`, `jobs`, `models`, `audit`, `backup`; `read` holds the cross-domain reads and the
+//! state digest.
 //!
 //! Depends on `gloss-store` for the layout and `gloss-proto` for the command and record types.
 //! `apply` is deterministic: it never reads a clock, a random source or anything but the database
@@ -9,18 +15,20 @@
 mod apply;
 pub mod audit;
 pub mod backup;
+mod datasets;
 pub mod feed;
+mod imports;
 pub mod jobs;
 pub mod models;
 mod overlay;
 pub mod read;
-mod review;
-pub mod task;
+pub mod review;
 pub mod tasks;
 pub mod users;
 
 pub use apply::apply;
 use gloss_proto::v1::{command_result, CommandError, CommandResult};
+use gloss_proto::ErrorCode;
 
 /// Failures that stop the state machine (storage broken, log written by a newer binary).
 /// Rejected commands are not errors: they produce a [`CommandResult`] holding a [`CommandError`].
@@ -43,15 +51,6 @@ pub enum StateError {
     UnsupportedVersion { found: u32, supported: u32 },
 }
 
-/// Deterministic rejection codes carried in [`CommandError::code`].
-pub mod code {
-    pub const NOT_FOUND: &str = "not_found";
-    pub const ALREADY_EXISTS: &str = "already_exists";
-    pub const FAILED_PRECONDITION: &str = "failed_precondition";
-    pub const INVALID_ARGUMENT: &str = "invalid_argument";
-    pub const PERMISSION_DENIED: &str = "permission_denied";
-}
-
 /// Builds an accepted command's result.
 pub(crate) fn ok(result: command_result::Result) -> CommandResult {
     CommandResult {
@@ -60,10 +59,10 @@ pub(crate) fn ok(result: command_result::Result) -> CommandResult {
 }
 
 /// Builds a rejected command's result.
-pub fn rejected(code: &str, message: impl Into<String>) -> CommandResult {
+pub fn rejected(code: ErrorCode, message: impl Into<String>) -> CommandResult {
     CommandResult {
         result: Some(command_result::Result::Error(CommandError {
-            code: code.into(),
+            code: code.as_str().into(),
             message: message.into(),
         })),
     }

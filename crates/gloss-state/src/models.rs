@@ -6,14 +6,15 @@ use gloss_proto::v1::{
     command_result, BeginModel, CommandResult, CommitModel, Evaluation, Model, PromoteModel,
     PutModelChunk,
 };
+use gloss_proto::ErrorCode;
 use gloss_store::rocksdb::{Direction, IteratorMode, DB};
 use gloss_store::{cf, keys, state_cf};
 use sha2::{Digest, Sha256};
 
 use crate::overlay::Overlay;
 use crate::read::decode;
-use crate::task::Step;
-use crate::{code, ok, rejected, StateError};
+use crate::tasks::Step;
+use crate::{ok, rejected, StateError};
 
 /// Largest chunk accepted.
 pub const MAX_CHUNK_BYTES: usize = 1 << 20;
@@ -24,7 +25,7 @@ fn load(ov: &Overlay, name: &str, version: u32) -> Result<Option<Model>, StateEr
 
 fn missing(name: &str, version: u32) -> CommandResult {
     rejected(
-        code::NOT_FOUND,
+        ErrorCode::NotFound,
         format!("model {name} version {version} not found"),
     )
 }
@@ -45,13 +46,13 @@ pub(crate) fn begin(ov: &mut Overlay, now: i64, c: &BeginModel) -> Step<CommandR
     let mut m = c.model.clone().unwrap_or_default();
     if m.name.is_empty() || m.name.contains('\0') {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             "model.name: is required",
         )));
     }
     if m.artifact_sha256.len() != 64 || m.chunks == 0 {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             "model: artifact_sha256 (64 hex digits) and chunks are required",
         )));
     }
@@ -70,13 +71,13 @@ pub(crate) fn put_chunk(ov: &mut Overlay, c: &PutModelChunk) -> Step<CommandResu
     };
     if m.complete {
         return Ok(Err(rejected(
-            code::FAILED_PRECONDITION,
+            ErrorCode::FailedPrecondition,
             format!("model {} version {} is already complete", c.name, c.version),
         )));
     }
     if c.index >= m.chunks || c.data.len() > MAX_CHUNK_BYTES {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             format!(
                 "chunk {} of model {} version {}: index must be below {} and size at most {MAX_CHUNK_BYTES} bytes",
                 c.index, c.name, c.version, m.chunks
@@ -108,7 +109,7 @@ pub(crate) fn commit(ov: &mut Overlay, c: &CommitModel) -> Step<CommandResult> {
             }
             None => {
                 return Ok(Err(rejected(
-                    code::FAILED_PRECONDITION,
+                    ErrorCode::FailedPrecondition,
                     format!(
                         "model {} version {}: chunk {i} of {} is missing",
                         c.name, c.version, m.chunks
@@ -120,7 +121,7 @@ pub(crate) fn commit(ov: &mut Overlay, c: &CommitModel) -> Step<CommandResult> {
     let digest: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if digest != m.artifact_sha256 || bytes != m.artifact_bytes {
         return Ok(Err(rejected(
-            code::FAILED_PRECONDITION,
+            ErrorCode::FailedPrecondition,
             format!(
                 "model {} version {}: the chunks hash to {digest} ({bytes} bytes), not the declared {} ({} bytes)",
                 c.name, c.version, m.artifact_sha256, m.artifact_bytes
@@ -138,7 +139,7 @@ pub(crate) fn promote(ov: &mut Overlay, c: &PromoteModel) -> Step<CommandResult>
     };
     if !m.complete {
         return Ok(Err(rejected(
-            code::FAILED_PRECONDITION,
+            ErrorCode::FailedPrecondition,
             format!(
                 "model {} version {} is not completely uploaded",
                 c.name, c.version
@@ -164,7 +165,7 @@ pub(crate) fn record_evaluation(ov: &mut Overlay, now: i64, e: &Evaluation) -> S
     let mut e = e.clone();
     if e.model.is_empty() || e.metrics.is_empty() {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             "evaluation: model and at least one metric are required",
         )));
     }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use gloss_proto::v1::{Dataset, DatasetRecord, ExampleRow, ImportRecord, Project};
 use gloss_store::rocksdb::{
-    DBAccess, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions, DB,
+    DBAccess, DBIteratorWithThreadMode, Direction, IteratorMode, ReadOptions, Snapshot, DB,
 };
 use gloss_store::{cf, keys, state_cf};
 use prost::Message;
@@ -222,6 +222,32 @@ pub fn digest(db: &DB) -> Result<Vec<(&'static str, u128)>, StateError> {
             }
         }
         out.push((*name, hasher.digest128()));
+    }
+    Ok(out)
+}
+
+/// Up to `limit` decoded entries of `cf_name` under `prefix`, from `from` on.
+pub(crate) fn prefixed<T>(
+    db: &DB,
+    snapshot: Option<&Snapshot<'_>>,
+    cf_name: &'static str,
+    prefix: &[u8],
+    from: &[u8],
+    limit: usize,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<T, StateError>,
+) -> Result<Vec<T>, StateError> {
+    let iter = db.iterator_cf_opt(
+        cf(db, cf_name)?,
+        scan_options(snapshot),
+        IteratorMode::From(from, Direction::Forward),
+    );
+    let mut out = Vec::new();
+    for kv in iter {
+        let (k, v) = kv?;
+        if !k.starts_with(prefix) || out.len() == limit {
+            break;
+        }
+        out.push(f(&k, &v)?);
     }
     Ok(out)
 }

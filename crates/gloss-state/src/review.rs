@@ -1,16 +1,21 @@
 //! What happens when an example's answers are all in: agreeing answers become a gold record,
-//! disagreeing ones enter the review queue; and a reviewer's resolution.
+//! disagreeing ones enter the review queue; a reviewer's resolution; and the reads of the review
+//! queue and gold records.
 
 use gloss_proto::v1::{
-    command_result, resolve_review_request::Resolution, AnswerRecord, CommandResult, GoldRecord,
-    ResolveReviewRequest, ReviewEntry, TaskExampleRecord, TaskRecord,
+    command_result, resolve_review_request::Resolution, Answer, AnswerRecord, CommandResult,
+    Decision, GoldRecord, ResolveReviewRequest, ReviewEntry, TaskExampleRecord, TaskRecord,
 };
-use gloss_proto::v1::{Answer, Decision};
-use gloss_store::{keys, state_cf};
+use gloss_proto::ErrorCode;
+use gloss_store::rocksdb::{Direction, IteratorMode, Snapshot, DB};
+use gloss_store::{cf, keys, state_cf};
 
+use crate::feed::answers::answer;
+use crate::feed::task_example;
 use crate::overlay::Overlay;
-use crate::task::{check_annotator, count_into, load_task, save_task, task_of, Step};
-use crate::{code, ok, rejected, StateError};
+use crate::read::{decode, prefixed, scan_options};
+use crate::tasks::{check_annotator, count_into, load_task, save_task, task_of, Step};
+use crate::{ok, rejected, StateError};
 
 fn current_answers(
     ov: &Overlay,
@@ -130,7 +135,7 @@ pub(crate) fn resolve(
     };
     if let Err(reason) = check_annotator(&req.reviewer) {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             format!("reviewer: {reason}"),
         )));
     }
@@ -140,7 +145,7 @@ pub(crate) fn resolve(
         &keys::review(rec.task_id, keys::tag::QUEUE, seq),
     )? {
         return Ok(Err(rejected(
-            code::FAILED_PRECONDITION,
+            ErrorCode::FailedPrecondition,
             format!(
                 "example {seq} is not in the review queue of task {}/{}",
                 req.project, req.task
@@ -161,7 +166,7 @@ pub(crate) fn resolve(
             Some(a) => a.clone(),
             None => {
                 return Ok(Err(rejected(
-                    code::INVALID_ARGUMENT,
+                    ErrorCode::InvalidArgument,
                     format!("pick_answer_id: {id:?} is not a current answer to example {seq}"),
                 )))
             }
@@ -169,7 +174,7 @@ pub(crate) fn resolve(
         Some(Resolution::Edited(a)) => {
             if let Err(e) = gloss_annotate::check_scheme(&task, a) {
                 return Ok(Err(rejected(
-                    code::INVALID_ARGUMENT,
+                    ErrorCode::InvalidArgument,
                     format!("edited: {e}"),
                 )));
             }
@@ -187,7 +192,7 @@ pub(crate) fn resolve(
         }
         None => {
             return Ok(Err(rejected(
-                code::INVALID_ARGUMENT,
+                ErrorCode::InvalidArgument,
                 "resolution: pick an answer id or send an edited answer",
             )))
         }
@@ -206,4 +211,71 @@ pub(crate) fn resolve(
     put_gold(ov, &mut rec, &gold)?;
     save_task(ov, &rec);
     Ok(Ok(ok(command_result::Result::Gold(gold))))
+}
+
+// Reads.
+
+/// Every gold record of a task in example order, as of `snapshot`.
+pub fn for_each_gold<E: From<StateError>>(
+    db: &DB,
+    snapshot: &Snapshot<'_>,
+    task_id: u64,
+    mut f: impl FnMut(GoldRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let prefix = keys::task_tag(task_id, keys::tag::GOLD);
+    let iter = db.iterator_cf_opt(
+        cf(db, state_cf::REVIEWS).map_err(StateError::from)?,
+        scan_options(Some(snapshot)),
+        IteratorMode::From(&prefix, Direction::Forward),
+    );
+    for kv in iter {
+        let (k, v) = kv.map_err(StateError::from)?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        f(decode("gold", &v)?)?;
+    }
+    Ok(())
+}
+
+/// One gold record.
+pub fn gold(db: &DB, task_id: u64, seq: u64) -> Result<Option<GoldRecord>, StateError> {
+    db.get_cf(
+        cf(db, state_cf::REVIEWS)?,
+        keys::review(task_id, keys::tag::GOLD, seq),
+    )?
+    .map(|v| decode("gold", &v))
+    .transpose()
+}
+
+/// A page of a task's review queue after `after_seq`: (sequence, entry, current answers).
+pub fn review_queue(
+    db: &DB,
+    task_id: u64,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<(u64, ReviewEntry, Vec<Answer>)>, StateError> {
+    let prefix = keys::task_tag(task_id, keys::tag::QUEUE);
+    let from = keys::review(task_id, keys::tag::QUEUE, after_seq.saturating_add(1));
+    let entries = prefixed(
+        db,
+        None,
+        state_cf::REVIEWS,
+        &prefix,
+        &from,
+        limit,
+        |k, v| Ok((keys::decode_review(k)?, decode::<ReviewEntry>("review", v)?)),
+    )?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (seq, entry) in entries {
+        let te = task_example(db, task_id, seq)?.unwrap_or_default();
+        let mut answers = Vec::new();
+        for who in &te.answered {
+            if let Some(rec) = answer(db, task_id, seq, who)?.filter(|r| !r.withdrawn) {
+                answers.extend(rec.current);
+            }
+        }
+        out.push((seq, entry, answers));
+    }
+    Ok(out)
 }

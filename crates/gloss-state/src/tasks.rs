@@ -1,16 +1,268 @@
-//! Reads of tasks, feeds, answers, reviews and gold records. Like [`crate::read`], nothing here
-//! writes; multi-key reads take a snapshot so they see one point of the log.
+//! Tasks: creating and closing them, annotator groups, the lookups every task command starts
+//! with, and the reads of tasks, groups and progress (reads take no overlay and write nothing).
 
 use gloss_proto::v1::{
-    AnnotatorProgress, AnnotatorRecord, Answer, AnswerRecord, GoldRecord, Group, ReviewEntry,
-    Suggestion, Task, TaskExampleRecord, TaskProgress, TaskRecord,
+    command_result, AnnotatorProgress, AnnotatorRecord, CommandResult, Dataset, DatasetKind,
+    DatasetRecord, ExampleRow, Group, Project, Task, TaskProgress, TaskRecord, TaskState,
 };
-use gloss_store::rocksdb::{Direction, IteratorMode, Snapshot, DB};
+use gloss_proto::ErrorCode;
+use gloss_store::rocksdb::DB;
 use gloss_store::{cf, keys, state_cf};
 
 use crate::feed::ttl_ms;
-use crate::read::{decode, scan_options};
-use crate::StateError;
+use crate::overlay::Overlay;
+use crate::read::{decode, prefixed};
+use crate::{check_name, ok, rejected, StateError};
+
+/// A command's outcome: the value to work on, or the rejection to give back.
+pub(crate) type Step<T> = Result<Result<T, CommandResult>, StateError>;
+
+/// Longest annotator or group member name.
+pub const MAX_ANNOTATOR_LEN: usize = 128;
+
+/// Checks an annotator name: 1-128 bytes, no control characters.
+pub fn check_annotator(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_ANNOTATOR_LEN {
+        return Err(format!(
+            "annotator name must be 1-{MAX_ANNOTATOR_LEN} bytes, got {}",
+            name.len()
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "annotator name {name:?} contains a control character"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn load_task(ov: &Overlay, project: &str, name: &str) -> Step<TaskRecord> {
+    Ok(
+        match ov.msg(state_cf::TASKS, "task", &keys::named(project, name))? {
+            Some(t) => Ok(t),
+            None => Err(rejected(
+                ErrorCode::NotFound,
+                format!("task {project}/{name} not found"),
+            )),
+        },
+    )
+}
+
+pub(crate) fn open_task(ov: &Overlay, project: &str, name: &str) -> Step<TaskRecord> {
+    let rec = match load_task(ov, project, name)? {
+        Ok(r) => r,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    if task_of(&rec).state() == TaskState::Closed {
+        return Ok(Err(rejected(
+            ErrorCode::FailedPrecondition,
+            format!("task {project}/{name} is closed"),
+        )));
+    }
+    Ok(Ok(rec))
+}
+
+pub(crate) fn save_task(ov: &mut Overlay, rec: &TaskRecord) {
+    let t = task_of(rec);
+    ov.put(state_cf::TASKS, &keys::named(&t.project, &t.name), rec);
+}
+
+pub(crate) fn task_of(rec: &TaskRecord) -> &Task {
+    static EMPTY: std::sync::OnceLock<Task> = std::sync::OnceLock::new();
+    rec.task
+        .as_ref()
+        .unwrap_or_else(|| EMPTY.get_or_init(Task::default))
+}
+
+/// Whether `annotator` may work on the task: an empty pool admits anyone; otherwise the name or
+/// one of the task's groups must list them.
+pub(crate) fn in_pool(ov: &Overlay, task: &Task, annotator: &str) -> Result<bool, StateError> {
+    if task.pool.is_empty() || task.pool.iter().any(|p| p == annotator) {
+        return Ok(true);
+    }
+    for entry in &task.pool {
+        if let Some(group) = entry.strip_prefix("group:") {
+            let g: Option<Group> = ov.msg(
+                state_cf::GROUPS,
+                "group",
+                &keys::named(&task.project, group),
+            )?;
+            if g.is_some_and(|g| g.members.iter().any(|m| m == annotator)) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The visible example `seq` of a dataset, or why it cannot be used.
+pub(crate) fn source_example(
+    ov: &Overlay,
+    ds: &DatasetRecord,
+    seq: u64,
+) -> Result<Option<ExampleRow>, StateError> {
+    let row: Option<ExampleRow> = ov.msg(
+        state_cf::EXAMPLES,
+        "example",
+        &keys::example(ds.dataset_id, seq),
+    )?;
+    Ok(row.filter(|r| !ds.open_imports.contains(&r.import_id)))
+}
+
+pub(crate) fn source_dataset(ov: &Overlay, task: &Task) -> Result<DatasetRecord, StateError> {
+    Ok(ov
+        .msg(
+            state_cf::DATASETS,
+            "dataset",
+            &keys::dataset(&task.project, &task.source_dataset),
+        )?
+        .unwrap_or_default())
+}
+
+pub(crate) fn create_task(ov: &mut Overlay, at_ms: i64, task: &Task) -> Step<CommandResult> {
+    if let Err(reason) = check_name("task", &task.name) {
+        return Ok(Err(rejected(ErrorCode::InvalidArgument, reason)));
+    }
+    let Some(mut project): Option<Project> =
+        ov.msg(state_cf::PROJECTS, "project", &keys::project(&task.project))?
+    else {
+        return Ok(Err(rejected(
+            ErrorCode::NotFound,
+            format!("project {:?} not found", task.project),
+        )));
+    };
+    let task_key = keys::named(&task.project, &task.name);
+    if ov.exists(state_cf::TASKS, &task_key)? {
+        return Ok(Err(rejected(
+            ErrorCode::AlreadyExists,
+            format!("task {}/{} already exists", task.project, task.name),
+        )));
+    }
+    let Some(source): Option<DatasetRecord> = ov.msg(
+        state_cf::DATASETS,
+        "dataset",
+        &keys::dataset(&task.project, &task.source_dataset),
+    )?
+    else {
+        return Ok(Err(rejected(
+            ErrorCode::NotFound,
+            format!(
+                "source dataset {}/{} not found",
+                task.project, task.source_dataset
+            ),
+        )));
+    };
+    let mut task = task.clone();
+    task.state = TaskState::Open as i32;
+    task.created_at_ms = at_ms;
+    // The random ordering permutes the sequence numbers handed out so far.
+    task.source_examples = source.next_seq.saturating_sub(1);
+    for (name, kind) in [
+        (&task.output_dataset, DatasetKind::Annotations),
+        (&task.gold_dataset, DatasetKind::Gold),
+    ] {
+        let key = keys::dataset(&task.project, name);
+        if let Some(existing) = ov.msg::<DatasetRecord>(state_cf::DATASETS, "dataset", &key)? {
+            if existing.task != task.name {
+                return Ok(Err(rejected(
+                    ErrorCode::AlreadyExists,
+                    format!(
+                        "dataset {}/{name} already exists and does not belong to task {}",
+                        task.project, task.name
+                    ),
+                )));
+            }
+            continue;
+        }
+        let rec = DatasetRecord {
+            dataset_id: ov.next_id(keys::meta::NEXT_DATASET_ID)?,
+            dataset: Some(Dataset {
+                project: task.project.clone(),
+                name: name.clone(),
+                kind: kind as i32,
+                description: format!("{} of task {}", kind.as_str_name(), task.name),
+                created_at_ms: at_ms,
+                ..Dataset::default()
+            }),
+            next_seq: 1,
+            open_imports: Vec::new(),
+            task: task.name.clone(),
+        };
+        ov.put(state_cf::DATASETS, &key, &rec);
+        project.dataset_count += 1;
+    }
+    ov.put(state_cf::PROJECTS, &keys::project(&task.project), &project);
+    let rec = TaskRecord {
+        task_id: ov.next_id(keys::meta::NEXT_TASK_ID)?,
+        task: Some(task.clone()),
+        source_dataset_id: source.dataset_id,
+        ..TaskRecord::default()
+    };
+    ov.put(state_cf::TASKS, &task_key, &rec);
+    Ok(Ok(ok(command_result::Result::Task(task))))
+}
+
+pub(crate) fn close_task(ov: &mut Overlay, project: &str, name: &str) -> Step<CommandResult> {
+    let mut rec = match load_task(ov, project, name)? {
+        Ok(r) => r,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    if let Some(t) = rec.task.as_mut() {
+        t.state = TaskState::Closed as i32;
+    }
+    save_task(ov, &rec);
+    Ok(Ok(ok(command_result::Result::Task(
+        rec.task.unwrap_or_default(),
+    ))))
+}
+
+pub(crate) fn set_group(ov: &mut Overlay, group: &Group) -> Step<CommandResult> {
+    if let Err(reason) = check_name("group", &group.name) {
+        return Ok(Err(rejected(ErrorCode::InvalidArgument, reason)));
+    }
+    if !ov.exists(state_cf::PROJECTS, &keys::project(&group.project))? {
+        return Ok(Err(rejected(
+            ErrorCode::NotFound,
+            format!("project {:?} not found", group.project),
+        )));
+    }
+    for (i, m) in group.members.iter().enumerate() {
+        if let Err(reason) = check_annotator(m) {
+            return Ok(Err(rejected(
+                ErrorCode::InvalidArgument,
+                format!("members[{i}]: {reason}"),
+            )));
+        }
+    }
+    let mut g = group.clone();
+    g.members.sort();
+    g.members.dedup();
+    ov.put(
+        state_cf::GROUPS,
+        &keys::named(&group.project, &group.name),
+        &g,
+    );
+    Ok(Ok(ok(command_result::Result::Group(g))))
+}
+
+/// Adds `delta` to the example count of a task's output or gold dataset.
+pub(crate) fn count_into(
+    ov: &mut Overlay,
+    project: &str,
+    dataset: &str,
+    delta: i64,
+) -> Result<(), StateError> {
+    let key = keys::dataset(project, dataset);
+    if let Some(mut rec) = ov.msg::<DatasetRecord>(state_cf::DATASETS, "dataset", &key)? {
+        if let Some(d) = rec.dataset.as_mut() {
+            d.example_count = d.example_count.saturating_add_signed(delta);
+        }
+        ov.put(state_cf::DATASETS, &key, &rec);
+    }
+    Ok(())
+}
+
+// Reads.
 
 /// One task's stored record.
 pub fn task(db: &DB, project: &str, name: &str) -> Result<Option<TaskRecord>, StateError> {
@@ -42,174 +294,6 @@ pub fn group(db: &DB, project: &str, name: &str) -> Result<Option<Group>, StateE
     db.get_cf(cf(db, state_cf::GROUPS)?, keys::named(project, name))?
         .map(|v| decode("group", &v))
         .transpose()
-}
-
-/// Feed state of one example of a task.
-pub fn task_example(
-    db: &DB,
-    task_id: u64,
-    seq: u64,
-) -> Result<Option<TaskExampleRecord>, StateError> {
-    db.get_cf(
-        cf(db, state_cf::TASK_EXAMPLES)?,
-        keys::task_seq(task_id, seq),
-    )?
-    .map(|v| decode("task example", &v))
-    .transpose()
-}
-
-/// The suggestion attached to one example of a task.
-pub fn suggestion(db: &DB, task_id: u64, seq: u64) -> Result<Option<Suggestion>, StateError> {
-    db.get_cf(cf(db, state_cf::SUGGESTIONS)?, keys::task_seq(task_id, seq))?
-        .map(|v| decode("suggestion", &v))
-        .transpose()
-}
-
-/// One annotator's answer record for one example.
-pub fn answer(
-    db: &DB,
-    task_id: u64,
-    seq: u64,
-    annotator: &str,
-) -> Result<Option<AnswerRecord>, StateError> {
-    db.get_cf(
-        cf(db, state_cf::ANSWERS)?,
-        keys::answer(task_id, seq, annotator),
-    )?
-    .map(|v| decode("answer", &v))
-    .transpose()
-}
-
-/// Up to `limit` decoded entries of `cf_name` under `prefix`, from `from` on.
-fn prefixed<T>(
-    db: &DB,
-    snapshot: Option<&Snapshot<'_>>,
-    cf_name: &'static str,
-    prefix: &[u8],
-    from: &[u8],
-    limit: usize,
-    mut f: impl FnMut(&[u8], &[u8]) -> Result<T, StateError>,
-) -> Result<Vec<T>, StateError> {
-    let iter = db.iterator_cf_opt(
-        cf(db, cf_name)?,
-        scan_options(snapshot),
-        IteratorMode::From(from, Direction::Forward),
-    );
-    let mut out = Vec::new();
-    for kv in iter {
-        let (k, v) = kv?;
-        if !k.starts_with(prefix) || out.len() == limit {
-            break;
-        }
-        out.push(f(&k, &v)?);
-    }
-    Ok(out)
-}
-
-/// Every current answer of a task grouped by example, in example order, as of `snapshot`.
-/// Calls `f` once per example with its answers (ordered by annotator).
-pub fn for_each_answered<E: From<StateError>>(
-    db: &DB,
-    snapshot: &Snapshot<'_>,
-    task_id: u64,
-    mut f: impl FnMut(u64, Vec<Answer>) -> Result<(), E>,
-) -> Result<(), E> {
-    let prefix = keys::id_prefix(task_id);
-    let iter = db.iterator_cf_opt(
-        cf(db, state_cf::ANSWERS).map_err(StateError::from)?,
-        scan_options(Some(snapshot)),
-        IteratorMode::From(&prefix, Direction::Forward),
-    );
-    let mut group: Option<(u64, Vec<Answer>)> = None;
-    for kv in iter {
-        let (k, v) = kv.map_err(StateError::from)?;
-        if !k.starts_with(&prefix) {
-            break;
-        }
-        let (seq, _) = keys::decode_answer(&k).map_err(StateError::from)?;
-        let rec: AnswerRecord = decode("answer", &v)?;
-        let Some(current) = rec.current.filter(|_| !rec.withdrawn) else {
-            continue;
-        };
-        match &mut group {
-            Some((s, answers)) if *s == seq => answers.push(current),
-            _ => {
-                if let Some((s, answers)) = group.take() {
-                    f(s, answers)?;
-                }
-                group = Some((seq, vec![current]));
-            }
-        }
-    }
-    if let Some((s, answers)) = group {
-        f(s, answers)?;
-    }
-    Ok(())
-}
-
-/// Every gold record of a task in example order, as of `snapshot`.
-pub fn for_each_gold<E: From<StateError>>(
-    db: &DB,
-    snapshot: &Snapshot<'_>,
-    task_id: u64,
-    mut f: impl FnMut(GoldRecord) -> Result<(), E>,
-) -> Result<(), E> {
-    let prefix = keys::task_tag(task_id, keys::tag::GOLD);
-    let iter = db.iterator_cf_opt(
-        cf(db, state_cf::REVIEWS).map_err(StateError::from)?,
-        scan_options(Some(snapshot)),
-        IteratorMode::From(&prefix, Direction::Forward),
-    );
-    for kv in iter {
-        let (k, v) = kv.map_err(StateError::from)?;
-        if !k.starts_with(&prefix) {
-            break;
-        }
-        f(decode("gold", &v)?)?;
-    }
-    Ok(())
-}
-
-/// One gold record.
-pub fn gold(db: &DB, task_id: u64, seq: u64) -> Result<Option<GoldRecord>, StateError> {
-    db.get_cf(
-        cf(db, state_cf::REVIEWS)?,
-        keys::review(task_id, keys::tag::GOLD, seq),
-    )?
-    .map(|v| decode("gold", &v))
-    .transpose()
-}
-
-/// A page of a task's review queue after `after_seq`: (sequence, entry, current answers).
-pub fn review_queue(
-    db: &DB,
-    task_id: u64,
-    after_seq: u64,
-    limit: usize,
-) -> Result<Vec<(u64, ReviewEntry, Vec<Answer>)>, StateError> {
-    let prefix = keys::task_tag(task_id, keys::tag::QUEUE);
-    let from = keys::review(task_id, keys::tag::QUEUE, after_seq.saturating_add(1));
-    let entries = prefixed(
-        db,
-        None,
-        state_cf::REVIEWS,
-        &prefix,
-        &from,
-        limit,
-        |k, v| Ok((keys::decode_review(k)?, decode::<ReviewEntry>("review", v)?)),
-    )?;
-    let mut out = Vec::with_capacity(entries.len());
-    for (seq, entry) in entries {
-        let te = task_example(db, task_id, seq)?.unwrap_or_default();
-        let mut answers = Vec::new();
-        for who in &te.answered {
-            if let Some(rec) = answer(db, task_id, seq, who)?.filter(|r| !r.withdrawn) {
-                answers.extend(rec.current);
-            }
-        }
-        out.push((seq, entry, answers));
-    }
-    Ok(out)
 }
 
 fn per_hour(count: u64, first_ms: i64, last_ms: i64) -> f64 {

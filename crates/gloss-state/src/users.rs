@@ -5,13 +5,14 @@
 use gloss_proto::v1::{
     command_result, CommandResult, PutToken, PutUser, TokenInfo, TokenRecord, User, UserRecord,
 };
+use gloss_proto::ErrorCode;
 use gloss_store::rocksdb::{IteratorMode, DB};
 use gloss_store::{cf, state_cf};
 
 use crate::overlay::Overlay;
 use crate::read::decode;
-use crate::task::Step;
-use crate::{check_name, code, ok, rejected, StateError};
+use crate::tasks::Step;
+use crate::{check_name, ok, rejected, StateError};
 
 /// Longest token id (the part of a token that is stored in the clear).
 const MAX_TOKEN_ID: usize = 64;
@@ -20,20 +21,20 @@ pub(crate) fn put_user(ov: &mut Overlay, now: i64, c: &PutUser) -> Step<CommandR
     let mut rec = c.record.clone().unwrap_or_default();
     let mut user = rec.user.take().unwrap_or_default();
     if let Err(reason) = check_name("user", &user.name) {
-        return Ok(Err(rejected(code::INVALID_ARGUMENT, reason)));
+        return Ok(Err(rejected(ErrorCode::InvalidArgument, reason)));
     }
     let key = user.name.as_bytes().to_vec();
     let existing: Option<UserRecord> = ov.msg(state_cf::USERS, "user", &key)?;
     match (&existing, c.create) {
         (Some(_), true) => {
             return Ok(Err(rejected(
-                code::ALREADY_EXISTS,
+                ErrorCode::AlreadyExists,
                 format!("user {:?} already exists", user.name),
             )))
         }
         (None, false) => {
             return Ok(Err(rejected(
-                code::NOT_FOUND,
+                ErrorCode::NotFound,
                 format!("user {:?} not found", user.name),
             )))
         }
@@ -68,7 +69,7 @@ pub(crate) fn put_token(ov: &mut Overlay, now: i64, c: &PutToken) -> Step<Comman
         || !info.token_id.chars().all(|c| c.is_ascii_alphanumeric())
     {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             format!(
                 "token id {:?} must be 1-{MAX_TOKEN_ID} ASCII letters or digits",
                 info.token_id
@@ -77,20 +78,20 @@ pub(crate) fn put_token(ov: &mut Overlay, now: i64, c: &PutToken) -> Step<Comman
     }
     if rec.secret_sha256.len() != 32 {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             "token hash must be 32 bytes of SHA-256",
         )));
     }
     match ov.msg::<UserRecord>(state_cf::USERS, "user", info.user.as_bytes())? {
         None => {
             return Ok(Err(rejected(
-                code::NOT_FOUND,
+                ErrorCode::NotFound,
                 format!("user {:?} not found", info.user),
             )))
         }
         Some(u) if u.user.as_ref().is_some_and(|u| u.disabled) => {
             return Ok(Err(rejected(
-                code::FAILED_PRECONDITION,
+                ErrorCode::FailedPrecondition,
                 format!("user {:?} is disabled", info.user),
             )))
         }
@@ -98,7 +99,7 @@ pub(crate) fn put_token(ov: &mut Overlay, now: i64, c: &PutToken) -> Step<Comman
     }
     if ov.exists(state_cf::TOKENS, info.token_id.as_bytes())? {
         return Ok(Err(rejected(
-            code::ALREADY_EXISTS,
+            ErrorCode::AlreadyExists,
             format!("token id {:?} is taken", info.token_id),
         )));
     }
@@ -118,7 +119,7 @@ pub(crate) fn put_token(ov: &mut Overlay, now: i64, c: &PutToken) -> Step<Comman
 pub(crate) fn revoke_token(ov: &mut Overlay, token_id: &str) -> Step<CommandResult> {
     if !ov.exists(state_cf::TOKENS, token_id.as_bytes())? {
         return Ok(Err(rejected(
-            code::NOT_FOUND,
+            ErrorCode::NotFound,
             format!("token {token_id:?} not found"),
         )));
     }
@@ -195,7 +196,7 @@ pub fn any_admin(db: &DB) -> Result<bool, StateError> {
 
 /// Whether a task's pool admits `user` (by name, through a group, or because it is empty).
 pub fn admits(db: &DB, task: &gloss_proto::v1::Task, user: &str) -> Result<bool, StateError> {
-    crate::task::in_pool(&Overlay::new(db), task, user)
+    crate::tasks::in_pool(&Overlay::new(db), task, user)
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn next(db: &DB, at: i64, who: &str, count: u32) -> Result<LeaseGrant, CommandEr
     let r = run(
         db,
         at,
-        command::Body::LeaseExamples(LeaseExamples {
+        command::Body::NextExamples(NextExamples {
             project: "p".into(),
             task: "t".into(),
             annotator: who.into(),
@@ -195,7 +195,7 @@ fn check_invariants(db: &DB, n_examples: u64, overlap: usize) -> BTreeMap<u64, V
     let rec = record(db);
     let snapshot = db.snapshot();
     let mut answered: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    gloss_state::tasks::for_each_answered::<gloss_state::StateError>(
+    gloss_state::feed::answers::for_each_answered::<gloss_state::StateError>(
         db,
         &snapshot,
         rec.task_id,
@@ -209,7 +209,7 @@ fn check_invariants(db: &DB, n_examples: u64, overlap: usize) -> BTreeMap<u64, V
     let mut done = 0;
     let mut leased_total = 0;
     for seq in 1..=n_examples {
-        let te = gloss_state::tasks::task_example(db, rec.task_id, seq)
+        let te = gloss_state::feed::task_example(db, rec.task_id, seq)
             .unwrap()
             .unwrap_or_default();
         let holders: Vec<&String> = te.leased.iter().chain(&te.answered).collect();
@@ -318,7 +318,7 @@ fn heartbeats_keep_leases_alive() {
         run(
             &d.db,
             at,
-            command::Body::RenewLeases(RenewLeases {
+            command::Body::Heartbeat(Heartbeat {
                 project: "p".into(),
                 task: "t".into(),
                 annotator: "slow".into(),
@@ -347,7 +347,7 @@ fn revise_keeps_history_and_undo_leases_the_example_back() {
     submit(&d.db, 20, choice("a", 1, "v1", "POS"), false).unwrap();
     let revised = submit(&d.db, 30, choice("a", 1, "v2", "NEG"), true).unwrap();
     assert_eq!(revised.answer.as_ref().unwrap().revision, 2);
-    let rec = gloss_state::tasks::answer(&d.db, record(&d.db).task_id, 1, "a")
+    let rec = gloss_state::feed::answers::answer(&d.db, record(&d.db).task_id, 1, "a")
         .unwrap()
         .unwrap();
     assert_eq!(rec.history.len(), 1);
@@ -374,7 +374,7 @@ fn disagreeing_answers_go_to_review_and_agreeing_ones_to_gold() {
     submit(&d.db, 20, choice("b", 2, "b2", "NEG"), false).unwrap();
     let rec = record(&d.db);
     assert_eq!((rec.gold, rec.review_pending), (1, 1));
-    let queue = gloss_state::tasks::review_queue(&d.db, rec.task_id, 0, 10).unwrap();
+    let queue = gloss_state::review::review_queue(&d.db, rec.task_id, 0, 10).unwrap();
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].0, 2);
     assert_eq!(queue[0].2.len(), 2);
@@ -462,6 +462,65 @@ fn the_pool_admits_only_its_members_and_groups() {
     assert!(next(&d.db, 10, "bob", 1).is_ok());
     let e = next(&d.db, 10, "mallory", 1).unwrap_err();
     assert_eq!(e.code, "permission_denied");
+}
+
+fn set_night_group(db: &DB, at: i64, members: &[&str]) {
+    let r = run(
+        db,
+        at,
+        command::Body::SetGroup(SetGroup {
+            group: Some(Group {
+                project: "p".into(),
+                name: "night".into(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+            }),
+        }),
+    );
+    assert!(err(&r).is_none(), "{r:?}");
+}
+
+#[test]
+fn every_feed_command_refuses_an_annotator_outside_the_pool() {
+    let d = db();
+    seed_dataset(&d.db, 2);
+    let mut t = task(Interface::Choice, 2, Ordering::Sequential);
+    t.pool = vec!["group:night".into()];
+    create(&d.db, t);
+    set_night_group(&d.db, 5, &["alice", "bob"]);
+    next(&d.db, 10, "alice", 2).unwrap();
+    submit(&d.db, 11, choice("alice", 1, "a1", "POS"), false).unwrap();
+    // Alice leaves the group while example 2 still has room: her late answer, revision, undo,
+    // heartbeat and request for work are all refused, and change nothing.
+    set_night_group(&d.db, 12, &["bob"]);
+    let before = gloss_state::read::digest(&d.db).unwrap();
+    let denied = |e: CommandError| {
+        assert_eq!(e.code, "permission_denied", "{e:?}");
+        assert!(
+            e.message
+                .contains("alice is not in the annotator pool of task p/t"),
+            "{e:?}"
+        );
+    };
+    denied(next(&d.db, 20, "alice", 1).unwrap_err());
+    denied(submit(&d.db, 21, choice("alice", 2, "a2", "NEG"), false).unwrap_err());
+    denied(submit(&d.db, 22, choice("alice", 1, "a1-rev", "NEG"), true).unwrap_err());
+    denied(undo(&d.db, 23, "alice", 1).unwrap_err());
+    let beat = run(
+        &d.db,
+        24,
+        command::Body::Heartbeat(Heartbeat {
+            project: "p".into(),
+            task: "t".into(),
+            annotator: "alice".into(),
+        }),
+    );
+    denied(err(&beat).cloned().unwrap());
+    assert_eq!(gloss_state::read::digest(&d.db).unwrap(), before);
+    // A retried submit of the answer she gave while in the pool still returns that answer.
+    let retry = submit(&d.db, 25, choice("alice", 1, "a1", "POS"), false).unwrap();
+    assert!(retry.duplicate);
+    // The pool's remaining member is served as before.
+    assert!(!next(&d.db, 26, "bob", 2).unwrap().seqs.is_empty());
 }
 
 #[test]
@@ -619,7 +678,7 @@ proptest! {
             let body = match op {
                 Op::Next { who, count } => {
                     let who = who_of(who);
-                    command::Body::LeaseExamples(LeaseExamples {
+                    command::Body::NextExamples(NextExamples {
                         project: "p".into(), task: "t".into(), annotator: format!("a{who}"),
                         session_id: String::new(), count,
                     })
@@ -656,7 +715,7 @@ proptest! {
             let result = run(&primary.db, now, body.clone());
             log.push((now, body.clone()));
             match (&body, &result.result) {
-                (command::Body::LeaseExamples(c), Some(command_result::Result::Lease(g))) => {
+                (command::Body::NextExamples(c), Some(command_result::Result::Lease(g))) => {
                     let who: usize = c.annotator[1..].parse().unwrap();
                     // Never an example the annotator has a current answer to.
                     for seq in &g.seqs {
@@ -694,7 +753,7 @@ proptest! {
             now += 2_000; // past every lease of annotators that stopped
             let mut progress = false;
             for who in 0..annotators {
-                let body = command::Body::LeaseExamples(LeaseExamples {
+                let body = command::Body::NextExamples(NextExamples {
                     project: "p".into(), task: "t".into(), annotator: format!("a{who}"),
                     session_id: String::new(), count: 3,
                 });

@@ -1,6 +1,7 @@
 //! The JSON API the web app talks to. Every handler authenticates the bearer token, checks the
-//! caller's role (and, for annotation, the task's pool), then calls the same service layer as
-//! the gRPC API; nothing here decides a business rule of its own.
+//! caller with the same rules as the gRPC API (`gloss_coordinator::access`), then calls the
+//! same service layer with the caller as the actor; nothing here decides a business rule of its
+//! own (the task's annotator pool, for one, is the state machine's to check).
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use gloss_coordinator::access::{require_task, task_access, Actor, TaskAccess, TaskAction};
 use gloss_coordinator::users::{role_name, Caller};
 use gloss_coordinator::{Service, ServiceError};
 use gloss_proto::v1::{
@@ -33,26 +35,15 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
-            ServiceError::InvalidArgument(_) | ServiceError::ImportRejected { .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_argument")
-            }
-            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ServiceError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            ServiceError::FailedPrecondition(_) => (StatusCode::CONFLICT, "failed_precondition"),
-            ServiceError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
-            ServiceError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ServiceError::NotLeader { .. } | ServiceError::Unavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-            }
-            ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
+        let code = self.0.code();
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::warn!(error = %self.0, "web api request failed");
         }
         (
             status,
-            Json(json!({"error": self.0.to_string(), "code": code})),
+            Json(json!({"error": self.0.to_string(), "code": code.as_str()})),
         )
             .into_response()
     }
@@ -169,8 +160,9 @@ async fn sign_in(State(s): Shared, Json(req): Json<SignIn>) -> Reply {
 
 /// Signs out: the session token is revoked on every coordinator.
 async fn sign_out(State(s): Shared, headers: HeaderMap) -> Result<StatusCode, ApiError> {
-    caller(&s, &headers).await?;
-    s.sign_out(bearer(&headers).unwrap_or_default()).await?;
+    let c = caller(&s, &headers).await?;
+    s.sign_out(&Actor::from(&c), bearer(&headers).unwrap_or_default())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -179,22 +171,7 @@ async fn me(State(s): Shared, headers: HeaderMap) -> Reply {
     Ok(Json(user_json(&c.user)))
 }
 
-/// What the caller may do with a task.
-struct Access {
-    annotate: bool,
-    review: bool,
-    manage: bool,
-}
-
-fn access(s: &Service, c: &Caller, task: &Task) -> Result<Access, ApiError> {
-    Ok(Access {
-        annotate: c.has_in(&task.project, Role::Annotator) && s.pool_admits(task, &c.user.name)?,
-        review: c.has_in(&task.project, Role::Reviewer) || c.has_in(&task.project, Role::Manager),
-        manage: c.has_in(&task.project, Role::Manager),
-    })
-}
-
-fn task_json(t: &Task, a: &Access) -> Value {
+fn task_json(t: &Task, a: &TaskAccess) -> Value {
     let mut v = to_json(t);
     v["can_annotate"] = json!(a.annotate);
     v["can_review"] = json!(a.review);
@@ -209,8 +186,8 @@ async fn my_tasks(State(s): Shared, headers: HeaderMap) -> Reply {
     let mut out = Vec::new();
     for project in s.list_projects().await? {
         for t in s.list_tasks(&project.name).await? {
-            let a = access(&s, &c, &t)?;
-            if !(a.annotate || a.review || a.manage) {
+            let a = task_access(&s, &c, &t)?;
+            if !a.any() {
                 continue;
             }
             let progress = s.task_progress(&t.project, &t.name).await?;
@@ -233,35 +210,24 @@ async fn my_tasks(State(s): Shared, headers: HeaderMap) -> Reply {
     Ok(Json(json!({"tasks": out})))
 }
 
-/// Loads a task and checks that the caller may annotate it.
-async fn annotatable(
-    s: &Service,
-    headers: &HeaderMap,
-    project: &str,
-    task: &str,
-) -> Result<(Caller, Task), ApiError> {
+/// The caller, once they may annotate in `project` as themselves. The task itself (it exists,
+/// it is open, its pool admits the caller) is checked by the state machine with the command,
+/// so no read waits here before the write.
+async fn annotator(s: &Service, headers: &HeaderMap, project: &str) -> Result<Caller, ApiError> {
     let c = caller(s, headers).await?;
-    let t = s.task_record(project, task).await?.task.unwrap_or_default();
-    if !access(s, &c, &t)?.annotate {
-        return Err(ApiError(ServiceError::PermissionDenied(format!(
-            "user {:?} is not an annotator of task {project}/{task}",
-            c.user.name
-        ))));
-    }
-    Ok((c, t))
+    require_task(&c, TaskAction::Annotate, project, Some(&c.user.name))?;
+    Ok(c)
 }
 
-/// Loads a task and checks the caller holds one of `roles`.
-async fn with_role(
+/// The caller, once they may review in `project`, and the task.
+async fn reviewer(
     s: &Service,
     headers: &HeaderMap,
     project: &str,
     task: &str,
-    roles: &[Role],
-    action: &str,
 ) -> Result<(Caller, Task), ApiError> {
     let c = caller(s, headers).await?;
-    c.require_in(project, roles, action)?;
+    require_task(&c, TaskAction::Review, project, None)?;
     let t = s.task_record(project, task).await?.task.unwrap_or_default();
     Ok((c, t))
 }
@@ -277,8 +243,8 @@ async fn task(
         .await?
         .task
         .unwrap_or_default();
-    let a = access(&s, &c, &t)?;
-    if !(a.annotate || a.review || a.manage) {
+    let a = task_access(&s, &c, &t)?;
+    if !a.any() {
         return Err(ApiError(ServiceError::PermissionDenied(format!(
             "user {:?} has no access to task {project}/{name}",
             c.user.name
@@ -302,15 +268,18 @@ async fn next(
     Path((project, task)): Path<(String, String)>,
     Json(req): Json<Next>,
 ) -> Reply {
-    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let c = annotator(&s, &headers, &project).await?;
     let reply = s
-        .next_examples(NextRequest {
-            project,
-            task,
-            annotator: c.user.name,
-            session_id: req.session_id,
-            count: req.count,
-        })
+        .next_examples(
+            &Actor::from(&c),
+            NextRequest {
+                project,
+                task,
+                annotator: c.user.name,
+                session_id: req.session_id,
+                count: req.count,
+            },
+        )
         .await?;
     Ok(Json(to_json(&reply)))
 }
@@ -320,8 +289,10 @@ async fn heartbeat(
     headers: HeaderMap,
     Path((project, task)): Path<(String, String)>,
 ) -> Reply {
-    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
-    let g = s.heartbeat(&project, &task, &c.user.name).await?;
+    let c = annotator(&s, &headers, &project).await?;
+    let g = s
+        .heartbeat(&Actor::from(&c), &project, &task, &c.user.name)
+        .await?;
     Ok(Json(json!({
         "lease_expires_at_ms": g.expires_at_ms,
         "leased": g.seqs.len(),
@@ -344,12 +315,14 @@ async fn submit(
     Path((project, task)): Path<(String, String)>,
     Json(req): Json<Submit>,
 ) -> Reply {
-    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let c = annotator(&s, &headers, &project).await?;
     let mut answer: Answer = from_json(req.answer).map_err(|e| invalid(format!("answer: {e}")))?;
     answer.project = project;
     answer.task = task;
-    answer.annotator = c.user.name;
-    let (answer, duplicate) = s.submit_answer(answer, req.revise).await?;
+    answer.annotator = c.user.name.clone();
+    let (answer, duplicate) = s
+        .submit_answer(&Actor::from(&c), answer, req.revise)
+        .await?;
     Ok(Json(
         json!({"answer": to_json(&answer), "duplicate": duplicate}),
     ))
@@ -367,14 +340,12 @@ async fn undo(
     Path((project, task)): Path<(String, String)>,
     Json(req): Json<Undo>,
 ) -> Reply {
-    let (c, _) = annotatable(&s, &headers, &project, &task).await?;
+    let c = annotator(&s, &headers, &project).await?;
     let ex = s
-        .undo_answer(&project, &task, &c.user.name, req.seq)
+        .undo_answer(&Actor::from(&c), &project, &task, &c.user.name, req.seq)
         .await?;
     Ok(Json(json!({"example": to_json(&ex)})))
 }
-
-const REVIEWERS: &[Role] = &[Role::Reviewer, Role::Manager];
 
 #[derive(Deserialize)]
 struct Page {
@@ -390,7 +361,7 @@ async fn review_queue(
     Path((project, task)): Path<(String, String)>,
     Query(page): Query<Page>,
 ) -> Reply {
-    let (_, t) = with_role(&s, &headers, &project, &task, REVIEWERS, "reviewing").await?;
+    let (_, t) = reviewer(&s, &headers, &project, &task).await?;
     let (items, pending) = s
         .review_queue(&project, &task, page.limit, page.after)
         .await?;
@@ -431,15 +402,7 @@ async fn resolve(
     Path((project, task, seq)): Path<(String, String, u64)>,
     Json(req): Json<Resolve>,
 ) -> Reply {
-    let (c, _) = with_role(
-        &s,
-        &headers,
-        &project,
-        &task,
-        REVIEWERS,
-        "resolving a review",
-    )
-    .await?;
+    let (c, _) = reviewer(&s, &headers, &project, &task).await?;
     let resolution = match (req.answer_id.is_empty(), req.edited) {
         (false, None) => Resolution::PickAnswerId(req.answer_id),
         (true, Some(v)) => {
@@ -452,14 +415,18 @@ async fn resolve(
         }
         _ => return Err(invalid("give exactly one of answer_id and edited")),
     };
+    let actor = Actor::from(&c);
     let gold = s
-        .resolve_review(ResolveReviewRequest {
-            project,
-            task,
-            seq,
-            reviewer: c.user.name,
-            resolution: Some(resolution),
-        })
+        .resolve_review(
+            &actor,
+            ResolveReviewRequest {
+                project,
+                task,
+                seq,
+                reviewer: c.user.name,
+                resolution: Some(resolution),
+            },
+        )
         .await?;
     Ok(Json(to_json(&gold)))
 }
@@ -469,7 +436,7 @@ async fn progress(
     headers: HeaderMap,
     Path((project, task)): Path<(String, String)>,
 ) -> Reply {
-    with_role(&s, &headers, &project, &task, REVIEWERS, "task progress").await?;
+    reviewer(&s, &headers, &project, &task).await?;
     Ok(Json(to_json(&s.task_progress(&project, &task).await?)))
 }
 
@@ -478,7 +445,7 @@ async fn agreement(
     headers: HeaderMap,
     Path((project, task)): Path<(String, String)>,
 ) -> Reply {
-    with_role(&s, &headers, &project, &task, REVIEWERS, "agreement").await?;
+    reviewer(&s, &headers, &project, &task).await?;
     Ok(Json(to_json(&s.task_agreement(&project, &task).await?)))
 }
 

@@ -27,9 +27,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-/// Authenticates a signed request once and runs it as its user, so the changes it makes are
-/// audited under their name. (Each API handler still checks the role itself; a request whose
-/// token is missing or refused reaches the handler, which answers with the reason.)
+/// Authenticates a signed request once and hands the caller to the handler, which checks the
+/// role and passes the caller as the actor of the changes it makes (the audit log records it).
+/// A request whose token is missing or refused reaches the handler, which answers with the
+/// reason.
 async fn actor(
     axum::extract::State(service): axum::extract::State<Arc<Service>>,
     req: axum::extract::Request,
@@ -47,11 +48,7 @@ async fn actor(
     };
     match caller {
         // The handler finds the caller here instead of authenticating the token again.
-        Some(c) => {
-            let actor = c.user.name.clone();
-            let run = api::CALLER.scope(c, next.run(req));
-            gloss_coordinator::access::ACTOR.scope(actor, run).await
-        }
+        Some(c) => api::CALLER.scope(c, next.run(req)).await,
         None => next.run(req).await,
     }
 }

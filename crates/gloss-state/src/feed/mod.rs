@@ -7,20 +7,24 @@
 //! holder or as an answerer, which is what keeps "never the same example twice" and "never more
 //! than N answers" true under any interleaving.
 
+pub mod answers;
+
 use gloss_proto::v1::{
-    command_result, AnnotatorRecord, Answer, AnswerOutcome, AnswerRecord, CommandResult,
-    LeaseExamples, LeaseGrant, Lessee, Ordering, SetSuggestions, Suggestion, Task,
-    TaskExampleRecord, TaskRecord,
+    command_result, AnnotatorRecord, CommandResult, Heartbeat, LeaseGrant, Lessee, NextExamples,
+    Ordering, SetSuggestions, Suggestion, Task, TaskExampleRecord, TaskRecord,
 };
-use gloss_store::{keys, state_cf};
+use gloss_proto::ErrorCode;
+use gloss_store::rocksdb::DB;
+use gloss_store::{cf, keys, state_cf};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::overlay::Overlay;
-use crate::task::{
-    check_annotator, count_into, in_pool, load_task, open_task, save_task, source_dataset,
-    source_example, task_of, Step,
+use crate::read::decode;
+use crate::tasks::{
+    check_annotator, in_pool, load_task, open_task, save_task, source_dataset, source_example,
+    task_of, Step,
 };
-use crate::{code, hash_hex, ok, rejected, review, StateError};
+use crate::{ok, rejected, StateError};
 
 /// Most examples one annotator may hold at once.
 pub const MAX_LEASED: u32 = 50;
@@ -39,11 +43,11 @@ pub(crate) fn ttl_ms(task: &Task) -> i64 {
     i64::try_from(ttl).unwrap_or(i64::MAX)
 }
 
-fn overlap(task: &Task) -> usize {
+pub(crate) fn overlap(task: &Task) -> usize {
     task.overlap.max(1) as usize
 }
 
-fn task_example(
+pub(crate) fn example_state(
     ov: &Overlay,
     task_id: u64,
     seq: u64,
@@ -66,7 +70,7 @@ fn annotator_rec(ov: &Overlay, task_id: u64, name: &str) -> Result<AnnotatorReco
 
 /// Applies `f` to an annotator's record and saves it, keeping the task's lessee table (what
 /// expiry looks at) in step: only annotators holding leases are in it.
-fn update_annotator(
+pub(crate) fn update_annotator(
     ov: &mut Overlay,
     rec: &mut TaskRecord,
     name: &str,
@@ -100,7 +104,12 @@ fn open_key(task_id: u64, seq: u64, te: &TaskExampleRecord) -> Vec<u8> {
 }
 
 /// Saves an example's feed state, moving it into or out of the open set as its holders change.
-fn save_example(ov: &mut Overlay, rec: &mut TaskRecord, seq: u64, te: &mut TaskExampleRecord) {
+pub(crate) fn save_example(
+    ov: &mut Overlay,
+    rec: &mut TaskRecord,
+    seq: u64,
+    te: &mut TaskExampleRecord,
+) {
     let full = te.leased.len() + te.answered.len() >= overlap(task_of(rec));
     let want = if full {
         Vec::new()
@@ -131,7 +140,7 @@ fn leases_of(ov: &Overlay, task_id: u64, annotator: &str) -> Result<Vec<u64>, St
     Ok(annotator_rec(ov, task_id, annotator)?.leases)
 }
 
-fn grant_lease(
+pub(crate) fn grant_lease(
     ov: &mut Overlay,
     rec: &mut TaskRecord,
     seq: u64,
@@ -149,7 +158,7 @@ fn grant_lease(
     Ok(())
 }
 
-fn drop_lease(
+pub(crate) fn drop_lease(
     ov: &mut Overlay,
     rec: &mut TaskRecord,
     seq: u64,
@@ -176,7 +185,7 @@ fn reap_expired(ov: &mut Overlay, rec: &mut TaskRecord, now: i64) -> Result<u64,
     let mut returned = 0;
     for who in expired {
         for seq in leases_of(ov, rec.task_id, &who)? {
-            let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
+            let mut te = example_state(ov, rec.task_id, seq)?.unwrap_or_default();
             drop_lease(ov, rec, seq, &mut te, &who)?;
             returned += 1;
         }
@@ -186,7 +195,7 @@ fn reap_expired(ov: &mut Overlay, rec: &mut TaskRecord, now: i64) -> Result<u64,
 }
 
 /// Advances the task's clock to `at` (never backwards) and returns it.
-fn tick(rec: &mut TaskRecord, at: i64) -> i64 {
+pub(crate) fn tick(rec: &mut TaskRecord, at: i64) -> i64 {
     rec.clock_ms = rec.clock_ms.max(at);
     rec.clock_ms
 }
@@ -255,7 +264,7 @@ fn lease_new(
             break;
         }
         let seq = keys::decode_open_entry(&k)?;
-        let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
+        let mut te = example_state(ov, rec.task_id, seq)?.unwrap_or_default();
         if te.leased.iter().chain(&te.answered).any(|a| a == who) {
             continue;
         }
@@ -305,7 +314,7 @@ fn lease_new(
         };
         let pos = rec.cursor;
         rec.cursor = next_pos(&task, rec.cursor, seq);
-        if task_example(ov, rec.task_id, seq)?.is_some() {
+        if example_state(ov, rec.task_id, seq)?.is_some() {
             // Already handed out through a suggestion's score.
             continue;
         }
@@ -332,27 +341,55 @@ fn next_pos(task: &Task, pos: u64, seq: u64) -> u64 {
     }
 }
 
-/// Renews the annotator's activity, reaps expired leases, and tops the annotator up to `count`.
-pub(crate) fn lease_examples(ov: &mut Overlay, now: i64, c: &LeaseExamples) -> Step<CommandResult> {
-    let mut rec = match open_task(ov, &c.project, &c.task)? {
-        Ok(r) => r,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    if let Err(reason) = check_annotator(&c.annotator) {
+/// The rule every feed command checks first: the annotator's name is valid and the task's pool
+/// admits them. Whichever way a request came (gRPC, the web app, a forward from a follower),
+/// the state machine decides it here, once.
+pub(crate) fn admit_annotator(ov: &Overlay, rec: &TaskRecord, who: &str) -> Step<()> {
+    if let Err(reason) = check_annotator(who) {
         return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
+            ErrorCode::InvalidArgument,
             format!("annotator: {reason}"),
         )));
     }
-    if !in_pool(ov, task_of(&rec), &c.annotator)? {
+    let task = task_of(rec);
+    if !in_pool(ov, task, who)? {
         return Ok(Err(rejected(
-            code::PERMISSION_DENIED,
+            ErrorCode::PermissionDenied,
             format!(
-                "{} is not in the annotator pool of task {}/{}",
-                c.annotator, c.project, c.task
+                "{who} is not in the annotator pool of task {}/{}",
+                task.project, task.name
             ),
         )));
     }
+    Ok(Ok(()))
+}
+
+/// The task a feed command names (only an open one when `open`), once its pool admits `who`.
+fn annotators_task(
+    ov: &Overlay,
+    project: &str,
+    task: &str,
+    who: &str,
+    open: bool,
+) -> Step<TaskRecord> {
+    let found = if open {
+        open_task(ov, project, task)?
+    } else {
+        load_task(ov, project, task)?
+    };
+    let rec = match found {
+        Ok(r) => r,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    Ok(admit_annotator(ov, &rec, who)?.map(|()| rec))
+}
+
+/// Renews the annotator's activity, reaps expired leases, and tops the annotator up to `count`.
+pub(crate) fn next_examples(ov: &mut Overlay, now: i64, c: &NextExamples) -> Step<CommandResult> {
+    let mut rec = match annotators_task(ov, &c.project, &c.task, &c.annotator, true)? {
+        Ok(r) => r,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
     let now = tick(&mut rec, now);
     // Renew first, so the caller's own leases survive the reaping below.
     update_annotator(ov, &mut rec, &c.annotator, |a| {
@@ -382,19 +419,14 @@ pub(crate) fn lease_examples(ov: &mut Overlay, now: i64, c: &LeaseExamples) -> S
 }
 
 /// Renews the annotator's leases without asking for work.
-pub(crate) fn renew(
-    ov: &mut Overlay,
-    now: i64,
-    project: &str,
-    task: &str,
-    who: &str,
-) -> Step<CommandResult> {
-    let mut rec = match load_task(ov, project, task)? {
+pub(crate) fn heartbeat(ov: &mut Overlay, now: i64, c: &Heartbeat) -> Step<CommandResult> {
+    // A closed task still takes heartbeats: annotators finishing their last examples keep them.
+    let mut rec = match annotators_task(ov, &c.project, &c.task, &c.annotator, false)? {
         Ok(r) => r,
         Err(rejection) => return Ok(Err(rejection)),
     };
     let now = tick(&mut rec, now);
-    let a = update_annotator(ov, &mut rec, who, |a| a.last_seen_ms = now)?;
+    let a = update_annotator(ov, &mut rec, &c.annotator, |a| a.last_seen_ms = now)?;
     let expired = reap_expired(ov, &mut rec, now)?;
     save_task(ov, &rec);
     Ok(Ok(ok(command_result::Result::Lease(LeaseGrant {
@@ -402,204 +434,6 @@ pub(crate) fn renew(
         expires_at_ms: now.saturating_add(ttl_ms(task_of(&rec))),
         exhausted: false,
         expired,
-    }))))
-}
-
-fn answer_key(rec: &TaskRecord, seq: u64, who: &str) -> Vec<u8> {
-    keys::answer(rec.task_id, seq, who)
-}
-
-/// Records an answer or a revision.
-pub(crate) fn submit(
-    ov: &mut Overlay,
-    now: i64,
-    answer: &Answer,
-    revise: bool,
-) -> Step<CommandResult> {
-    let mut rec = match open_task(ov, &answer.project, &answer.task)? {
-        Ok(r) => r,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let now = tick(&mut rec, now);
-    let who = answer.annotator.as_str();
-    if let Err(reason) = check_annotator(who) {
-        return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
-            format!("annotator: {reason}"),
-        )));
-    }
-    if answer.answer_id.is_empty() || answer.answer_id.len() > 128 {
-        return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
-            format!(
-                "answer_id must be 1-128 bytes, got {}",
-                answer.answer_id.len()
-            ),
-        )));
-    }
-    let id_key = keys::answer_id(rec.task_id, who, &answer.answer_id);
-    if let Some(first) = ov.msg::<Answer>(state_cf::IDEMPOTENCY, "answer", &id_key)? {
-        return Ok(Ok(ok(command_result::Result::Answer(AnswerOutcome {
-            answer: Some(first),
-            duplicate: true,
-        }))));
-    }
-    let task = task_of(&rec).clone();
-    if let Err(e) = gloss_annotate::check_scheme(&task, answer) {
-        return Ok(Err(rejected(
-            code::INVALID_ARGUMENT,
-            format!("example {}: {e}", answer.seq),
-        )));
-    }
-    let ds = source_dataset(ov, &task)?;
-    let Some(row) = source_example(ov, &ds, answer.seq)? else {
-        return Ok(Err(rejected(
-            code::NOT_FOUND,
-            format!(
-                "example {} is not in dataset {}/{}",
-                answer.seq, task.project, task.source_dataset
-            ),
-        )));
-    };
-    let seq = answer.seq;
-    let key = answer_key(&rec, seq, who);
-    let existing: Option<AnswerRecord> = ov.msg(state_cf::ANSWERS, "answer", &key)?;
-    let current = existing.as_ref().filter(|r| !r.withdrawn);
-    let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
-    match (revise, current) {
-        (true, None) => {
-            return Ok(Err(rejected(
-                code::FAILED_PRECONDITION,
-                format!("{who} has no answer to example {seq} to revise"),
-            )))
-        }
-        (false, Some(_)) => {
-            return Ok(Err(rejected(
-                code::ALREADY_EXISTS,
-                format!("{who} already answered example {seq}; revise the answer instead"),
-            )))
-        }
-        (false, None) if te.leased.iter().any(|a| a == who) => {
-            drop_lease(ov, &mut rec, seq, &mut te, who)?;
-        }
-        (false, None) => {
-            // A late answer (the lease expired while the annotator worked offline) still counts
-            // when the example was handed out and has room for it.
-            let room = te.leased.len() + te.answered.len() < overlap(&task);
-            if !room || !was_handed_out(ov, &rec, seq)? {
-                return Ok(Err(not_leased(seq, who, &task)));
-            }
-        }
-        (true, Some(_)) => {}
-    }
-    let mut stored = answer.clone();
-    stored.at_ms = now;
-    stored.input_hash = hash_hex(&row.input_hash);
-    stored.label = if task.interface() == gloss_proto::v1::Interface::Binary {
-        stored.label
-    } else {
-        String::new()
-    };
-    let mut record = existing.unwrap_or_default();
-    stored.revision = record.current.as_ref().map_or(1, |c| c.revision + 1);
-    if let Some(prev) = record.current.take() {
-        record.history.push(prev);
-    }
-    record.current = Some(stored.clone());
-    record.withdrawn = false;
-    ov.put(state_cf::ANSWERS, &key, &record);
-    ov.put(state_cf::IDEMPOTENCY, &id_key, &stored);
-    if !revise {
-        te.answered.push(who.to_string());
-        save_example(ov, &mut rec, seq, &mut te);
-        if te.answered.len() == overlap(&task) {
-            rec.done += 1;
-        }
-        rec.answers += 1;
-        if rec.first_answer_ms == 0 {
-            rec.first_answer_ms = now;
-        }
-        rec.last_answer_ms = now;
-        count_into(ov, &task.project, &task.output_dataset, 1)?;
-    }
-    update_annotator(ov, &mut rec, who, |a| {
-        a.last_seen_ms = now;
-        if !revise {
-            a.answers += 1;
-            if a.first_answer_ms == 0 {
-                a.first_answer_ms = now;
-            }
-            a.last_answer_ms = now;
-        }
-    })?;
-    review::example_changed(ov, &mut rec, seq, &te, now)?;
-    save_task(ov, &rec);
-    Ok(Ok(ok(command_result::Result::Answer(AnswerOutcome {
-        answer: Some(stored),
-        duplicate: false,
-    }))))
-}
-
-fn not_leased(seq: u64, who: &str, task: &Task) -> CommandResult {
-    rejected(
-        code::FAILED_PRECONDITION,
-        format!(
-            "example {seq} is not leased to {who} (the lease expired or was never granted) and it has no room for another answer (overlap {})",
-            task.overlap.max(1)
-        ),
-    )
-}
-
-/// Whether the example has ever been handed out in this task.
-fn was_handed_out(ov: &Overlay, rec: &TaskRecord, seq: u64) -> Result<bool, StateError> {
-    ov.exists(state_cf::TASK_EXAMPLES, &keys::task_seq(rec.task_id, seq))
-}
-
-/// Withdraws the annotator's answer and leases the example back to them.
-pub(crate) fn undo(
-    ov: &mut Overlay,
-    now: i64,
-    project: &str,
-    task_name: &str,
-    who: &str,
-    seq: u64,
-) -> Step<CommandResult> {
-    let mut rec = match open_task(ov, project, task_name)? {
-        Ok(r) => r,
-        Err(rejection) => return Ok(Err(rejection)),
-    };
-    let now = tick(&mut rec, now);
-    let key = answer_key(&rec, seq, who);
-    let Some(mut record) = ov
-        .msg::<AnswerRecord>(state_cf::ANSWERS, "answer", &key)?
-        .filter(|r| !r.withdrawn)
-    else {
-        return Ok(Err(rejected(
-            code::NOT_FOUND,
-            format!("{who} has no answer to example {seq} to undo"),
-        )));
-    };
-    let task = task_of(&rec).clone();
-    record.withdrawn = true;
-    ov.put(state_cf::ANSWERS, &key, &record);
-    let mut te = task_example(ov, rec.task_id, seq)?.unwrap_or_default();
-    let was_complete = te.answered.len() >= overlap(&task);
-    te.answered.retain(|a| a != who);
-    if was_complete {
-        rec.done = rec.done.saturating_sub(1);
-    }
-    rec.answers = rec.answers.saturating_sub(1);
-    count_into(ov, &task.project, &task.output_dataset, -1)?;
-    grant_lease(ov, &mut rec, seq, &mut te, who)?;
-    update_annotator(ov, &mut rec, who, |a| {
-        a.answers = a.answers.saturating_sub(1);
-        a.last_seen_ms = now;
-    })?;
-    review::example_changed(ov, &mut rec, seq, &te, now)?;
-    save_task(ov, &rec);
-    Ok(Ok(ok(command_result::Result::Answer(AnswerOutcome {
-        answer: record.current,
-        duplicate: false,
     }))))
 }
 
@@ -615,7 +449,7 @@ pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<Comm
     for (i, s) in c.suggestions.iter().enumerate() {
         if source_example(ov, &ds, s.seq)?.is_none() {
             return Ok(Err(rejected(
-                code::NOT_FOUND,
+                ErrorCode::NotFound,
                 format!(
                     "suggestions[{i}]: example {} is not in dataset {}/{}",
                     s.seq, task.project, task.source_dataset
@@ -624,7 +458,7 @@ pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<Comm
         }
         if !(0.0..=1.0).contains(&s.score) {
             return Ok(Err(rejected(
-                code::INVALID_ARGUMENT,
+                ErrorCode::InvalidArgument,
                 format!("suggestions[{i}].score: {} is outside [0, 1]", s.score),
             )));
         }
@@ -635,7 +469,7 @@ pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<Comm
             .find(|l| !task.labels.contains(l))
         {
             return Ok(Err(rejected(
-                code::INVALID_ARGUMENT,
+                ErrorCode::InvalidArgument,
                 format!(
                     "suggestions[{i}]: unknown label {bad:?}; the task's labels are {}",
                     task.labels.join(", ")
@@ -652,7 +486,7 @@ pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<Comm
         if task.ordering() != Ordering::Uncertainty {
             continue;
         }
-        let mut te = task_example(ov, rec.task_id, s.seq)?.unwrap_or_default();
+        let mut te = example_state(ov, rec.task_id, s.seq)?.unwrap_or_default();
         te.scored = true;
         te.score_pos = (s.score * f64::from(u32::MAX)) as u64;
         save_example(ov, &mut rec, s.seq, &mut te);
@@ -660,4 +494,27 @@ pub(crate) fn set_suggestions(ov: &mut Overlay, c: &SetSuggestions) -> Step<Comm
     Ok(Ok(ok(command_result::Result::Count(
         c.suggestions.len() as u64
     ))))
+}
+
+// Reads.
+
+/// Feed state of one example of a task.
+pub fn task_example(
+    db: &DB,
+    task_id: u64,
+    seq: u64,
+) -> Result<Option<TaskExampleRecord>, StateError> {
+    db.get_cf(
+        cf(db, state_cf::TASK_EXAMPLES)?,
+        keys::task_seq(task_id, seq),
+    )?
+    .map(|v| decode("task example", &v))
+    .transpose()
+}
+
+/// The suggestion attached to one example of a task.
+pub fn suggestion(db: &DB, task_id: u64, seq: u64) -> Result<Option<Suggestion>, StateError> {
+    db.get_cf(cf(db, state_cf::SUGGESTIONS)?, keys::task_seq(task_id, seq))?
+        .map(|v| decode("suggestion", &v))
+        .transpose()
 }
