@@ -7,6 +7,7 @@ use clap::Subcommand;
 use gloss_client::Client;
 use gloss_proto::v1::job_service_client::JobServiceClient;
 use gloss_proto::v1::*;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::output::{print_list, print_one, Output};
 use crate::split;
@@ -140,8 +141,13 @@ fn show(out: Output, j: &Job) -> Result<()> {
     Ok(())
 }
 
-/// Prints log lines as they come until the job ends; returns its final state.
-async fn follow(api: &mut JobServiceClient<gloss_client::Conn>, id: &str) -> Result<Job> {
+/// Prints log lines as they come until the job ends; returns its final state. With `bar`, the
+/// job's progress is drawn on it (and log lines above it).
+async fn follow(
+    api: &mut JobServiceClient<gloss_client::Conn>,
+    id: &str,
+    bar: Option<&ProgressBar>,
+) -> Result<Job> {
     let mut after = 0;
     loop {
         let lines = api
@@ -153,21 +159,66 @@ async fn follow(api: &mut JobServiceClient<gloss_client::Conn>, id: &str) -> Res
             .into_inner()
             .lines;
         for l in &lines {
-            println!("[attempt {}] {}", l.attempt, l.text);
+            let line = format!("[attempt {}] {}", l.attempt, l.text);
+            match bar {
+                Some(b) => b.suspend(|| println!("{line}")),
+                None => println!("{line}"),
+            }
             after = l.line;
         }
         let job = api
             .get_job(GetJobRequest { id: id.into() })
             .await?
             .into_inner();
+        if let Some(b) = bar {
+            b.set_position((job.progress.clamp(0.0, 1.0) * BAR_STEPS as f64) as u64);
+            b.set_message(progress_line(&job));
+        }
         if matches!(
             job.state(),
             JobState::Succeeded | JobState::Failed | JobState::Cancelled
         ) {
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             return Ok(job);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Resolution of the job progress bar.
+const BAR_STEPS: u64 = 1000;
+
+/// A bar on standard error for a job being waited on (drawn only on a terminal).
+fn job_bar() -> ProgressBar {
+    let pb = ProgressBar::new(BAR_STEPS);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {elapsed} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// What the bar says about a job: its state and, while training, the last epoch with its loss
+/// and dev score (out of the configured epochs when the job's config names them).
+fn progress_line(job: &Job) -> String {
+    let mut line = name(job.state()).to_string();
+    if let Some(m) = job.metrics.last() {
+        let epochs = job
+            .spec
+            .as_ref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s.config_json).ok())
+            .and_then(|c| c.get("epochs").and_then(serde_json::Value::as_u64));
+        let of = epochs.map(|e| format!("/{e}")).unwrap_or_default();
+        line.push_str(&format!(
+            " · epoch {}{of} · loss {:.4} · dev {:.4}",
+            m.epoch, m.loss, m.dev_score
+        ));
+    }
+    line
 }
 
 pub async fn run(client: &Client, out: Output, cmd: JobCmd) -> Result<()> {
@@ -223,7 +274,7 @@ pub async fn run(client: &Client, out: Output, cmd: JobCmd) -> Result<()> {
                 return show(out, &job);
             }
             eprintln!("job {} queued; waiting", job.id);
-            let job = follow(&mut api, &job.id).await?;
+            let job = follow(&mut api, &job.id, Some(&job_bar())).await?;
             show(out, &job)?;
             if job.state() != JobState::Succeeded {
                 bail!("job {} ended {}: {}", job.id, name(job.state()), job.error);
@@ -243,7 +294,7 @@ pub async fn run(client: &Client, out: Output, cmd: JobCmd) -> Result<()> {
             jobs_table(out, &jobs)
         }
         JobCmd::Show { id } => show(out, &api.get_job(GetJobRequest { id }).await?.into_inner()),
-        JobCmd::Logs { id, follow: true } => follow(&mut api, &id).await.map(|_| ()),
+        JobCmd::Logs { id, follow: true } => follow(&mut api, &id, None).await.map(|_| ()),
         JobCmd::Logs { id, follow: false } => {
             let lines = api
                 .job_logs(JobLogsRequest { id, after: 0 })
@@ -295,4 +346,43 @@ pub async fn workers(client: &Client, out: Output) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_the_last_epoch_out_of_the_configured_ones() {
+        let mut job = Job {
+            spec: Some(JobSpec {
+                config_json: r#"{"epochs": 12}"#.into(),
+                ..JobSpec::default()
+            }),
+            ..Job::default()
+        };
+        job.set_state(JobState::Running);
+        assert_eq!(progress_line(&job), "running");
+        job.metrics = vec![
+            EpochMetric {
+                epoch: 1,
+                loss: 0.9,
+                dev_score: 0.5,
+            },
+            EpochMetric {
+                epoch: 2,
+                loss: 0.41234,
+                dev_score: 0.75,
+            },
+        ];
+        assert_eq!(
+            progress_line(&job),
+            "running · epoch 2/12 · loss 0.4123 · dev 0.7500"
+        );
+        job.spec = None;
+        assert_eq!(
+            progress_line(&job),
+            "running · epoch 2 · loss 0.4123 · dev 0.7500"
+        );
+    }
 }

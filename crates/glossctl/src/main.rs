@@ -87,6 +87,13 @@ enum Noun {
     /// Certificates for TLS: a development CA and a certificate for nodes and workers.
     #[command(subcommand)]
     Certs(CertsCmd),
+    /// Print a shell completion script: `source <(glossctl completion bash)`, or save it where
+    /// the shell loads completions (zsh: a `_glossctl` file on `$fpath`; fish:
+    /// `~/.config/fish/completions/glossctl.fish`).
+    Completion {
+        /// The shell.
+        shell: CompletionShell,
+    },
     /// The audit log: who created, changed, exported or promoted what (admins).
     Audit {
         /// Entries after this sequence number.
@@ -243,9 +250,11 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         Output::parse(cli.output.as_deref())?
     };
-    // Certificates are made locally, before (and without) any coordinator.
-    if let Noun::Certs(cmd) = &cli.command {
-        return certs(cmd);
+    // Certificates and completions are made locally, before (and without) any coordinator.
+    match &cli.command {
+        Noun::Certs(cmd) => return certs(cmd),
+        Noun::Completion { shell } => return completion(*shell, &mut std::io::stdout()),
+        _ => {}
     }
     let tls = match &cli.ca_cert {
         Some(path) => Some(gloss_tls::ClientTls::from_ca_file(path)?),
@@ -266,6 +275,7 @@ async fn run(cli: Cli) -> Result<()> {
         Noun::Audit { after, limit } => audit::run(&client, out, after, limit).await,
         Noun::Worker(WorkerCmd::List) => job::workers(&client, out).await,
         Noun::Certs(cmd) => certs(&cmd),
+        Noun::Completion { shell } => completion(shell, &mut std::io::stdout()),
         Noun::Cluster(cmd) => {
             let mut api = client.cluster();
             let status = match cmd {
@@ -333,6 +343,26 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
             out.done(&format!("project {name} deleted"))
         }
     }
+}
+
+/// Shells `glossctl completion` writes scripts for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes the completion script for `shell`.
+fn completion(shell: CompletionShell, to: &mut dyn std::io::Write) -> Result<()> {
+    use clap::CommandFactory as _;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut Cli::command(), "glossctl", to);
+    Ok(())
 }
 
 /// Writes a development CA and a certificate for the given hosts.
@@ -578,5 +608,59 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(shell: CompletionShell) -> String {
+        let mut out = Vec::new();
+        completion(shell, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn bash_loads_the_completion_script_and_completes_nouns_and_verbs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("glossctl.bash");
+        std::fs::write(&file, script(CompletionShell::Bash)).unwrap();
+        // Load the script in a real bash and ask it to complete `glossctl da` and
+        // `glossctl dataset im`.
+        let probe = format!(
+            r#"source {}
+complete -p glossctl >/dev/null || exit 3
+COMP_WORDS=(glossctl da); COMP_CWORD=1; COMP_LINE="glossctl da"; COMP_POINT=${{#COMP_LINE}}
+_glossctl glossctl da glossctl; echo "nouns: ${{COMPREPLY[*]}}"
+COMP_WORDS=(glossctl dataset im); COMP_CWORD=2; COMP_LINE="glossctl dataset im"; COMP_POINT=${{#COMP_LINE}}
+_glossctl glossctl im dataset; echo "verbs: ${{COMPREPLY[*]}}""#,
+            file.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "-c", &probe])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("nouns: dataset"), "{text}");
+        assert!(text.contains("verbs: import"), "{text}");
+    }
+
+    #[test]
+    fn zsh_and_fish_scripts_name_glossctl_and_its_nouns() {
+        let zsh = script(CompletionShell::Zsh);
+        assert!(zsh.starts_with("#compdef glossctl"), "{zsh}");
+        assert!(zsh.contains("'dataset:"), "zsh script lists the nouns");
+        let fish = script(CompletionShell::Fish);
+        assert!(fish.contains("complete -c glossctl"), "{fish}");
+        assert!(
+            fish.contains("-a \"completion\""),
+            "fish script lists the nouns"
+        );
     }
 }
