@@ -5,14 +5,14 @@ use serde_json::{Map, Value};
 use crate::{input_hash, utf8_reason, Record, RecordError};
 
 /// A validation failure inside one record: the field path (if any) and why.
-type Problem = (Option<String>, String);
+pub(crate) type Problem = (Option<String>, String);
 
-fn problem(field: impl Into<String>, reason: impl Into<String>) -> Problem {
+pub(crate) fn problem(field: impl Into<String>, reason: impl Into<String>) -> Problem {
     (Some(field.into()), reason.into())
 }
 
 /// "a string", "an object", ... for messages.
-fn kind(value: &Value) -> &'static str {
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -54,14 +54,18 @@ pub(crate) fn parse(line: u64, bytes: &[u8]) -> Result<Record, RecordError> {
     })
 }
 
-/// Character length of the text, counted only when an offset needs checking.
-struct TextLen<'a> {
+/// Character (code point) length of a text, counted only when an offset needs checking.
+pub(crate) struct TextLen<'a> {
     text: &'a str,
     chars: Option<u64>,
 }
 
-impl TextLen<'_> {
-    fn get(&mut self) -> u64 {
+impl<'a> TextLen<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self { text, chars: None }
+    }
+
+    pub(crate) fn get(&mut self) -> u64 {
         let text = self.text;
         *self
             .chars
@@ -69,7 +73,7 @@ impl TextLen<'_> {
     }
 }
 
-fn validate(map: &Map<String, Value>) -> Result<(), Problem> {
+pub(crate) fn validate(map: &Map<String, Value>) -> Result<(), Problem> {
     let text = match map.get("text") {
         None => return Err(problem("text", "is missing")),
         Some(Value::String(text)) if text.trim().is_empty() => {
@@ -83,7 +87,7 @@ fn validate(map: &Map<String, Value>) -> Result<(), Problem> {
             ))
         }
     };
-    let mut len = TextLen { text, chars: None };
+    let mut len = TextLen::new(text);
     if let Some(meta) = map.get("meta") {
         if !meta.is_object() {
             return Err(problem(

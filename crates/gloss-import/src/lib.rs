@@ -1,12 +1,18 @@
 //! Streaming import parsers for Gloss: turn a JSONL, CSV/TSV or plain-text byte stream into
 //! validated [`Record`]s (text, content hash and the record as a JSON object) or per-record
 //! [`RecordError`]s that name the source line and field, so one bad line never sinks an import.
+//! Annotations made in other tools (Prodigy answers, Label Studio exports, spaCy `DocBin`s) are
+//! read, as examples with their answers and under the same rules, in [`annotations`].
 //! Depends only on `csv`, `serde_json` (with `preserve_order`, so unknown fields survive
-//! unchanged and in order), `thiserror` and `xxhash-rust`. It must never do I/O besides reading
-//! the reader it is given, never keep global state, and never hold more than about one record
-//! (bounded by [`Limits`]) plus a fixed read buffer in memory.
+//! unchanged and in order), `thiserror`, `xxhash-rust`, and `flate2` (zlib) with `rmpv`
+//! (msgpack) for spaCy `DocBin` files ([`docbin`]). It must never do I/O besides reading the
+//! reader it is given, never keep global state, and never hold more than about one record
+//! (bounded by [`Limits`]) plus a fixed read buffer in memory; the exception is [`docbin`],
+//! whose format is one compressed message, so it works on the whole file in memory.
 
+pub mod annotations;
 mod delimited;
+pub mod docbin;
 mod jsonl;
 mod source;
 
@@ -129,6 +135,12 @@ pub enum ImportError {
     Csv(String),
     #[error("the CSV row starting at line {line} runs far past the size limit of {limit} bytes; cannot resynchronise")]
     RecordTooLarge { line: u64, limit: usize },
+    #[error("not a spaCy DocBin: {0}")]
+    NotDocBin(String),
+    #[error("cannot write the DocBin: doc {doc}: {reason}")]
+    DocBinWrite { doc: u64, reason: String },
+    #[error("line {line}: not a JSON array of tasks: {reason}")]
+    NotJsonArray { line: u64, reason: String },
 }
 
 fn list(columns: &[String]) -> String {
