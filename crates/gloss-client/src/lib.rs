@@ -19,7 +19,8 @@ use gloss_proto::v1::review_service_client::ReviewServiceClient;
 use gloss_proto::v1::task_service_client::TaskServiceClient;
 use gloss_proto::v1::user_service_client::UserServiceClient;
 use gloss_proto::v1::{
-    import_request, ExportAnswersRequest, ExportChunk, ExportRequest, ImportHeader, ImportRequest,
+    import_answers_request, import_request, ExportAnswersRequest, ExportChunk, ExportRequest,
+    ImportAnswersHeader, ImportAnswersRequest, ImportAnswersSummary, ImportHeader, ImportRequest,
     ImportSummary,
 };
 use gloss_tls::ClientTls;
@@ -47,6 +48,12 @@ pub enum ClientError {
     ImportRejected {
         message: String,
         summary: Box<ImportSummary>,
+    },
+    /// The server rejected an import of annotations; the summary lists the bad records.
+    #[error("{message}")]
+    AnswersRejected {
+        message: String,
+        summary: Box<ImportAnswersSummary>,
     },
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
@@ -218,79 +225,60 @@ impl Client {
     pub async fn import<R>(
         &self,
         header: ImportHeader,
-        mut reader: R,
+        reader: R,
         progress: impl Fn(u64) + Send + 'static,
     ) -> Result<ImportSummary, ClientError>
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::mpsc::channel::<ImportRequest>(4);
         let source = header.source_name.clone();
         let first = ImportRequest {
             item: Some(import_request::Item::Header(header)),
         };
-        let reading = tokio::spawn(async move {
-            if tx.send(first).await.is_err() {
-                return Ok::<(), std::io::Error>(());
-            }
-            let mut sent = 0u64;
-            loop {
-                let mut buf = vec![0u8; IMPORT_CHUNK];
-                let mut filled = 0;
-                while filled < IMPORT_CHUNK {
-                    let n = reader.read(&mut buf[filled..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                if filled == 0 {
-                    return Ok(());
-                }
-                buf.truncate(filled);
-                sent += filled as u64;
-                let msg = ImportRequest {
-                    item: Some(import_request::Item::Data(buf)),
-                };
-                if tx.send(msg).await.is_err() {
-                    return Ok(()); // the server ended the call; its answer says why
-                }
-                progress(sent);
-            }
-        });
-        let stream = tokio_stream_from(rx);
+        let wrap = |data| ImportRequest {
+            item: Some(import_request::Item::Data(data)),
+        };
+        let (stream, reading) = upload(first, wrap, reader, progress);
         let answer = self.datasets().import_examples(stream).await;
-        match reading.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return Err(ClientError::Io {
-                    path: source,
-                    source: e,
-                })
+        finish_upload(
+            reading,
+            source,
+            answer,
+            |message, summary: ImportSummary| ClientError::ImportRejected {
+                message,
+                summary: Box::new(summary),
+            },
+        )
+        .await
+    }
+
+    /// Streams annotations made in another tool (`header.source` says which) into a task; see
+    /// `TaskService.ImportAnswers`. `progress` gets the bytes sent so far.
+    pub async fn import_answers<R>(
+        &self,
+        header: ImportAnswersHeader,
+        reader: R,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<ImportAnswersSummary, ClientError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let source = header.source_name.clone();
+        let first = ImportAnswersRequest {
+            item: Some(import_answers_request::Item::Header(header)),
+        };
+        let wrap = |data| ImportAnswersRequest {
+            item: Some(import_answers_request::Item::Data(data)),
+        };
+        let (stream, reading) = upload(first, wrap, reader, progress);
+        let answer = self.tasks().import_answers(stream).await;
+        finish_upload(reading, source, answer, |message, summary| {
+            ClientError::AnswersRejected {
+                message,
+                summary: Box::new(summary),
             }
-            Err(e) => {
-                return Err(ClientError::Io {
-                    path: source,
-                    source: std::io::Error::other(e),
-                })
-            }
-        }
-        match answer {
-            Ok(r) => Ok(r.into_inner()),
-            Err(status)
-                if status.code() == tonic::Code::InvalidArgument
-                    && !status.details().is_empty() =>
-            {
-                match ImportSummary::decode(status.details()) {
-                    Ok(summary) => Err(ClientError::ImportRejected {
-                        message: status.message().to_string(),
-                        summary: Box::new(summary),
-                    }),
-                    Err(_) => Err(status.into()),
-                }
-            }
-            Err(status) => Err(status.into()),
-        }
+        })
+        .await
     }
 
     /// Imports a local file (see [`Client::import`]).
@@ -391,6 +379,88 @@ where
     }
     out.flush().await.map_err(io)?;
     Ok(records)
+}
+
+/// The request stream of an upload: `first`, then `reader`'s bytes in chunks wrapped by `wrap`;
+/// and the task reading them (its error is the reader's).
+fn upload<M, R>(
+    first: M,
+    wrap: impl Fn(Vec<u8>) -> M + Send + 'static,
+    mut reader: R,
+    progress: impl Fn(u64) + Send + 'static,
+) -> (
+    impl futures::Stream<Item = M>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)
+where
+    M: Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<M>(4);
+    let reading = tokio::spawn(async move {
+        if tx.send(first).await.is_err() {
+            return Ok(());
+        }
+        let mut sent = 0u64;
+        loop {
+            let mut buf = vec![0u8; IMPORT_CHUNK];
+            let mut filled = 0;
+            while filled < IMPORT_CHUNK {
+                let n = reader.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                return Ok(());
+            }
+            buf.truncate(filled);
+            sent += filled as u64;
+            if tx.send(wrap(buf)).await.is_err() {
+                return Ok(()); // the server ended the call; its answer says why
+            }
+            progress(sent);
+        }
+    });
+    (tokio_stream_from(rx), reading)
+}
+
+/// The outcome of an upload: the reader's failure first, then the server's answer, with a
+/// rejection's summary (in the status details) decoded into `rejected`.
+async fn finish_upload<T, S: Message + Default>(
+    reading: tokio::task::JoinHandle<std::io::Result<()>>,
+    source: String,
+    answer: Result<tonic::Response<T>, tonic::Status>,
+    rejected: impl FnOnce(String, S) -> ClientError,
+) -> Result<T, ClientError> {
+    match reading.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(ClientError::Io {
+                path: source,
+                source: e,
+            })
+        }
+        Err(e) => {
+            return Err(ClientError::Io {
+                path: source,
+                source: std::io::Error::other(e),
+            })
+        }
+    }
+    match answer {
+        Ok(r) => Ok(r.into_inner()),
+        Err(status)
+            if status.code() == tonic::Code::InvalidArgument && !status.details().is_empty() =>
+        {
+            match S::decode(status.details()) {
+                Ok(summary) => Err(rejected(status.message().to_string(), summary)),
+                Err(_) => Err(status.into()),
+            }
+        }
+        Err(status) => Err(status.into()),
+    }
 }
 
 fn tokio_stream_from<T: Send + 'static>(

@@ -209,6 +209,11 @@ pub const ROUTES: &[(&str, &[Role], Scope)] = &[
     ("TaskService/SetSuggestions", MANAGE, Project("project")),
     ("TaskService/ExportAnswers", MANAGE, Project("project")),
     ("TaskService/SetGroup", LEADS, Project("group.project")),
+    (
+        "TaskService/ImportAnswers",
+        MANAGE,
+        Project("header.project"),
+    ),
     ("FeedService/NextExamples", ANNOTATE, Project("project")),
     ("FeedService/Heartbeat", ANNOTATE, Project("project")),
     (

@@ -1,7 +1,7 @@
 //! The coordinator's error enum, its one [`ErrorCode`] ([`ServiceError::code`]) and from that
 //! the one mapping to `tonic::Status` (the web API maps the same code to HTTP).
 
-use gloss_proto::v1::{CommandError, ImportSummary};
+use gloss_proto::v1::{CommandError, ImportAnswersSummary, ImportSummary};
 use gloss_proto::ErrorCode;
 use gloss_raft::openraft::error::{
     CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
@@ -39,6 +39,12 @@ pub enum ServiceError {
         message: String,
         summary: Box<ImportSummary>,
     },
+    /// An import of annotations was rejected; the summary lists the bad records.
+    #[error("{message}")]
+    AnswersRejected {
+        message: String,
+        summary: Box<ImportAnswersSummary>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,9 +53,9 @@ impl ServiceError {
     /// The error's code, from which every transport derives its status.
     pub fn code(&self) -> ErrorCode {
         match self {
-            ServiceError::InvalidArgument(_) | ServiceError::ImportRejected { .. } => {
-                ErrorCode::InvalidArgument
-            }
+            ServiceError::InvalidArgument(_)
+            | ServiceError::ImportRejected { .. }
+            | ServiceError::AnswersRejected { .. } => ErrorCode::InvalidArgument,
             ServiceError::NotFound(_) => ErrorCode::NotFound,
             ServiceError::AlreadyExists(_) => ErrorCode::AlreadyExists,
             ServiceError::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
@@ -136,16 +142,23 @@ impl From<ServiceError> for tonic::Status {
                 }
             }
             ServiceError::ImportRejected { summary, .. } => {
-                let mut with = tonic::Status::with_details_and_metadata(
-                    status.code(),
-                    status.message().to_string(),
-                    summary.encode_to_vec().into(),
-                    status.metadata().clone(),
-                );
-                std::mem::swap(&mut status, &mut with);
+                status = with_details(status, summary.encode_to_vec());
+            }
+            ServiceError::AnswersRejected { summary, .. } => {
+                status = with_details(status, summary.encode_to_vec());
             }
             _ => {}
         }
         status
     }
+}
+
+/// `status` carrying `details` (an encoded summary of the records at fault).
+fn with_details(status: tonic::Status, details: Vec<u8>) -> tonic::Status {
+    tonic::Status::with_details_and_metadata(
+        status.code(),
+        status.message().to_string(),
+        details.into(),
+        status.metadata().clone(),
+    )
 }

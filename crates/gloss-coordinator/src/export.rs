@@ -41,11 +41,26 @@ impl Sink {
         self.chunk.total_records = total;
     }
 
+    /// Adds `data` as it is, counting `records`; fails once the client has gone away.
+    pub fn bytes(&mut self, data: &[u8], records: u64) -> Result<(), ServiceError> {
+        for piece in data.chunks(CHUNK_BYTES) {
+            self.chunk.data.extend_from_slice(piece);
+            self.send_if_full()?;
+        }
+        self.chunk.records += records;
+        Ok(())
+    }
+
     /// Adds one line; fails once the client has gone away, which ends the producer.
     pub fn line(&mut self, line: &str) -> Result<(), ServiceError> {
         self.chunk.data.extend_from_slice(line.as_bytes());
         self.chunk.data.push(b'\n');
         self.chunk.records += 1;
+        self.send_if_full()
+    }
+
+    /// Sends the chunk once it is full.
+    fn send_if_full(&mut self) -> Result<(), ServiceError> {
         if self.chunk.data.len() >= CHUNK_BYTES {
             self.sent_any = true;
             if self

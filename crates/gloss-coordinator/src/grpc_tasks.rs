@@ -93,6 +93,41 @@ impl task_service_server::TaskService for Api {
         Ok(stream_chunks(rx))
     }
 
+    async fn import_answers(
+        &self,
+        req: Request<tonic::Streaming<ImportAnswersRequest>>,
+    ) -> Reply<ImportAnswersSummary> {
+        use futures::StreamExt as _;
+        let actor = actor_of(&req);
+        let mut stream = req.into_inner();
+        let header = match stream.next().await {
+            Some(Ok(ImportAnswersRequest {
+                item: Some(import_answers_request::Item::Header(h)),
+            })) => h,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an import must be its header",
+                ))
+            }
+        };
+        let data = stream.map(|msg| match msg {
+            Ok(ImportAnswersRequest {
+                item: Some(import_answers_request::Item::Data(bytes)),
+            }) => Ok(bytes::Bytes::from(bytes)),
+            Ok(_) => Err(crate::ServiceError::InvalidArgument(
+                "only the first message of an import may be a header".into(),
+            )),
+            Err(status) => Err(crate::ServiceError::Unavailable(format!(
+                "import stream broke: {status}"
+            ))),
+        });
+        ok(self
+            .service
+            .import_answers(&actor, header, Box::pin(data))
+            .await)
+    }
+
     async fn set_group(&self, req: Request<SetGroupRequest>) -> Reply<Group> {
         let actor = actor_of(&req);
         let group = require(req.into_inner().group, "group")?;

@@ -7,6 +7,7 @@
 //! layers only translate. It must never link ML or GPU code.
 
 pub mod access;
+mod answer_import;
 mod around;
 mod audit;
 pub mod backup;

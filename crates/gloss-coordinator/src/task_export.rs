@@ -1,7 +1,11 @@
 //! Streaming export of a task's answers or gold records, from one consistent snapshot, in the
-//! Prodigy, CoNLL or flat (Hugging Face `datasets`) formats.
+//! Prodigy, CoNLL or flat (Hugging Face `datasets`) formats, or as a spaCy DocBin (one binary
+//! blob, built in memory: the format is a single message).
 
-use gloss_proto::v1::{Answer, ExportChunk, ExportFormat, ExportSelection, Interface};
+use gloss_import::docbin::DocOut;
+use gloss_proto::v1::{
+    Answer, Decision, ExportChunk, ExportFormat, ExportSelection, Interface, Task,
+};
 use gloss_state::feed::answers;
 use gloss_state::review;
 use tokio::sync::mpsc;
@@ -44,6 +48,12 @@ impl Service {
                 t.interface().as_str_name()
             )));
         }
+        if format == ExportFormat::Spacy && t.interface() == Interface::Spans {
+            return Err(ServiceError::InvalidArgument(format!(
+                "format: a spaCy DocBin holds entities (ner, ner-correct) or cats (binary, choice, multi-choice); task {project}/{task} is {}",
+                t.interface().as_str_name()
+            )));
+        }
         let gold = selection == ExportSelection::Gold;
         let total = if gold { rec.gold } else { rec.answers };
         let db = self.state.db();
@@ -58,14 +68,18 @@ impl Service {
                             t.project, t.source_dataset
                         ))
                     })?;
-            let line = |answer: &Answer| -> Result<String, ServiceError> {
-                let row = gloss_state::read::example_at(&db, &snapshot, &source, answer.seq)?
-                    .ok_or_else(|| {
+            let row_of = |answer: &Answer| {
+                gloss_state::read::example_at(&db, &snapshot, &source, answer.seq)?.ok_or_else(
+                    || {
                         ServiceError::Internal(format!(
                             "answered example {} is missing from the source dataset",
                             answer.seq
                         ))
-                    })?;
+                    },
+                )
+            };
+            let line = |answer: &Answer| -> Result<String, ServiceError> {
+                let row = row_of(answer)?;
                 let text = record_text(answer.seq, &row.record_json)?;
                 let hash = gloss_state::hash_hex(&row.input_hash);
                 let bad = |e: gloss_annotate::ExportError| {
@@ -90,19 +104,83 @@ impl Service {
                         .map_err(bad)?,
                 })
             };
-            if gold {
-                review::for_each_gold(&db, &snapshot, rec.task_id, |g| {
-                    let answer = g.answer.unwrap_or_default();
-                    sink.line(&line(&answer)?)
-                })
-            } else {
-                answers::for_each_answered(&db, &snapshot, rec.task_id, |_, answers| {
-                    for a in &answers {
-                        sink.line(&line(a)?)?;
-                    }
+            if format == ExportFormat::Spacy {
+                let mut docs = Vec::new();
+                let mut add = |answer: &Answer| -> Result<(), ServiceError> {
+                    let row = row_of(answer)?;
+                    let text = record_text(answer.seq, &row.record_json)?;
+                    docs.push(spacy_doc(&t, &row.record_json, text, answer));
                     Ok(())
-                })
+                };
+                each_answer(&db, &snapshot, rec.task_id, gold, &mut add)?;
+                let bytes = gloss_import::docbin::write(&docs)
+                    .map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
+                return sink.bytes(&bytes, docs.len() as u64);
             }
+            each_answer(&db, &snapshot, rec.task_id, gold, &mut |a| {
+                sink.line(&line(a)?)
+            })
         }))
+    }
+}
+
+/// Calls `f` with every gold record's answer (`gold`) or every current answer of the task.
+fn each_answer(
+    db: &gloss_store::rocksdb::DB,
+    snapshot: &gloss_store::rocksdb::Snapshot<'_>,
+    task_id: u64,
+    gold: bool,
+    f: &mut dyn FnMut(&Answer) -> Result<(), ServiceError>,
+) -> Result<(), ServiceError> {
+    if gold {
+        review::for_each_gold(db, snapshot, task_id, |g| f(&g.answer.unwrap_or_default()))
+    } else {
+        answers::for_each_answered(db, snapshot, task_id, |_, answers| {
+            answers.iter().try_for_each(&mut *f)
+        })
+    }
+}
+
+/// One answer as a spaCy Doc: Gloss's tokens, the spans as entities (span interfaces), or one
+/// category per label of the task scored 1.0 when chosen and 0.0 otherwise (choice and binary
+/// interfaces; a rejected binary answer scores its label 0.0).
+fn spacy_doc(task: &Task, record_json: &str, text: String, answer: &Answer) -> DocOut {
+    let tokens = gloss_annotate::tokenize(&text)
+        .iter()
+        .map(|t| (u64::from(t.start), u64::from(t.end)))
+        .collect();
+    let spans = answer
+        .spans
+        .iter()
+        .map(|s| gloss_import::annotations::Span {
+            start: u64::from(s.start),
+            end: u64::from(s.end),
+            label: s.label.clone(),
+        })
+        .collect();
+    let chosen: Vec<String> = match task.interface() {
+        Interface::Binary if answer.decision() == Decision::Accept => {
+            if answer.label.is_empty() {
+                vec![gloss_annotate::proposed_label(task, record_json)]
+            } else {
+                vec![answer.label.clone()]
+            }
+        }
+        Interface::Choice | Interface::MultiChoice => answer.choices.clone(),
+        _ => Vec::new(),
+    };
+    let cats = match task.interface() {
+        Interface::Binary | Interface::Choice | Interface::MultiChoice => task
+            .labels
+            .iter()
+            .map(|l| (l.clone(), if chosen.contains(l) { 1.0 } else { 0.0 }))
+            .collect(),
+        _ => Vec::new(),
+    };
+    DocOut {
+        text,
+        tokens,
+        spans,
+        cats,
     }
 }

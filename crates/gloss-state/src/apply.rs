@@ -87,6 +87,7 @@ impl Tx<'_> {
                 feed::answers::submit(ov, now, &c.answer.clone().unwrap_or_default(), c.revise)
             }),
             Body::UndoAnswer(c) => self.overlay(|ov| feed::answers::undo(ov, now, c)),
+            Body::ImportAnswers(c) => self.overlay(|ov| feed::answers::import_answers(ov, now, c)),
             Body::SetSuggestions(c) => self.overlay(|ov| feed::set_suggestions(ov, c)),
             Body::ResolveReview(c) => {
                 self.overlay(|ov| review::resolve(ov, now, &c.request.clone().unwrap_or_default()))

@@ -36,6 +36,11 @@ fn describe(body: &command::Body, result: &CommandResult) -> Option<(String, Str
             format!("{}/{}", c.project, c.name),
             String::new(),
         ),
+        ImportAnswers(c) => (
+            "import_answers",
+            format!("{}/{}", c.project, c.task),
+            format!("answers={}", c.answers.len()),
+        ),
         CommitImport(c) => (
             "import",
             format!("import {}", c.import_id),

@@ -95,6 +95,20 @@ fn example_in(
     Ok(row.filter(|r| !record.open_imports.contains(&r.import_id)))
 }
 
+/// The sequence number of the committed example of `dataset` whose input hash is `hash`.
+pub fn seq_of_hash(
+    db: &DB,
+    dataset: &DatasetRecord,
+    hash: u128,
+) -> Result<Option<u64>, StateError> {
+    db.get_cf(
+        cf(db, state_cf::EXAMPLE_INDEX)?,
+        keys::hash_entry(dataset.dataset_id, hash),
+    )?
+    .map(|v| keys::decode_u64_value(&v).map_err(StateError::from))
+    .transpose()
+}
+
 /// One import.
 pub fn import(db: &DB, import_id: u64) -> Result<Option<ImportRecord>, StateError> {
     db.get_cf(cf(db, state_cf::IMPORTS)?, keys::import(import_id))?

@@ -523,6 +523,78 @@ fn every_feed_command_refuses_an_annotator_outside_the_pool() {
     assert!(!next(&d.db, 26, "bob", 2).unwrap().seqs.is_empty());
 }
 
+fn import(db: &DB, at: i64, answers: Vec<Answer>) -> Result<u64, CommandError> {
+    let r = run(
+        db,
+        at,
+        command::Body::ImportAnswers(ImportAnswers {
+            project: "p".into(),
+            task: "t".into(),
+            answers,
+        }),
+    );
+    match r.result {
+        Some(command_result::Result::Count(n)) => Ok(n),
+        Some(command_result::Result::Error(e)) => Err(e),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn imported_answers_keep_the_overlap_are_recorded_once_and_make_gold() {
+    let d = db();
+    seed_dataset(&d.db, 3);
+    let mut t = task(Interface::Choice, 2, Ordering::Sequential);
+    // The importing manager vouches for the annotators: the pool does not apply to imports.
+    t.pool = vec!["someone-else".into()];
+    create(&d.db, t);
+    let before = gloss_state::read::digest(&d.db).unwrap();
+    // A third answer to example 1 breaks the overlap of 2: the whole batch is refused.
+    let e = import(
+        &d.db,
+        10,
+        vec![
+            choice("ann", 1, "ls-1", "POS"),
+            choice("bob", 1, "ls-2", "POS"),
+            choice("cy", 1, "ls-3", "NEG"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "failed_precondition", "{e:?}");
+    assert!(
+        e.message.starts_with("answers[2]: example 1 already has 2"),
+        "{e:?}"
+    );
+    assert_eq!(gloss_state::read::digest(&d.db).unwrap(), before);
+    // One annotator twice on one example, and an unknown label, are refused too.
+    let e = import(
+        &d.db,
+        11,
+        vec![choice("ann", 2, "a", "POS"), choice("ann", 2, "b", "NEG")],
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "already_exists", "{e:?}");
+    let e = import(&d.db, 12, vec![choice("ann", 2, "a", "MAYBE")]).unwrap_err();
+    assert!(e.message.starts_with("answers[0]: example 2"), "{e:?}");
+    assert_eq!(gloss_state::read::digest(&d.db).unwrap(), before);
+
+    let batch = vec![
+        choice("ann", 1, "ls-1", "POS"),
+        choice("bob", 1, "ls-2", "POS"),
+        choice("ann", 3, "ls-4", "NEG"),
+    ];
+    assert_eq!(import(&d.db, 20, batch.clone()).unwrap(), 3);
+    // The same file again records nothing new.
+    assert_eq!(import(&d.db, 21, batch).unwrap(), 0);
+    let rec = record(&d.db);
+    assert_eq!((rec.answers, rec.done, rec.gold), (3, 1, 1), "{rec:?}");
+    // Example 1 is full and agreed (gold); example 3 still takes one more answer and, being
+    // started, comes before the untouched example 2.
+    let g = next(&d.db, 30, "someone-else", 5).unwrap();
+    assert_eq!(g.seqs, vec![3, 2], "{g:?}");
+    check_invariants(&d.db, 3, 2);
+}
+
 #[test]
 fn random_ordering_hands_out_every_example_once() {
     let d = choice_task(50, 1, Ordering::Random);

@@ -232,7 +232,7 @@ fn format_for(path: &std::path::Path, given: Option<&str>) -> Result<ImportForma
     })
 }
 
-fn bar(len: u64, template: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, template: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(ProgressStyle::with_template(template).expect("valid template"));
     pb
@@ -345,6 +345,19 @@ async fn project(client: &Client, out: Output, cmd: ProjectCmd) -> Result<()> {
     }
 }
 
+/// Reports a rejected import (the first line of its message, then each bad record) and exits 1.
+pub(crate) fn rejected(message: &str, errors: &[RecordError], invalid: u64) -> ! {
+    let first = message.lines().next().unwrap_or_default();
+    eprintln!("error: {first}");
+    for e in errors {
+        eprintln!("  {e}");
+    }
+    if invalid as usize > errors.len() {
+        eprintln!("  ... and {} more", invalid as usize - errors.len());
+    }
+    std::process::exit(1);
+}
+
 /// Shells `glossctl completion` writes scripts for.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum CompletionShell {
@@ -444,18 +457,7 @@ async fn dataset(client: &Client, out: Output, to: Option<&str>, cmd: DatasetCmd
             match result {
                 Ok(summary) => out.import(&summary),
                 Err(ClientError::ImportRejected { message, summary }) => {
-                    let first = message.lines().next().unwrap_or_default();
-                    eprintln!("error: {first}");
-                    for e in &summary.errors {
-                        eprintln!("  {e}");
-                    }
-                    if summary.invalid as usize > summary.errors.len() {
-                        eprintln!(
-                            "  ... and {} more",
-                            summary.invalid as usize - summary.errors.len()
-                        );
-                    }
-                    std::process::exit(1);
+                    rejected(&message, &summary.errors, summary.invalid)
                 }
                 Err(e) => Err(e.into()),
             }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use gloss_client::Client;
 use gloss_proto::v1::*;
 
-use crate::output::Output;
+use crate::output::{print_one, Output};
 use crate::{split, write_export, ExportSource};
 
 #[derive(Subcommand)]
@@ -64,15 +64,34 @@ pub enum TaskCmd {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Export answers (or --gold records) as prodigy, conll or hf JSONL (to -o FILE or stdout).
+    /// Export answers (or --gold records) as prodigy, conll or hf JSONL, or a spaCy DocBin (to
+    /// -o FILE or stdout).
     Export {
         task: String,
         /// Export the gold records instead of every answer.
         #[arg(long)]
         gold: bool,
-        /// prodigy, conll or hf.
+        /// prodigy, conll, hf or spacy (a binary DocBin: give -o FILE.spacy).
         #[arg(long, default_value = "prodigy")]
         format: String,
+    },
+    /// Import annotations made in another tool into the task (PROJECT/TASK): Prodigy answer
+    /// JSONL, a Label Studio JSON export or a spaCy DocBin. Examples join the task's source
+    /// dataset; each annotation becomes an answer by its annotator (gold once the task's overlap
+    /// is met and the answers agree). All or nothing; importing the same file again adds nothing.
+    ImportAnswers {
+        task: String,
+        file: std::path::PathBuf,
+        /// prodigy, label-studio or spacy.
+        #[arg(long)]
+        from: String,
+        /// Annotator of annotations whose source names none (DocBins; Prodigy lines without
+        /// `_annotator_id` or `_session_id`).
+        #[arg(long)]
+        annotator: Option<String>,
+        /// Label Studio: the `data` key holding the text.
+        #[arg(long, default_value = "text")]
+        text_key: String,
     },
     /// Attach a model's or teacher's suggestions from a JSONL file, one per line:
     /// {"seq": 3, "labels": ["POS"], "spans": [{"start": 0, "end": 5, "label": "ORG"}],
@@ -118,7 +137,8 @@ fn parse_format(s: &str) -> Result<ExportFormat> {
         "prodigy" | "jsonl" => ExportFormat::Prodigy,
         "conll" | "iob" => ExportFormat::Conll,
         "hf" | "huggingface" => ExportFormat::Hf,
-        other => bail!("unknown export format {other:?}; use prodigy, conll or hf"),
+        "spacy" | "docbin" => ExportFormat::Spacy,
+        other => bail!("unknown export format {other:?}; use prodigy, conll, hf or spacy"),
     })
 }
 
@@ -238,6 +258,13 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
             };
             write_export(client, &task, ExportSource::Task(request), to).await
         }
+        TaskCmd::ImportAnswers {
+            task,
+            file,
+            from,
+            annotator,
+            text_key,
+        } => import_answers(client, out, &task, &file, &from, annotator, text_key).await,
         TaskCmd::Suggest { task, file } => {
             let (project, name) = split(&task)?;
             let text = std::fs::read_to_string(&file)
@@ -358,6 +385,64 @@ fn parse_suggestion(line: &str) -> Result<Suggestion> {
         score,
         source,
     })
+}
+
+/// `task import-answers`: streams the file with a progress bar and prints the summary.
+async fn import_answers(
+    client: &Client,
+    out: Output,
+    task: &str,
+    file: &std::path::Path,
+    from: &str,
+    annotator: Option<String>,
+    text_key: String,
+) -> Result<()> {
+    let (project, name) = split(task)?;
+    let source = match from {
+        "prodigy" => AnswerSource::Prodigy,
+        "label-studio" | "labelstudio" => AnswerSource::LabelStudio,
+        "spacy" | "docbin" => AnswerSource::Spacy,
+        other => anyhow::bail!("unknown source {other:?}; use --from prodigy|label-studio|spacy"),
+    };
+    let size = std::fs::metadata(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        .len();
+    let reader = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let header = ImportAnswersHeader {
+        project,
+        task: name,
+        source: source as i32,
+        default_annotator: annotator.unwrap_or_default(),
+        text_key,
+        source_name: file.display().to_string(),
+    };
+    let pb = crate::bar(
+        size,
+        "{spinner} importing {bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
+    );
+    let progress = pb.clone();
+    let result = client
+        .import_answers(header, reader, move |sent| progress.set_position(sent))
+        .await;
+    pb.finish_and_clear();
+    match result {
+        Ok(s) => {
+            if let Output::Json = out {
+                return print_one("gloss.v1.ImportAnswersSummary", &s);
+            }
+            println!(
+                "{} records: {} examples added, {} already there; {} answers recorded, {} already recorded",
+                s.records_read, s.examples_added, s.examples_existing, s.answers_recorded, s.answers_existing
+            );
+            Ok(())
+        }
+        Err(gloss_client::ClientError::AnswersRejected { message, summary }) => {
+            crate::rejected(&message, &summary.errors, summary.invalid)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Answers: recording an answer or a revision (validate, admit, record), and undoing one.
 
 use gloss_proto::v1::{
-    command_result, Answer, AnswerOutcome, AnswerRecord, CommandResult, ExampleRow, Task,
-    TaskExampleRecord, TaskRecord, UndoAnswer,
+    command_result, Answer, AnswerOutcome, AnswerRecord, CommandResult, ExampleRow, ImportAnswers,
+    Task, TaskExampleRecord, TaskRecord, UndoAnswer,
 };
 use gloss_proto::ErrorCode;
 use gloss_store::rocksdb::{Direction, IteratorMode, Snapshot, DB};
@@ -15,7 +15,8 @@ use super::{
 use crate::overlay::Overlay;
 use crate::read::{decode, scan_options};
 use crate::tasks::{
-    count_into, open_task, save_task, source_dataset, source_example, task_of, Step,
+    check_annotator, count_into, open_task, save_task, source_dataset, source_example, task_of,
+    Step,
 };
 use crate::{hash_hex, ok, rejected, review, StateError};
 
@@ -83,6 +84,11 @@ fn validate(ov: &Overlay, rec: &TaskRecord, answer: &Answer) -> Step<ExampleRow>
     if let Err(rejection) = admit_annotator(ov, rec, &answer.annotator)? {
         return Ok(Err(rejection));
     }
+    checked(ov, rec, answer)
+}
+
+/// [`validate`] but for the annotator's place in the pool.
+fn checked(ov: &Overlay, rec: &TaskRecord, answer: &Answer) -> Step<ExampleRow> {
     if answer.answer_id.is_empty() || answer.answer_id.len() > 128 {
         return Ok(Err(rejected(
             ErrorCode::InvalidArgument,
@@ -226,6 +232,98 @@ fn not_leased(seq: u64, who: &str, task: &Task) -> CommandResult {
 /// Whether the example has ever been handed out in this task.
 fn was_handed_out(ov: &Overlay, rec: &TaskRecord, seq: u64) -> Result<bool, StateError> {
     ov.exists(state_cf::TASK_EXAMPLES, &keys::task_seq(rec.task_id, seq))
+}
+
+/// Records answers made in another tool, all or nothing: each is checked like a submitted answer
+/// but for the pool (the manager importing vouches for the annotators), keeps the overlap and
+/// one-answer-per-annotator rules, and is recorded once per (annotator, answer id). Returns how
+/// many were recorded; the rest were recorded before.
+pub(crate) fn import_answers(ov: &mut Overlay, now: i64, c: &ImportAnswers) -> Step<CommandResult> {
+    let mut rec = match open_task(ov, &c.project, &c.task)? {
+        Ok(r) => r,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    let now = tick(&mut rec, now);
+    let mut recorded = 0u64;
+    for (i, answer) in c.answers.iter().enumerate() {
+        let at = |e: CommandResult| Ok(Err(prefixed(e, &format!("answers[{i}]"))));
+        if answer.project != c.project || answer.task != c.task {
+            return at(rejected(
+                ErrorCode::InvalidArgument,
+                format!("belongs to {}/{}", answer.project, answer.task),
+            ));
+        }
+        let who = answer.annotator.as_str();
+        if let Err(reason) = check_annotator(who) {
+            return at(rejected(
+                ErrorCode::InvalidArgument,
+                format!("annotator: {reason}"),
+            ));
+        }
+        let id_key = keys::answer_id(rec.task_id, who, &answer.answer_id);
+        if ov.exists(state_cf::IDEMPOTENCY, &id_key)? {
+            continue;
+        }
+        let row = match checked(ov, &rec, answer)? {
+            Ok(row) => row,
+            Err(rejection) => return at(rejection),
+        };
+        let seq = answer.seq;
+        let existing: Option<AnswerRecord> =
+            ov.msg(state_cf::ANSWERS, "answer", &answer_key(&rec, seq, who))?;
+        let current = existing.as_ref().filter(|r| !r.withdrawn).is_some();
+        let mut te = example_state(ov, rec.task_id, seq)?.unwrap_or_default();
+        if current {
+            return at(rejected(
+                ErrorCode::AlreadyExists,
+                format!("{who} already answered example {seq}"),
+            ));
+        }
+        if te.leased.iter().any(|a| a == who) {
+            drop_lease(ov, &mut rec, seq, &mut te, who)?;
+        } else {
+            let task = task_of(&rec);
+            let held = te.leased.len() + te.answered.len();
+            if held >= overlap(task) {
+                return at(rejected(
+                    ErrorCode::FailedPrecondition,
+                    format!(
+                        "example {seq} already has {held} answers and leases (overlap {})",
+                        task.overlap.max(1)
+                    ),
+                ));
+            }
+        }
+        if !was_handed_out(ov, &rec, seq)? {
+            // Never handed out: from now on the example's record says where it stands, and the
+            // feed hands it out (while it has room) in import order, never again as new.
+            te.base_pos = seq.saturating_sub(1);
+        }
+        record(
+            ov,
+            &mut rec,
+            &mut te,
+            Recorded {
+                answer,
+                row: &row,
+                existing: existing.unwrap_or_default(),
+                id_key: &id_key,
+                revise: false,
+                now,
+            },
+        )?;
+        recorded += 1;
+    }
+    save_task(ov, &rec);
+    Ok(Ok(ok(command_result::Result::Count(recorded))))
+}
+
+/// `rejection` with its message prefixed by `what`.
+fn prefixed(mut rejection: CommandResult, what: &str) -> CommandResult {
+    if let Some(command_result::Result::Error(e)) = rejection.result.as_mut() {
+        e.message = format!("{what}: {}", e.message);
+    }
+    rejection
 }
 
 /// Withdraws the annotator's answer and leases the example back to them.
