@@ -125,6 +125,45 @@ async fn a_failed_import_leaves_the_dataset_exactly_as_before() {
 }
 
 #[tokio::test]
+async fn a_failed_import_into_a_new_dataset_leaves_no_dataset_behind() {
+    let node = start_node().await;
+    project(&node.client, "p").await;
+    let project_before = node
+        .client
+        .projects()
+        .get_project(GetProjectRequest { name: "p".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let body = "{\"text\":\"good\"}\n{\"text\": 5}\n";
+    let summary = rejected(import(&node.client, jsonl("p", "fresh"), body).await);
+    assert!(!summary.committed);
+    let err = node
+        .client
+        .datasets()
+        .get_dataset(GetDatasetRequest {
+            project: "p".into(),
+            name: "fresh".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    let project_after = node
+        .client
+        .projects()
+        .get_project(GetProjectRequest { name: "p".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(project_after, project_before);
+    // The same name imports cleanly afterwards.
+    let ok = import(&node.client, jsonl("p", "fresh"), "{\"text\":\"good\"}\n")
+        .await
+        .unwrap();
+    assert_eq!(ok.imported, 1);
+}
+
+#[tokio::test]
 async fn every_bad_input_class_is_reported_with_its_line_and_field() {
     let node = start_node().await;
     project(&node.client, "p").await;
@@ -168,8 +207,17 @@ async fn every_bad_input_class_is_reported_with_its_line_and_field() {
         "{:?}",
         by_line(10)
     );
-    // Nothing at all became visible, not even line 1.
-    assert_eq!(dataset(&node.client, "p", "d").await.example_count, 0);
+    // Nothing at all became visible, not even line 1, nor the dataset the import created.
+    let err = node
+        .client
+        .datasets()
+        .get_dataset(GetDatasetRequest {
+            project: "p".into(),
+            name: "d".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ import sys
 
 import datasets
 import pandas as pd
+
 import pytest
 
 from gloss_client import Client, GlossError, ImportRejected, InvalidRecord
@@ -73,7 +74,10 @@ def test_a_bad_record_rejects_the_import_naming_its_line(client: Client, project
     assert "line 2, field `text`" in message and "line 3, field `text`: is missing" in message
     assert [(e.line, e.field) for e in caught.value.errors] == [(2, "text"), (3, "text")]
     assert caught.value.summary.committed is False
-    assert list(client.export(project, "bad")) == []  # atomic: nothing imported
+    # Atomic: nothing imported, not even the dataset the import would have created.
+    with pytest.raises(GlossError) as missing:
+        list(client.export(project, "bad"))
+    assert missing.value.gloss_code == "not_found"
 
 
 def test_skip_invalid_imports_the_valid_records(client: Client, project: str) -> None:
@@ -87,7 +91,7 @@ def test_a_record_without_a_json_form_names_record_and_field(client: Client, pro
     assert caught.value.index == 2
     with pytest.raises(InvalidRecord, match="record 1: expected a mapping"):
         client.import_records(project, "odd", ["just a string"], progress=False)
-    assert list(client.export(project, "odd")) == []  # the import was cancelled, not committed
+    assert list(client.export(project, "odd")) == []  # no record of the cancelled import
 
 
 def test_duplicates_are_counted_not_stored_twice(client: Client, project: str) -> None:

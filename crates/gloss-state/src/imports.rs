@@ -23,6 +23,7 @@ impl Tx<'_> {
         at_ms: i64,
         c: &BeginImport,
     ) -> Result<CommandResult, StateError> {
+        let mut created = false;
         let mut rec = match read::dataset(self.db, &c.project, &c.dataset)? {
             Some(rec) => rec,
             None if c.create_dataset => {
@@ -32,6 +33,7 @@ impl Tx<'_> {
                     kind: DatasetKind::Source as i32,
                     description: String::new(),
                 };
+                created = true;
                 match self.create_dataset(at_ms, &create)? {
                     Ok(rec) => rec,
                     Err(rejection) => return Ok(rejection),
@@ -54,6 +56,7 @@ impl Tx<'_> {
             source_name: c.source_name.clone(),
             owner_node: c.owner_node,
             owner_boot: c.owner_boot,
+            created_dataset: created,
             ..ImportRecord::default()
         };
         rec.open_imports.push(import.import_id);
@@ -246,11 +249,16 @@ impl Tx<'_> {
                     .delete_cf(examples_cf, keys::example(ds.dataset_id, seq));
             }
             ds.open_imports.retain(|id| *id != import_id);
-            self.put(
-                state_cf::DATASETS,
-                &keys::dataset(&import.project, &import.dataset),
-                &ds,
-            )?;
+            if self.created_and_unused(&import, &ds)? {
+                // Removes the staged rows with the dataset.
+                self.delete_dataset(&import.project, &import.dataset)?;
+            } else {
+                self.put(
+                    state_cf::DATASETS,
+                    &keys::dataset(&import.project, &import.dataset),
+                    &ds,
+                )?;
+            }
         }
         self.clear_import_index(import_id)?;
         import.state = import_state::ABORTED;
@@ -282,5 +290,25 @@ impl Tx<'_> {
         )?;
         self.put(state_cf::IMPORTS, &keys::import(import.import_id), &import)?;
         Ok(ok(command_result::Result::Import(import)))
+    }
+
+    /// Whether `import` created `ds` and, once it is gone, nothing else holds it: no committed
+    /// example, no other open import, no task over it.
+    fn created_and_unused(
+        &self,
+        import: &ImportRecord,
+        ds: &DatasetRecord,
+    ) -> Result<bool, StateError> {
+        let empty = ds
+            .dataset
+            .as_ref()
+            .is_none_or(|d| d.example_count == 0 && d.import_count == 0);
+        if !import.created_dataset || !empty || !ds.open_imports.is_empty() || !ds.task.is_empty() {
+            return Ok(false);
+        }
+        let used = crate::tasks::tasks(self.db, &import.project)?
+            .iter()
+            .any(|t| t.source_dataset == import.dataset);
+        Ok(!used)
     }
 }
