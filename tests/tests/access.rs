@@ -47,6 +47,25 @@ async fn call_with<M: prost::Message + Send + Sync + 'static>(
     }
 }
 
+async fn matrix_token(s: &gloss_coordinator::Service, user: &str) -> String {
+    s.issue_token(&Actor::SYSTEM, user, 0, "matrix")
+        .await
+        .unwrap()
+        .token
+}
+
+/// `SignOut` revokes the token it is called with: the walk goes on with a new one.
+async fn renew_after_sign_out(
+    s: &gloss_coordinator::Service,
+    method: &str,
+    user: &str,
+    token: &mut String,
+) {
+    if method == "UserService/SignOut" {
+        *token = matrix_token(s, user).await;
+    }
+}
+
 fn denied_by_role(s: &tonic::Status) -> bool {
     s.code() == tonic::Code::PermissionDenied && s.message().contains("needs the role")
 }
@@ -62,19 +81,15 @@ async fn every_method_grants_exactly_the_roles_in_the_table() {
         s.create_user(&Actor::SYSTEM, &name, "", vec![role as i32], "")
             .await
             .unwrap();
-        tokens.push((
-            role,
-            s.issue_token(&Actor::SYSTEM, &name, 0, "matrix")
-                .await
-                .unwrap()
-                .token,
-        ));
+        tokens.push((role, name.clone(), matrix_token(&s, &name).await));
     }
     let mut checked = 0;
     for (method, roles, _) in ROUTES {
         let path = format!("/gloss.v1.{method}");
-        for (role, token) in &tokens {
+        for (role, name, token) in &mut tokens {
             let status = call(&addr, &path, Some(token)).await;
+            let role = &*role;
+            renew_after_sign_out(&s, method, name, token).await;
             let granted = *role == Role::Admin || roles.contains(role);
             assert_ne!(
                 status.code(),
@@ -112,9 +127,14 @@ async fn every_method_grants_exactly_the_roles_in_the_table() {
     // Health, reflection and signing in need no token.
     let health = call(&addr, "/grpc.health.v1.Health/Check", None).await;
     assert_eq!(health.code(), tonic::Code::Ok, "{health:?}");
+    let options = call(&addr, "/gloss.v1.UserService/GetSignInOptions", None).await;
+    assert_eq!(options.code(), tonic::Code::Ok, "{options:?}");
+    // Reaches the service, which says single sign-on is not configured here.
+    let sso = call(&addr, "/gloss.v1.UserService/SignInWithOidc", None).await;
+    assert_eq!(sso.code(), tonic::Code::FailedPrecondition, "{sso:?}");
 
     // The feed: an annotator acts as themselves only; the reviewer on record is the caller.
-    let annotator = &tokens[3].1;
+    let annotator = &tokens[3].2;
     let client = gloss_client::Client::connect(std::slice::from_ref(&addr))
         .await
         .unwrap()
@@ -323,18 +343,13 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
         )
         .await
         .unwrap();
-        tokens.push((
-            role,
-            s.issue_token(&Actor::SYSTEM, &name, 0, "matrix")
-                .await
-                .unwrap()
-                .token,
-        ));
+        tokens.push((role, name.clone(), matrix_token(&s, &name).await));
     }
     let mut checked = 0;
     for (method, roles, scope) in ROUTES {
         let path = format!("/gloss.v1.{method}");
-        for (role, token) in &tokens {
+        for (role, name, token) in &mut tokens {
+            let role = &*role;
             let may = roles.contains(role);
             let (own, other) = match scope {
                 Scope::Cluster => (None, Some("")),
@@ -350,6 +365,7 @@ async fn a_role_held_in_one_project_grants_exactly_that_project() {
             let build = |value: &str| request_naming(method, field, value);
             if let Some(value) = own {
                 let status = call_with(&addr, &path, Some(token), build(value)).await;
+                renew_after_sign_out(&s, method, name, token).await;
                 if may {
                     assert!(
                         !denied_by_role(&status),

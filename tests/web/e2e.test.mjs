@@ -1,6 +1,7 @@
 // End-to-end tests of the web app in Debian's headless Chromium, driven by playwright-core,
 // against a real `gloss up --demo` process (demo users alice and bob annotate, rita reviews,
-// mona leads). Screenshots go to $GLOSS_E2E_ARTIFACTS (default ./artifacts).
+// mona leads) whose single sign-on goes to a real OpenID Connect provider on loopback
+// (tests/oidc/provider.mjs). Screenshots go to $GLOSS_E2E_ARTIFACTS (default ./artifacts).
 //
 // Run through tests/web/run.sh, which builds the binaries first.
 
@@ -34,17 +35,60 @@ async function freePort() {
   });
 }
 
-/** A `gloss up --demo` process that can be stopped and started again on the same ports. */
+const OIDC_DIR = new URL("../oidc/", import.meta.url).pathname;
+
+/** The test OpenID Connect provider (a child process) with Gloss's web client registered. */
+class Provider {
+  async start(redirect) {
+    this.proc = spawn("node", [join(OIDC_DIR, "provider.mjs"), "--redirect", redirect], { stdio: ["ignore", "pipe", "inherit"] });
+    this.issuer = await new Promise((resolve, reject) => {
+      let out = "";
+      this.proc.stdout.on("data", (d) => {
+        out += d;
+        const m = out.match(/^ready (\S+)/m);
+        if (m) resolve(m[1]);
+      });
+      this.proc.once("exit", (code) => reject(new Error(`the OpenID provider exited (${code}): ${out}`)));
+    });
+  }
+
+  stop() {
+    this.proc?.kill("SIGTERM");
+  }
+}
+
+/** A `gloss up --demo` process that can be stopped and started again on the same ports, with
+ * single sign-on through `provider`. */
 class Gloss {
-  async init() {
+  async init(provider) {
     this.dir = mkdtempSync(join(tmpdir(), "gloss-e2e-"));
     this.ports = { grpc: await freePort(), http: await freePort(), raft: await freePort() };
     this.base = `http://127.0.0.1:${this.ports.http}`;
+    const redirect = `${this.base}/auth/oidc/callback`;
+    await provider.start(redirect);
+    writeFileSync(join(this.dir, "oidc-secret"), "gloss-web-secret-for-tests\n");
+    this.config = join(this.dir, "gloss.toml");
+    writeFileSync(
+      this.config,
+      [
+        "[oidc]",
+        `issuer = "${provider.issuer}"`,
+        'client_id = "gloss-web"',
+        `client_secret_file = "${join(this.dir, "oidc-secret")}"`,
+        'cli_client_id = "gloss-cli"',
+        `redirect_url = "${redirect}"`,
+        'scopes = ["openid", "profile", "email", "groups"]',
+        "[oidc.roles]",
+        'labelers = ["annotator"]',
+        'gloss-admins = ["admin"]',
+        "",
+      ].join("\n"),
+    );
     await this.start();
   }
 
   async start() {
-    const args = ["up", "--demo", "--data-dir", this.dir, "--listen", `127.0.0.1:${this.ports.grpc}`, "--http", `127.0.0.1:${this.ports.http}`, "--raft-listen", `127.0.0.1:${this.ports.raft}`];
+    const args = ["up", "--demo", "--config", this.config, "--data-dir", join(this.dir, "data"), "--listen", `127.0.0.1:${this.ports.grpc}`, "--http", `127.0.0.1:${this.ports.http}`, "--raft-listen", `127.0.0.1:${this.ports.raft}`];
     this.proc = spawn(GLOSS, args, { stdio: ["ignore", "pipe", "pipe"] });
     this.output = "";
     this.proc.stdout.on("data", (d) => (this.output += d));
@@ -93,12 +137,14 @@ const TOPICS = ["business", "sport", "local", "science", "weather", "culture", "
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let gloss;
+let provider;
 let browser;
 const renderTimes = [];
 
 before(async () => {
   gloss = new Gloss();
-  await gloss.init();
+  provider = new Provider();
+  await gloss.init(provider);
   // A classification task with enough examples for several sessions holding prefetched leases.
   const file = join(gloss.dir, "topics.jsonl");
   const lines = Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `Report ${i + 1}: ${TOPICS[i % TOPICS.length]} news of the day` }));
@@ -127,6 +173,7 @@ after(async () => {
     await gloss.stop();
     rmSync(gloss.dir, { recursive: true, force: true });
   }
+  provider?.stop();
   if (renderTimes.length) {
     const sorted = [...renderTimes].sort((a, b) => a - b);
     const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))].toFixed(1);
@@ -392,4 +439,44 @@ test("the dashboard shows a task's jobs, its student's score and learning curve"
   await dash.scrollIntoViewIfNeeded();
   await shot(page, "09-dashboard-models-and-jobs");
   await ctx.close();
+});
+
+/** Starts a single sign-on in a fresh browser as the provider's `user`; returns the page. */
+async function signOn(user) {
+  const ctx = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => console.error(`[sso ${user}] page error: ${e.message}`));
+  await page.goto(`${gloss.base}/app/tasks`);
+  await page.click("[data-testid=sso]");
+  await page.waitForSelector("#login");
+  assert.ok(page.url().startsWith(provider.issuer), `at the provider: ${page.url()}`);
+  await page.fill("#login", user);
+  await page.click("#submit");
+  return { ctx, page };
+}
+
+test("single sign-on brings the provider's user into the app with the mapped role, and says why it refuses", async () => {
+  // erin's group `labelers` maps to annotator.
+  const { ctx, page } = await signOn("erin");
+  await page.waitForSelector("h2:text('Your tasks')");
+  assert.equal(new URL(page.url()).hash, "", "the session token does not stay in the address bar");
+  assert.match(await page.textContent("#who"), /Erin Leaver/);
+  await shot(page, "sso-signed-in");
+  // The session survives a reload (the token is kept like a password sign-in's).
+  await page.reload();
+  await page.waitForSelector("h2:text('Your tasks')");
+  await ctx.close();
+
+  // carol's only group maps to no role; alice is a local demo user the provider's alice cannot take over.
+  for (const [user, reason] of [
+    ["carol", /no Gloss role/],
+    ["alice", /not linked/],
+  ]) {
+    const { ctx, page } = await signOn(user);
+    await page.waitForFunction(() => document.querySelector(".signin .error")?.textContent.length > 0);
+    assert.match(await page.textContent(".signin .error"), reason);
+    assert.ok(await page.isVisible("#password"), "the password form is still offered");
+    await shot(page, `sso-refused-${user}`);
+    await ctx.close();
+  }
 });

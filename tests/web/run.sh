@@ -14,4 +14,8 @@ echo "== browser tests (screenshots in ${GLOSS_E2E_ARTIFACTS:-tests/web/artifact
 if [ ! -d node_modules/playwright-core ]; then
   npm ci --no-audit --no-fund --silent
 fi
+# The OpenID Connect provider the single sign-on test signs in at.
+if [ ! -d ../oidc/node_modules/oidc-provider ]; then
+  (cd ../oidc && npm ci --no-audit --no-fund --silent)
+fi
 node --test --test-concurrency=1 --test-reporter=spec e2e.test.mjs

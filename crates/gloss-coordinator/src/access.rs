@@ -146,6 +146,8 @@ const OPEN: &[&str] = &[
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/gloss.v1.UserService/SignIn",
+    "/gloss.v1.UserService/GetSignInOptions",
+    "/gloss.v1.UserService/SignInWithOidc",
 ];
 
 use Role::{Admin as AD, Annotator as AN, Manager as MG, Reviewer as RV};
@@ -235,6 +237,7 @@ pub const ROUTES: &[(&str, &[Role], Scope)] = &[
     ("UserService/IssueToken", &[AD], Cluster),
     ("UserService/ListTokens", &[AD], Cluster),
     ("UserService/RevokeToken", &[AD], Cluster),
+    ("UserService/SignOut", ANY, Anywhere),
     ("JobService/SubmitJob", LEADS, Project("spec.project")),
     ("JobService/ListJobs", READERS, Cluster),
     ("JobService/GetJob", READERS, Job("id")),

@@ -71,4 +71,32 @@ impl user_service_server::UserService for Api {
         let r = req.into_inner();
         ok(self.service.sign_in(&r.user, &r.password).await)
     }
+
+    async fn get_sign_in_options(
+        &self,
+        _: Request<GetSignInOptionsRequest>,
+    ) -> Reply<SignInOptions> {
+        Ok(Response::new(self.service.sign_in_options()))
+    }
+
+    async fn sign_in_with_oidc(&self, req: Request<SignInWithOidcRequest>) -> Reply<IssuedToken> {
+        let r = req.into_inner();
+        ok(self.service.sign_in_oidc(&r.id_token, None).await)
+    }
+
+    async fn sign_out(&self, req: Request<SignOutRequest>) -> Reply<SignOutResponse> {
+        let actor = actor_of(&req);
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_string();
+        ok(self
+            .service
+            .sign_out(&actor, &token)
+            .await
+            .map(|()| SignOutResponse {}))
+    }
 }

@@ -23,6 +23,7 @@ pub mod import;
 pub mod jobs;
 pub mod metrics;
 pub mod models;
+pub mod oidc;
 pub mod service;
 mod task_export;
 pub mod tasks;
@@ -228,6 +229,10 @@ impl Coordinator {
                 data_dir: config.data_dir.display().to_string(),
                 join_token: config.join_token.clone(),
                 admin_token: config.admin_token.clone(),
+                oidc: match &config.oidc {
+                    Some(c) => Some(oidc::Oidc::new(c.clone())?),
+                    None => None,
+                },
             },
             metrics,
             gloss_raft::network::Forwarder::new(config.node_id, faults.clone(), peer_tls.clone()),

@@ -33,6 +33,8 @@ pub struct ServiceSettings {
     pub join_token: Option<gloss_core::config::Secret>,
     /// First administrator's token, registered instead of a generated one.
     pub admin_token: Option<gloss_core::config::Secret>,
+    /// Single sign-on, when configured.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 /// Shared state of one coordinator's request handlers.
@@ -108,6 +110,11 @@ impl Service {
             forwarder,
             boot: now_ms(),
         }
+    }
+
+    /// Single sign-on, when configured.
+    pub fn sso(&self) -> Option<&Arc<crate::oidc::Oidc>> {
+        self.settings.oidc.as_ref()
     }
 
     /// This node's state database (tests compare restored state through it).

@@ -8,8 +8,8 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use gloss_proto::v1::{
-    command, command_result, IssuedToken, ProjectRoles, PutToken, PutUser, RevokeToken, Role,
-    TokenInfo, TokenRecord, UpdateUserRequest, User, UserRecord,
+    command, command_result, IssuedToken, OidcOptions, ProjectRoles, PutToken, PutUser,
+    RevokeToken, Role, SignInOptions, TokenInfo, TokenRecord, UpdateUserRequest, User, UserRecord,
 };
 use gloss_state::users as read;
 use sha2::{Digest, Sha256};
@@ -304,6 +304,7 @@ impl Service {
             record: Some(record),
             create,
             keep_password,
+            single_sign_on: false,
         });
         match self.propose(actor, body, String::new()).await? {
             command_result::Result::User(u) => Ok(u),
@@ -461,6 +462,63 @@ impl Service {
             "password sign-in",
         )
         .await
+    }
+
+    /// How users may sign in (answered without a token).
+    pub fn sign_in_options(&self) -> SignInOptions {
+        SignInOptions {
+            password: true,
+            oidc: self.settings.oidc.as_ref().map(|o| {
+                let c = o.config();
+                OidcOptions {
+                    issuer: c.issuer.clone(),
+                    cli_client_id: c.cli_client_id.clone(),
+                    scopes: c.scopes.clone(),
+                    web_login_path: gloss_core::oidc::LOGIN_PATH.to_string(),
+                }
+            }),
+        }
+    }
+
+    /// Exchanges an ID token from the configured provider (checked by [`crate::oidc::Oidc`],
+    /// with `nonce` when the sign-in began here) for a session token. The first sign-in creates
+    /// the user, linked to the identity; later ones refresh its roles from the claim. A user of
+    /// the same name not linked to that identity, or a disabled user, is refused.
+    pub async fn sign_in_oidc(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<IssuedToken, ServiceError> {
+        let oidc = self.settings.oidc.clone().ok_or_else(|| {
+            ServiceError::FailedPrecondition(
+                "single sign-on is not configured on this cluster (no [oidc] settings)".into(),
+            )
+        })?;
+        let id = oidc.verify(id_token, nonce).await?;
+        let record = UserRecord {
+            user: Some(User {
+                name: id.name.clone(),
+                display_name: id.display_name,
+                roles: id.roles,
+                project_roles: id.project_roles,
+                sso_subject: id.subject,
+                ..Default::default()
+            }),
+            password_hash: String::new(),
+        };
+        let actor = Actor::user(id.name.clone());
+        let body = command::Body::PutUser(PutUser {
+            record: Some(record),
+            create: false,
+            keep_password: false,
+            single_sign_on: true,
+        });
+        match self.propose(&actor, body, String::new()).await? {
+            command_result::Result::User(_) => {}
+            other => return Err(unexpected(other)),
+        }
+        self.issue_token(&actor, &id.name, SESSION_TTL_SECONDS, "single sign-on")
+            .await
     }
 
     /// The user a bearer token belongs to, or why it is not accepted.

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::oidc::{OidcConfig, OidcSettings};
+
 /// Errors in the configuration, each naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -67,6 +69,8 @@ pub struct Overrides {
     /// Directory with `ca.crt`, `tls.crt`, `tls.key`: mutual TLS on the internal port, TLS on
     /// the public gRPC and HTTP ports.
     pub tls_dir: Option<PathBuf>,
+    /// Single sign-on with OpenID Connect (the `[oidc]` table; config file only).
+    pub oidc: Option<OidcSettings>,
 }
 
 impl Overrides {
@@ -100,6 +104,7 @@ impl Overrides {
             join_token_file: self.join_token_file.or(lower.join_token_file),
             admin_token_file: self.admin_token_file.or(lower.admin_token_file),
             tls_dir: self.tls_dir.or(lower.tls_dir),
+            oidc: self.oidc.or(lower.oidc),
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     /// Certificate directory (none: plain TCP everywhere).
     pub tls_dir: Option<PathBuf>,
+    /// Single sign-on, when configured.
+    pub oidc: Option<OidcConfig>,
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -157,6 +164,7 @@ impl Config {
             join_token: read_secret("join_token_file", o.join_token_file.as_deref())?,
             admin_token: read_secret("admin_token_file", o.admin_token_file.as_deref())?,
             tls_dir: o.tls_dir,
+            oidc: o.oidc.map(OidcConfig::resolve).transpose()?,
         };
         c.validate()?;
         Ok(c)
@@ -311,6 +319,41 @@ mod tests {
         let c = Config::resolve(flags.over(file)).unwrap();
         assert_eq!(c.node_id, 5);
         assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn single_sign_on_is_read_from_the_files_oidc_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("oidc-secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let path = dir.path().join("gloss.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "node_id = 2\n\
+                 [oidc]\n\
+                 issuer = \"https://idp.example.com/realms/acme\"\n\
+                 client_id = \"gloss\"\n\
+                 client_secret_file = {secret:?}\n\
+                 redirect_url = \"https://gloss.example.com/auth/oidc/callback\"\n\
+                 role_claim = \"roles\"\n\
+                 [oidc.roles]\n\
+                 gloss-leads = [\"manager\"]\n\
+                 acme-labelers = [\"annotator\", \"acme:reviewer\"]\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::resolve(Overrides::from_file(&path).unwrap()).unwrap();
+        let o = c.oidc.expect("single sign-on configured");
+        // The secret never shows in a logged config.
+        assert!(!format!("{o:?}").contains("s3cret"));
+        assert_eq!(o.client_secret.unwrap().expose(), "s3cret");
+        assert_eq!(o.role_claim, "roles");
+        assert_eq!(o.roles["acme-labelers"], ["annotator", "acme:reviewer"]);
+        // A misspelt key in the table is named.
+        std::fs::write(&path, "[oidc]\nissuer = \"x\"\nclient = \"typo\"\n").unwrap();
+        let e = Overrides::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("client"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod loopback;
+pub mod oidc;
 pub mod telemetry;
 
 /// Version of this Gloss build.

@@ -25,7 +25,9 @@ pub(crate) fn put_user(ov: &mut Overlay, now: i64, c: &PutUser) -> Step<CommandR
     }
     let key = user.name.as_bytes().to_vec();
     let existing: Option<UserRecord> = ov.msg(state_cf::USERS, "user", &key)?;
-    match (&existing, c.create) {
+    match (&existing, c.create && !c.single_sign_on) {
+        // A single sign-on creates the user or refreshes it.
+        _ if c.single_sign_on => {}
         (Some(_), true) => {
             return Ok(Err(rejected(
                 ErrorCode::AlreadyExists,
@@ -39,6 +41,18 @@ pub(crate) fn put_user(ov: &mut Overlay, now: i64, c: &PutUser) -> Step<CommandR
             )))
         }
         _ => {}
+    }
+    if c.single_sign_on {
+        if let Err(rejection) = sign_on(existing.as_ref(), &mut rec, &mut user) {
+            return Ok(Err(rejection));
+        }
+    } else {
+        // Only a single sign-on links a user to an identity.
+        user.sso_subject = existing
+            .as_ref()
+            .and_then(|o| o.user.as_ref())
+            .map(|u| u.sso_subject.clone())
+            .unwrap_or_default();
     }
     if let Some(old) = &existing {
         user.created_at_ms = old.user.as_ref().map_or(now, |u| u.created_at_ms);
@@ -59,6 +73,45 @@ pub(crate) fn put_user(ov: &mut Overlay, now: i64, c: &PutUser) -> Step<CommandR
     rec.user = Some(user.clone());
     ov.put(state_cf::USERS, &key, &rec);
     Ok(Ok(ok(command_result::Result::User(user))))
+}
+
+/// A single sign-on's checks, decided here so that a user disabled a moment before cannot be
+/// enabled again by a sign-in that read the user earlier: the stored user must be linked to the
+/// same identity and enabled; it keeps its disabled flag, and never gains a password.
+fn sign_on(
+    existing: Option<&UserRecord>,
+    rec: &mut UserRecord,
+    user: &mut User,
+) -> Result<(), CommandResult> {
+    if user.sso_subject.is_empty() {
+        return Err(rejected(
+            ErrorCode::InvalidArgument,
+            "a single sign-on needs the identity's subject",
+        ));
+    }
+    rec.password_hash.clear();
+    let Some(old) = existing.and_then(|o| o.user.as_ref()) else {
+        user.disabled = false;
+        return Ok(());
+    };
+    if old.sso_subject != user.sso_subject {
+        return Err(rejected(
+            ErrorCode::PermissionDenied,
+            format!(
+                "user {:?} exists and is not linked to this single sign-on identity; \
+                 an administrator must rename or remove it first",
+                user.name
+            ),
+        ));
+    }
+    if old.disabled {
+        return Err(rejected(
+            ErrorCode::PermissionDenied,
+            format!("user {:?} is disabled", user.name),
+        ));
+    }
+    user.disabled = false;
+    Ok(())
 }
 
 pub(crate) fn put_token(ov: &mut Overlay, now: i64, c: &PutToken) -> Step<CommandResult> {

@@ -116,12 +116,21 @@ function signInView(message) {
       err.textContent = x.message;
     }
   };
+  // Single sign-on, when the cluster has it: the server sends the browser to the company's
+  // identity provider and back (see /auth/oidc/login).
+  const sso = h("p", { class: "sso", hidden: true }, h("a", { class: "btn primary", href: "/auth/oidc/login", "data-testid": "sso" }, "Sign in with single sign-on"));
+  api("/api/session/options")
+    .then((o) => {
+      if (o.sso) sso.hidden = false;
+    })
+    .catch(() => {});
   mount(
     main,
     h(
       "form",
       { class: "signin card", onsubmit: submit },
       h("h2", {}, "Sign in to Gloss"),
+      sso,
       h("label", { for: "user" }, "User name"),
       user,
       h("label", { for: "password" }, "Password"),
@@ -604,7 +613,21 @@ function jobsView(jobs) {
 
 // ---- start ----
 
+/** What the single sign-on callback left in the URL fragment: a session token, or why not. */
+function takeSignOnResult() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("sso_token");
+  const error = params.get("sso_error");
+  if (token === null && error === null) return "";
+  // The token must not stay in the address bar or the history.
+  history.replaceState(null, "", location.pathname);
+  if (token) session.token = token;
+  return error || "";
+}
+
 async function boot() {
+  const ssoError = takeSignOnResult();
+  if (ssoError) return signInView(ssoError);
   if (!session.token) return signInView();
   try {
     session.user = await api("/api/me");

@@ -8,6 +8,7 @@
 mod api;
 mod assets;
 pub mod json;
+mod sso;
 
 use std::sync::Arc;
 
@@ -15,7 +16,8 @@ use axum::routing::get;
 use axum::Router;
 use gloss_coordinator::Service;
 
-/// The web app's routes: `/`, the app's pages, `/assets/*` and `/api/*`.
+/// The web app's routes: `/`, the app's pages, `/assets/*`, `/api/*` and the single sign-on
+/// redirects under `/auth/oidc/`.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/", get(assets::index))
@@ -23,6 +25,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/app/*path", get(assets::index))
         .route("/assets/*path", get(assets::asset))
         .merge(api::routes())
+        .merge(sso::routes())
         .layer(axum::middleware::from_fn_with_state(service.clone(), actor))
         .with_state(service)
 }

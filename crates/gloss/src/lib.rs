@@ -84,7 +84,8 @@ struct PredictArgs {
 /// flags win over the environment, which wins over the file.
 #[derive(Args, Clone, Default)]
 struct NodeArgs {
-    /// TOML config file with any of the settings below (snake_case keys).
+    /// TOML config file with any of the settings below (snake_case keys), and single sign-on in
+    /// its `[oidc]` table (docs/sso.md).
     #[arg(long, env = "GLOSS_CONFIG")]
     config: Option<PathBuf>,
     /// Raft node id of this coordinator [default: 1].
@@ -157,6 +158,8 @@ impl NodeArgs {
             join_token_file: self.join_token_file.clone(),
             admin_token_file: self.admin_token_file.clone(),
             tls_dir: self.tls_dir.clone(),
+            // Single sign-on is a table: the config file's `[oidc]` only.
+            oidc: None,
         };
         let file = match &self.config {
             Some(path) => Overrides::from_file(path)?,

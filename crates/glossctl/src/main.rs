@@ -5,6 +5,7 @@
 mod audit;
 mod backup;
 mod job;
+mod login;
 mod model;
 mod output;
 mod task;
@@ -38,7 +39,8 @@ struct Cli {
         default_value = "127.0.0.1:7070"
     )]
     server: Vec<String>,
-    /// Bearer token to sign requests with (`glossctl user token NAME` issues one).
+    /// Bearer token to sign requests with (`glossctl user token NAME` issues one). Without it,
+    /// the token `glossctl login` saved for these coordinators is used.
     #[arg(long, global = true, env = "GLOSS_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// CA certificate to check the coordinators' TLS certificate against (`ca.crt`); the
@@ -72,6 +74,11 @@ enum Noun {
     /// Users, roles and tokens.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// Sign in and save a session token for these coordinators: single sign-on in a browser
+    /// (the device code flow) when the cluster has it, or `--user NAME` with a password.
+    Login(login::LoginArgs),
+    /// Revoke the saved session token and forget it.
+    Logout,
     /// Jobs on workers (train, evaluate, predict): submit, list, show, logs, cancel.
     #[command(subcommand)]
     Job(job::JobCmd),
@@ -261,14 +268,20 @@ async fn run(cli: Cli) -> Result<()> {
         None => None,
     };
     let mut client = Client::connect_with(&cli.server, tls).await?;
-    if let Some(token) = cli.token.as_deref().filter(|t| !t.is_empty()) {
-        client = client.with_token(token)?;
+    let token = match cli.token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(t.to_string()),
+        None => login::saved_token(&cli.server)?,
+    };
+    if let Some(token) = token {
+        client = client.with_token(&token)?;
     }
     match cli.command {
         Noun::Project(cmd) => project(&client, out, cmd).await,
         Noun::Task(cmd) => task::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Dataset(cmd) => dataset(&client, out, cli.output.as_deref(), cmd).await,
         Noun::User(cmd) => user::run(&client, out, cmd).await,
+        Noun::Login(args) => login::login(&client, &cli.server, out, args).await,
+        Noun::Logout => login::logout(&client, &cli.server, out).await,
         Noun::Job(cmd) => job::run(&client, out, cmd).await,
         Noun::Model(cmd) => model::run(&client, out, cli.output.as_deref(), cmd).await,
         Noun::Backup(cmd) => backup::run(&client, out, cmd).await,

@@ -102,7 +102,7 @@ fn parse_project_roles(pairs: &[String]) -> Result<Vec<ProjectRoles>> {
     Ok(out)
 }
 
-fn read_password(wanted: bool) -> Result<String> {
+pub(crate) fn read_password(wanted: bool) -> Result<String> {
     if !wanted {
         return Ok(String::new());
     }
