@@ -154,6 +154,12 @@ SETS = {
     "replace-node-3": {"coordinators": {"founders": 2}},
     "no-workers": {"workers": {"enabled": False}, "auth": {"existingSecret": "my-tokens"},
                    "serviceAccount": {"create": False}},
+    "sso": {"sso": {"enabled": True, "issuer": "https://sso.example.com/realms/acme",
+                    "clientId": "gloss", "cliClientId": "gloss-cli",
+                    "redirectUrl": "https://gloss.example.com/auth/oidc/callback",
+                    "scopes": ["openid", "profile", "groups"],
+                    "roles": {"gloss-admins": ["admin"], "acme \"qa\"": ["acme:reviewer", "annotator"]},
+                    "clientSecretSecret": "gloss-sso", "caSecret": "acme-ca"}},
 }
 
 rendered = {}
@@ -412,6 +418,36 @@ try:
 except (AssertionError, helm.HelmError) as e:
     fail("given tokens are kept as given", e)
 
+# Single sign-on: the [oidc] table is rendered into a config file that gloss itself accepts
+# (parsed here as TOML with the same keys), mounted with the client secret and the CA, and a
+# change of it restarts the coordinators.
+def sso_facts(objs, _notes):
+    import tomllib
+    cm = one(objs, "ConfigMap", "gloss-coordinator-config")
+    oidc = tomllib.loads(cm["data"]["gloss.toml"])["oidc"]
+    assert oidc["issuer"] == "https://sso.example.com/realms/acme", oidc
+    assert oidc["cli_client_id"] == "gloss-cli" and oidc["scopes"] == ["openid", "profile", "groups"], oidc
+    assert oidc["roles"] == {"gloss-admins": ["admin"], 'acme "qa"': ["acme:reviewer", "annotator"]}, oidc
+    assert oidc["client_secret_file"] == "/etc/gloss/sso/client-secret", oidc
+    assert oidc["ca_cert_file"] == "/etc/gloss/sso-ca/ca.crt", oidc
+    assert oidc["clock_skew_seconds"] == 60 and oidc["max_token_age_seconds"] == 600, oidc
+    sts = one(objs, "StatefulSet", "gloss-coordinator")
+    c = container(sts)
+    assert flag(c["args"], "config") == "/etc/gloss/config/gloss.toml", c["args"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["config"] == "/etc/gloss/config" and mounts["sso-client-secret"] == "/etc/gloss/sso", mounts
+    vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert vols["sso-client-secret"]["secret"]["secretName"] == "gloss-sso", vols
+    assert vols["sso-ca"]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}], vols
+    assert "checksum/config" in sts["spec"]["template"]["metadata"]["annotations"]
+    # Without sso, no config file and no --config.
+    default = one(rendered["default"][0], "StatefulSet", "gloss-coordinator")
+    assert flag(container(default)["args"], "config") is None
+    assert not find(rendered["default"][0], "ConfigMap", "gloss-coordinator-config")
+
+
+facts("sso", sso_facts)
+
 # Values that must be refused, each with a message that names the problem.
 REFUSED = [
     ("coordinators.replicas=2", {"coordinators": {"replicas": 2}}, "replicas"),
@@ -423,6 +459,10 @@ REFUSED = [
     ("bad pool name", {"workers": {"pools": [{"name": "GPU_pool"}]}}, "name"),
     ("short join token", {"auth": {"joinToken": "short"}}, "joinToken"),
     ("probe type", {"coordinators": {"probes": {"type": "tcp"}}}, "type"),
+    ("sso without an issuer", {"sso": {"enabled": True, "clientId": "g", "redirectUrl": "https://g.example.com/auth/oidc/callback", "roles": {"x": ["admin"]}}}, "sso.issuer"),
+    ("sso without roles", {"sso": {"enabled": True, "issuer": "https://i.example.com", "clientId": "g", "redirectUrl": "https://g.example.com/auth/oidc/callback"}}, "sso.roles"),
+    ("sso over plain http", {"sso": {"issuer": "http://idp.example.com"}}, "issuer"),
+    ("sso admin in one project", {"sso": {"roles": {"x": ["acme:admin"]}}}, "roles"),
     ("GPU inventory without memory", {"workers": {"pools": [{"name": "g", "gpu": {"count": 1, "inventory": "h200"}}]}}, "inventory"),
 ]
 for name, values, needle in REFUSED:

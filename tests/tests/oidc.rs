@@ -19,6 +19,8 @@ use gloss_tests::{start_node_in, Node, ADMIN_TOKEN};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_gloss-under-test");
 const WEB_SECRET: &str = "gloss-web-secret-for-tests";
+/// How old an ID token may be when it is exchanged, in these tests.
+const MAX_AGE: u64 = 3;
 
 /// The provider, stopped when dropped.
 struct Idp {
@@ -113,6 +115,7 @@ async fn start_sso() -> Sso {
             ),
             roles,
             clock_skew_seconds: Some(0),
+            max_token_age_seconds: Some(MAX_AGE),
             ..Default::default()
         }),
         ..Overrides::default()
@@ -546,6 +549,13 @@ async fn id_tokens_for_another_client_expired_forged_or_of_a_disabled_user_are_r
     let e = oidc_sign_in(&sso, &forged).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     assert!(e.message().contains("signature"), "{}", e.message());
+
+    // A token that is still valid but was issued longer ago than the cluster exchanges.
+    let old = id_token_for(&sso, "gloss-web", WEB_SECRET, &web_redirect, "bob").await;
+    tokio::time::sleep(Duration::from_millis(MAX_AGE * 1000 + 1500)).await;
+    let e = oidc_sign_in(&sso, &old).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    assert!(e.message().contains("issued"), "{}", e.message());
 
     // An expired token (the cluster allows no clock skew in this test).
     set_id_token_ttl(&sso, 1).await;

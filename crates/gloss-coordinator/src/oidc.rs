@@ -99,6 +99,12 @@ fn random_url_safe(bytes: usize) -> Result<String, ServiceError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The S256 PKCE challenge of `verifier` (RFC 7636 §4.2).
 pub fn pkce_challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
@@ -269,13 +275,23 @@ impl Oidc {
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "iat"]);
         validation.leeway = self.config.clock_skew_seconds;
         validation.validate_nbf = true;
         let claims =
             jsonwebtoken::decode::<serde_json::Map<String, Value>>(id_token, &key, &validation)
                 .map_err(|e| self.rejection(e))?
                 .claims;
+        let issued = claims.get("iat").and_then(Value::as_i64).unwrap_or(0);
+        let age = now_seconds().saturating_sub(issued);
+        let limit = self.config.max_token_age_seconds + self.config.clock_skew_seconds;
+        if age > limit as i64 {
+            return Err(refused(format!(
+                "ID token was issued {age} s ago; sign in again (tokens older than {} s are \
+                 not exchanged, setting oidc.max_token_age_seconds)",
+                self.config.max_token_age_seconds
+            )));
+        }
         if let Some(azp) = claims.get("azp").and_then(Value::as_str) {
             if !audiences.contains(&azp) {
                 return Err(refused(format!(

@@ -54,6 +54,9 @@ pub struct OidcSettings {
     pub ca_cert_file: Option<PathBuf>,
     /// Clock difference tolerated when checking an ID token's times (default: 60).
     pub clock_skew_seconds: Option<u64>,
+    /// How old (`iat`) an ID token may be when it is exchanged for a Gloss session (default:
+    /// 600), so that a token that leaked later cannot be replayed for the rest of its life.
+    pub max_token_age_seconds: Option<u64>,
 }
 
 /// Validated single sign-on settings.
@@ -71,6 +74,7 @@ pub struct OidcConfig {
     pub roles: BTreeMap<String, Vec<String>>,
     pub ca_cert_file: Option<PathBuf>,
     pub clock_skew_seconds: u64,
+    pub max_token_age_seconds: u64,
 }
 
 fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -174,6 +178,7 @@ impl OidcConfig {
             roles: s.roles,
             ca_cert_file: s.ca_cert_file,
             clock_skew_seconds: s.clock_skew_seconds.unwrap_or(60),
+            max_token_age_seconds: s.max_token_age_seconds.unwrap_or(600),
         })
     }
 }
