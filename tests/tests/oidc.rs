@@ -36,7 +36,12 @@ impl Drop for Idp {
 }
 
 fn provider_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc")
+    // Read at run time: cargo sets it for the test process, and a test binary built from
+    // another checkout that shares the target directory would carry that checkout's path.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("oidc")
 }
 
 fn start_provider(redirect: &str) -> Idp {

@@ -26,9 +26,12 @@ fn python(script: &str, args: &[&Path]) -> Vec<u8> {
         ),
         Err(e) => panic!("cannot run python3 ({e}); install Python 3, then `{INSTALL}`"),
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/spacy")
-        .join(script);
+    // Read at run time: cargo sets it for the test process, and a test binary built from
+    // another checkout that shares the target directory would carry that checkout's path.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    let path = root.join("tests/spacy").join(script);
     let out = Command::new("python3")
         .arg(&path)
         .args(args)
