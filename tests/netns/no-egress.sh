@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # No data leaves: `gloss up --demo` (coordinator and embedded worker) and the whole loop (import,
-# annotate, train, evaluate, promote, pre-annotate with the student, export, the web app) run in
+# annotate, score an in-process LLM teacher, train, evaluate, promote, pre-annotate with the
+# student, export, the web app) run in
 # a network namespace whose only way out is a veth interface with a default route behind it, and
 # whose resolver points out of it too. Any connection attempt, DNS lookup or telemetry beyond
 # loopback would be a packet on that interface; the test requires its transmit counter to stay
@@ -50,6 +51,13 @@ check() {
   else failed=$((failed+1)); echo "FAIL $name"; echo "$out" | sed 's/^/     /' | head -20; fi
 }
 
+# The embedded worker's models directory holds the SmolLM2 GGUF teacher (from
+# crates/gloss-ml/scripts/fetch-test-models.sh).
+MODELS="${GLOSS_TEST_MODELS:-$HOME/.cache/gloss-test-models}"
+mkdir -p "$work/data/models"
+ln -s "$MODELS/smollm2" "$work/data/models/smollm2"
+llm_digest="$("$BIN/gloss" digest "$work/data/models/smollm2")"
+
 before="$(tx)"
 # Not through `inside`: a function run in the background is a subshell, and $! must be gloss.
 ip netns exec "$NS" env -u OTEL_EXPORTER_OTLP_ENDPOINT "$BIN/gloss" up --demo --data-dir "$work/data" \
@@ -88,6 +96,8 @@ EOF
   done <"$work/answers.txt"
 done
 check "60 answers recorded" test "$answered" -eq 60
+check "score an LLM teacher (llm:smollm2) on gold" ctl job submit evaluate films/polarity --model llm:smollm2 \
+  --config "{\"sha256\": \"$llm_digest\"}" --wait
 check "train a student" ctl job submit train films/polarity --config '{"epochs": 8, "seed": 7}' --wait
 check "evaluate it" ctl job submit evaluate films/polarity --model films/polarity/tiny --wait
 check "promote it" ctl model promote films/polarity/tiny --force --by no-egress-test

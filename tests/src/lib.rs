@@ -468,3 +468,122 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
         }
     }
 }
+
+/// The join token of [`node_with_gold`]'s cluster, for workers started in tests.
+pub const JOIN_TOKEN: &str = "join-token-for-tests-0123456789";
+
+/// A single node accepting workers with [`JOIN_TOKEN`], holding `n` gold records of the
+/// `films/polarity` choice task ([`seed_choice_gold`]).
+pub async fn node_with_gold(dir: &Path, n: usize) -> Node {
+    let token_file = dir.join("join-token");
+    std::fs::write(&token_file, JOIN_TOKEN).expect("join token file");
+    let node = start_node_in(
+        &dir.join("data"),
+        Overrides {
+            join_token_file: Some(token_file),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    seed_choice_gold(&node.client, n).await;
+    node
+}
+
+/// Polls job `id` until `done` holds (two minutes at most).
+pub async fn wait_for_job(
+    service: &gloss_coordinator::Service,
+    id: &str,
+    what: &str,
+    done: impl Fn(&gloss_proto::v1::Job) -> bool,
+) -> gloss_proto::v1::Job {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = service.get_job(id).await.expect("job exists");
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "{what}: job stuck at {job:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Submits a `kind` job on `films/polarity` (one attempt) and waits for it to end.
+pub async fn run_films_job(
+    service: &gloss_coordinator::Service,
+    kind: gloss_proto::v1::JobKind,
+    model: &str,
+    config: &str,
+) -> gloss_proto::v1::Job {
+    use gloss_proto::v1::{JobSpec, JobState, SubmitJobRequest};
+    let req = SubmitJobRequest {
+        spec: Some(JobSpec {
+            kind: kind as i32,
+            project: "films".into(),
+            task: "polarity".into(),
+            model: model.into(),
+            config_json: config.into(),
+        }),
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let job = service
+        .submit_job(&gloss_coordinator::access::Actor::SYSTEM, req)
+        .await
+        .expect("job accepted");
+    wait_for_job(service, &job.id, model, |j| {
+        matches!(j.state(), JobState::Succeeded | JobState::Failed)
+    })
+    .await
+}
+
+/// Where `crates/gloss-ml/scripts/fetch-test-models.sh` put the test models.
+pub fn test_models() -> PathBuf {
+    std::env::var_os("GLOSS_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/gloss-test-models")
+        })
+}
+
+/// A worker running in this process until the returned sender says stop.
+pub struct TestWorker {
+    stop: tokio::sync::watch::Sender<bool>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl TestWorker {
+    /// Starts a worker of `node` with 2 CPUs and 4 GiB, its scratch under `dir`.
+    pub fn start(node: &Node, dir: &Path, models_dir: PathBuf, teachers: Option<PathBuf>) -> Self {
+        let args = gloss_worker::worker::WorkerArgs {
+            coordinator: vec![node.coordinator.addrs().raft.to_string()],
+            join_token_file: None,
+            name: Some("w".into()),
+            labels: vec![],
+            gpus: None,
+            cpus: Some(2.0),
+            memory: Some("4GiB".into()),
+            work_dir: dir.join("work"),
+            tls_dir: None,
+            models_dir,
+            teachers,
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(async move {
+            let mut rx = stopped;
+            let stopped = gloss_worker::worker::run(args, JOIN_TOKEN.into(), async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+            if let Err(e) = stopped {
+                panic!("the test worker stopped with an error: {e:#}");
+            }
+        });
+        TestWorker { stop, running }
+    }
+
+    /// Stops the worker and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.running.await;
+    }
+}

@@ -9,26 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gloss_coordinator::Service;
-use gloss_core::config::Overrides;
 use gloss_proto::v1::*;
-use gloss_tests::{seed_choice_gold, start_node_in, Node};
-
-const TOKEN: &str = "join-token-for-tests-0123456789";
-
-async fn node_with_gold(dir: &std::path::Path, n: usize) -> Node {
-    let token_file = dir.join("join-token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let node = start_node_in(
-        &dir.join("data"),
-        Overrides {
-            join_token_file: Some(token_file),
-            ..Overrides::default()
-        },
-    )
-    .await;
-    seed_choice_gold(&node.client, n).await;
-    node
-}
+use gloss_tests::{
+    node_with_gold, run_films_job, test_models, wait_for_job as wait_for, TestWorker,
+    JOIN_TOKEN as TOKEN,
+};
 
 fn train_request(config: &str, max_attempts: u32) -> SubmitJobRequest {
     SubmitJobRequest {
@@ -41,18 +26,6 @@ fn train_request(config: &str, max_attempts: u32) -> SubmitJobRequest {
         }),
         max_attempts,
         ..Default::default()
-    }
-}
-
-async fn wait_for(service: &Service, id: &str, what: &str, done: impl Fn(&Job) -> bool) -> Job {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = service.get_job(id).await.unwrap();
-        if done(&job) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "{what}: job stuck at {job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -82,6 +55,7 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
         work_dir: dir.path().join("work"),
         tls_dir: None,
         models_dir: dir.path().join("models"),
+        teachers: None,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move {
@@ -415,32 +389,8 @@ async fn two_gpu_jobs_that_do_not_fit_together_never_share_the_gpu() {
     assert!(err.to_string().contains("spec.config_json"), "{err}");
 }
 
-fn test_models() -> std::path::PathBuf {
-    std::env::var_os("GLOSS_TEST_MODELS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap())
-                .join(".cache/gloss-test-models")
-        })
-}
-
 async fn run_job(s: &Service, kind: JobKind, model: &str, config: &str) -> Job {
-    let req = SubmitJobRequest {
-        spec: Some(JobSpec {
-            kind: kind as i32,
-            project: "films".into(),
-            task: "polarity".into(),
-            model: model.into(),
-            config_json: config.into(),
-        }),
-        max_attempts: 1,
-        ..Default::default()
-    };
-    let job = s.submit_job(&Actor::SYSTEM, req).await.unwrap();
-    let done = wait_for(s, &job.id, "job", |j| {
-        matches!(j.state(), JobState::Succeeded | JobState::Failed)
-    })
-    .await;
+    let done = run_films_job(s, kind, model, config).await;
     assert_eq!(
         done.state(),
         JobState::Succeeded,
@@ -461,26 +411,7 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
     let dir = tempfile::tempdir().unwrap();
     let node = node_with_gold(dir.path(), 160).await;
     let s: Arc<Service> = node.coordinator.service().clone();
-    let args = gloss_worker::worker::WorkerArgs {
-        coordinator: vec![node.coordinator.addrs().raft.to_string()],
-        join_token_file: None,
-        name: Some("w".into()),
-        labels: vec![],
-        gpus: None,
-        cpus: Some(2.0),
-        memory: Some("4GiB".into()),
-        work_dir: dir.path().join("work"),
-        tls_dir: None,
-        models_dir: models.clone(),
-    };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move {
-        let mut rx = stopped;
-        gloss_worker::worker::run(args, TOKEN.into(), async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let worker = TestWorker::start(&node, dir.path(), models.clone(), None);
     let digest = gloss_worker::model_store::dir_digest(&models.join("minilm")).unwrap();
     let teacher = "similarity:minilm";
     let with_digest = format!(
@@ -572,6 +503,5 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
         .predict(&["a wonderful moving film, review number 9999"], 1)
         .unwrap();
     assert_eq!(student.labels()[gloss_ml::train::argmax(&scores[0])], "POS");
-    let _ = stop.send(true);
-    running.await.unwrap().unwrap();
+    worker.stop().await;
 }

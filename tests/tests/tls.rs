@@ -149,6 +149,7 @@ async fn a_tls_group_serves_over_tls_and_refuses_plain_and_foreign_peers() {
         memory: Some("1GiB".into()),
         work_dir: dir.path().join("work"),
         models_dir: dir.path().join("models"),
+        teachers: None,
         tls_dir: Some(certs.clone()),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);

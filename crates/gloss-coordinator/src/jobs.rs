@@ -47,8 +47,8 @@ impl Service {
         self.task_record(&spec.project, &spec.task).await?;
         if matches!(spec.kind(), JobKind::Predict | JobKind::Evaluate) && spec.model.is_empty() {
             return Err(invalid(
-                "spec.model: name a registry model (name[@version]), `assisting`, or a teacher \
-                 such as similarity:<base model>",
+                "spec.model: name a registry model (name[@version]), `assisting`, or a teacher: \
+                 similarity:<base model>, llm:<gguf model> or openai:<endpoint>",
             ));
         }
         if !spec.config_json.is_empty() {

@@ -73,6 +73,18 @@ pub fn classification_report(
     gold: &[usize],
     predicted: &[usize],
 ) -> Result<ClassificationReport> {
+    let predicted: Vec<Option<usize>> = predicted.iter().copied().map(Some).collect();
+    classification_report_with_abstentions(labels, gold, &predicted)
+}
+
+/// [`classification_report`] where a model may abstain (`None`): an abstention is never
+/// correct and misses its gold label (lowering that label's recall), but predicts no label (so
+/// no label's precision is lowered by it).
+pub fn classification_report_with_abstentions(
+    labels: &[String],
+    gold: &[usize],
+    predicted: &[Option<usize>],
+) -> Result<ClassificationReport> {
     if gold.len() != predicted.len() {
         return Err(Error::InvalidInput(format!(
             "{} gold labels but {} predictions",
@@ -80,7 +92,11 @@ pub fn classification_report(
             predicted.len()
         )));
     }
-    if let Some(&bad) = gold.iter().chain(predicted).find(|&&i| i >= labels.len()) {
+    if let Some(&bad) = gold
+        .iter()
+        .chain(predicted.iter().flatten())
+        .find(|&&i| i >= labels.len())
+    {
         return Err(Error::InvalidInput(format!(
             "label index {bad} out of range for {} labels",
             labels.len()
@@ -88,11 +104,13 @@ pub fn classification_report(
     }
     let n = labels.len();
     let (mut correct, mut n_pred, mut n_gold) = (vec![0; n], vec![0; n], vec![0; n]);
-    for (&g, &p) in gold.iter().zip(predicted) {
+    for (&g, p) in gold.iter().zip(predicted) {
         n_gold[g] += 1;
-        n_pred[p] += 1;
-        if g == p {
-            correct[g] += 1;
+        if let Some(p) = *p {
+            n_pred[p] += 1;
+            if g == p {
+                correct[g] += 1;
+            }
         }
     }
     let per_label: BTreeMap<String, Prf> = (0..n)
@@ -395,5 +413,24 @@ mod tests {
             ]
         );
         assert!(spans_from_bio::<&str>(&[]).is_empty());
+    }
+
+    #[test]
+    fn abstentions_are_never_correct_and_cost_recall_not_precision() {
+        let labels = vec!["pos".to_string(), "neg".to_string()];
+        // gold: pos pos neg neg; predicted: pos, abstain, neg, pos.
+        let r = classification_report_with_abstentions(
+            &labels,
+            &[0, 0, 1, 1],
+            &[Some(0), None, Some(1), Some(0)],
+        )
+        .unwrap();
+        assert!((r.accuracy - 0.5).abs() < 1e-12);
+        let pos = &r.per_label["pos"];
+        // pos: 1 correct of 2 predicted, 1 of 2 gold.
+        assert!((pos.precision - 0.5).abs() < 1e-12 && (pos.recall - 0.5).abs() < 1e-12);
+        let neg = &r.per_label["neg"];
+        // neg: 1 correct of 1 predicted, 1 of 2 gold.
+        assert!((neg.precision - 1.0).abs() < 1e-12 && (neg.recall - 0.5).abs() < 1e-12);
     }
 }

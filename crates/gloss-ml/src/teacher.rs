@@ -50,6 +50,17 @@ pub struct Prediction {
     pub confidence: f32,
 }
 
+/// A classification answer as the model gave it: the text, the label it names (none when it
+/// names none: an abstention), and a probability per candidate label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelAnswer {
+    pub text: String,
+    pub label: Option<usize>,
+    pub probabilities: Vec<f32>,
+    /// Tokens processed: the prompt and the answer (0 when the server did not say).
+    pub tokens: usize,
+}
+
 /// An entity span found by the teacher.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entity {
@@ -189,18 +200,37 @@ impl Teacher {
     /// its first token(s), as written, lowercased or capitalised (enough tokens to tell it apart
     /// from the other labels); the confidence is the softmax of these scores over the labels.
     pub fn classify(&mut self, text: &str, labels: &[&str]) -> Result<Prediction> {
+        let answer =
+            self.classify_prompted(CLASSIFY_SYSTEM, &classify_user(text, labels), labels)?;
+        let chosen = answer
+            .label
+            .unwrap_or_else(|| argmax(&answer.probabilities));
+        Ok(Prediction {
+            label: labels[chosen].to_string(),
+            confidence: answer.probabilities[chosen].max(f32::MIN_POSITIVE),
+        })
+    }
+
+    /// Asks with a given system and user turn which of `labels` fits, and reports what the
+    /// answer named (nothing, when it names no label) beside the probabilities of the labels
+    /// (softmax of their scores right after the prompt, as in [`Teacher::classify`]).
+    pub fn classify_prompted(
+        &mut self,
+        system: &str,
+        user: &str,
+        labels: &[&str],
+    ) -> Result<LabelAnswer> {
         check_labels(labels)?;
-        let prompt = self.chat_prompt(Some(CLASSIFY_SYSTEM), &classify_user(text, labels))?;
+        let prompt = self.chat_prompt(Some(system), user)?;
         let max_new = self.options.classify_max_new_tokens;
         let logits = self.start(&prompt, max_new)?;
         let scores = self.label_scores(&logits, prompt.len(), labels)?;
         let answer = self.continue_greedy(logits, prompt.len(), max_new)?;
-
-        let probs = softmax(&scores);
-        let chosen = parse_label(&answer.text, labels).unwrap_or_else(|| argmax(&scores));
-        Ok(Prediction {
-            label: labels[chosen].to_string(),
-            confidence: probs[chosen].max(f32::MIN_POSITIVE),
+        Ok(LabelAnswer {
+            label: parse_label(&answer.text, labels),
+            text: answer.text,
+            probabilities: softmax(&scores),
+            tokens: prompt.len() + answer.tokens.len(),
         })
     }
 

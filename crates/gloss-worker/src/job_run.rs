@@ -3,8 +3,9 @@
 //!
 //! - `train`: the tiny student on a choice task's gold records (train and dev splits), uploaded
 //!   to the model registry as `<project>/<task>/tiny`.
-//! - `evaluate`: a student (`name[@version]`, `assisting`) or a teacher (`similarity:<base model>`)
-//!   on the gold test split; the scores are recorded with the task (and the model).
+//! - `evaluate`: a student (`name[@version]`, `assisting`) or a teacher (`similarity:<base model>`,
+//!   an LLM `llm:<name>` or `openai:<name>`, see [`crate::teachers`]) on the gold test split; the
+//!   scores are recorded with the task (and the model), an LLM's abstentions counted.
 //! - `predict`: the same models over the task's source examples; writes suggestions with scores,
 //!   which the feed's uncertainty ordering and the web app use.
 //!
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::model_store;
+use crate::teachers::{LlmTeacher, Outcome, Prompt};
 
 /// What a job thread sends back to the worker loop.
 pub enum Progress {
@@ -43,6 +45,10 @@ pub struct Context {
     pub runtime: tokio::runtime::Handle,
     pub work_dir: PathBuf,
     pub models_dir: PathBuf,
+    /// The worker's teachers file (`openai:<name>` endpoints), when it has one.
+    pub teachers_file: Option<PathBuf>,
+    /// Where LLM teachers' answers are cached across jobs.
+    pub cache_dir: PathBuf,
     pub cancel: Arc<AtomicBool>,
     pub reports: UnboundedSender<Progress>,
     pub job: Job,
@@ -80,6 +86,10 @@ struct Settings {
     descriptions: Vec<String>,
     /// Name of the teacher whose suggestions the annotators corrected (lineage).
     teacher: String,
+    /// LLM teachers: the user turn's template (`{text}`, `{labels}`), replacing the default.
+    prompt: String,
+    /// LLM teachers: the system turn, replacing the default.
+    system: String,
 }
 
 impl Default for Settings {
@@ -92,6 +102,8 @@ impl Default for Settings {
             sha256: String::new(),
             descriptions: Vec::new(),
             teacher: String::new(),
+            prompt: String::new(),
+            system: String::new(),
         }
     }
 }
@@ -331,19 +343,95 @@ fn upload(ctx: &Context, mut record: Model, bytes: &[u8]) -> Result<Model> {
 enum Classifier {
     Student(TinyStudent),
     Teacher(SimilarityTeacher),
+    Llm(LlmTeacher),
+}
+
+/// Scores of each text (`None`: the model abstained), and an LLM teacher's figures.
+struct Scored {
+    scores: Vec<Option<Vec<f32>>>,
+    llm: Option<Value>,
 }
 
 impl Classifier {
-    fn scores(&self, texts: &[&str], batch: usize) -> Result<Vec<Vec<f32>>> {
+    fn scores(&self, ctx: &Context, name: &str, texts: &[&str], batch: usize) -> Result<Scored> {
+        let all = |v: Vec<Vec<f32>>| Scored {
+            scores: v.into_iter().map(Some).collect(),
+            llm: None,
+        };
         Ok(match self {
-            Classifier::Student(s) => s.predict(texts, batch)?,
-            Classifier::Teacher(t) => t
+            Classifier::Student(s) => all(s.predict(texts, batch)?),
+            Classifier::Teacher(t) => all(t
                 .classify_many(texts)?
                 .into_iter()
                 .map(|p| p.probabilities)
-                .collect(),
+                .collect()),
+            Classifier::Llm(t) => llm_scores(ctx, name, t, texts)?,
         })
     }
+}
+
+/// Runs an LLM teacher over `texts`, logging progress with its rate and ETA every few seconds.
+fn llm_scores(ctx: &Context, name: &str, teacher: &LlmTeacher, texts: &[&str]) -> Result<Scored> {
+    let started = std::time::Instant::now();
+    let last = std::sync::Mutex::new(started);
+    let total = texts.len();
+    let progress = |done: usize, cached: usize| {
+        let Ok(mut last) = last.lock() else { return };
+        if done < total && last.elapsed() < std::time::Duration::from_secs(2) {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let secs = started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (total - done) as f64 / rate
+        } else {
+            0.0
+        };
+        ctx.report(
+            done as f64 / total.max(1) as f64,
+            Vec::new(),
+            vec![format!(
+                "{name}: {done}/{total} examples, {rate:.1}/s, ETA {eta:.0} s ({cached} from cache)"
+            )],
+        );
+    };
+    let run = teacher.classify_all(texts, &ctx.cancel, &progress)?;
+    ctx.cancelled()?;
+    let asked = (total - run.cached).max(1) as f64;
+    let figures = json!({
+        "abstained": run.abstained(),
+        "malformed": run.malformed(),
+        "cached": run.cached,
+        "seconds": run.seconds,
+        "examples_per_second": total as f64 / run.seconds.max(1e-9),
+        "tokens_per_second": run.tokens as f64 / run.seconds.max(1e-9),
+        "tokens_per_example": run.tokens as f64 / asked,
+        "prompt": {"system": teacher.prompt().system, "template": teacher.prompt().template},
+    });
+    ctx.report(
+        1.0,
+        Vec::new(),
+        vec![format!(
+            "{name}: {total} examples in {:.1} s, {} abstained ({} malformed replies), {} from cache",
+            run.seconds,
+            run.abstained(),
+            run.malformed(),
+            run.cached
+        )],
+    );
+    let scores = run
+        .outcomes
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Label(_, probabilities) => Some(probabilities),
+            Outcome::Abstained | Outcome::Malformed => None,
+        })
+        .collect();
+    Ok(Scored {
+        scores,
+        llm: Some(figures),
+    })
 }
 
 /// Loads `model` for `task`: `similarity:<base model>` (a teacher from the models directory,
@@ -355,6 +443,29 @@ fn load(
     settings: &Settings,
     model: &str,
 ) -> Result<(Classifier, String)> {
+    if let Some(name) = model.strip_prefix("llm:") {
+        let prompt = Prompt::new(&settings.system, &settings.prompt)?;
+        let teacher = LlmTeacher::local(
+            &ctx.models_dir,
+            name,
+            &settings.sha256,
+            prompt,
+            &ctx.cache_dir,
+            &task.labels,
+        )?;
+        return Ok((Classifier::Llm(teacher), model.to_string()));
+    }
+    if let Some(name) = model.strip_prefix("openai:") {
+        let prompt = Prompt::new(&settings.system, &settings.prompt)?;
+        let teacher = LlmTeacher::remote(
+            ctx.teachers_file.as_deref(),
+            name,
+            prompt,
+            &ctx.cache_dir,
+            &task.labels,
+        )?;
+        return Ok((Classifier::Llm(teacher), model.to_string()));
+    }
     if let Some(base) = model.strip_prefix("similarity:") {
         let dir = model_store::base_model(&ctx.models_dir, base, &settings.sha256)?;
         let encoder = Arc::new(Encoder::load(&dir, &gloss_ml::Device::Cpu)?);
@@ -461,20 +572,33 @@ fn evaluate_job(ctx: &Context, settings: &Settings, model: &str) -> Result<Value
         )],
     );
     let texts: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();
-    let scores = classifier.scores(&texts, settings.batch_size.max(1))?;
+    let scored = classifier.scores(ctx, &name, &texts, settings.batch_size.max(1))?;
     ctx.cancelled()?;
-    let predicted: Vec<usize> = scores.iter().map(|s| argmax(s)).collect();
+    let predicted: Vec<Option<usize>> = scored
+        .scores
+        .iter()
+        .map(|s| s.as_deref().map(argmax))
+        .collect();
     let gold: Vec<usize> = test.iter().map(|(_, l)| *l).collect();
-    let report = gloss_ml::metrics::classification_report(&task.labels, &gold, &predicted)?;
+    let report =
+        gloss_ml::metrics::classification_report_with_abstentions(&task.labels, &gold, &predicted)?;
+    let abstained = predicted.iter().filter(|p| p.is_none()).count();
+    let mut metrics: std::collections::HashMap<String, f64> = [
+        ("gold-test:accuracy".to_string(), report.accuracy),
+        ("gold-test:macro_f1".to_string(), report.macro_f1),
+    ]
+    .into();
+    if scored.llm.is_some() {
+        metrics.insert(
+            "gold-test:abstention_rate".to_string(),
+            abstained as f64 / test.len() as f64,
+        );
+    }
     let evaluation = Evaluation {
         project: task.project.clone(),
         task: task.name.clone(),
         model: name.clone(),
-        metrics: [
-            ("gold-test:accuracy".to_string(), report.accuracy),
-            ("gold-test:macro_f1".to_string(), report.macro_f1),
-        ]
-        .into(),
+        metrics,
         job_id: ctx.job.id.clone(),
         ..Default::default()
     };
@@ -488,12 +612,16 @@ fn evaluate_job(ctx: &Context, settings: &Settings, model: &str) -> Result<Value
             report.accuracy, report.macro_f1
         )],
     );
-    Ok(json!({
+    let mut result = json!({
         "model": name,
         "test_examples": test.len(),
         "gold-test:accuracy": report.accuracy,
         "gold-test:macro_f1": report.macro_f1,
-    }))
+    });
+    if let Some(llm) = scored.llm {
+        result["teacher"] = llm;
+    }
+    Ok(result)
 }
 
 /// Pre-annotates the task's source examples: one suggestion (label and confidence) each.
@@ -503,6 +631,8 @@ fn predict_job(ctx: &Context, settings: &Settings, model: &str) -> Result<Value>
     let (classifier, name) = load(ctx, &task, settings, model)?;
     let mut page_token = String::new();
     let mut done = 0u64;
+    let mut abstained = 0u64;
+    let mut teacher_runs = Vec::new();
     let mut datasets = ctx.client.datasets();
     loop {
         let req = ListExamplesRequest {
@@ -518,21 +648,25 @@ fn predict_job(ctx: &Context, settings: &Settings, model: &str) -> Result<Value>
         for batch in page.examples.chunks(BATCH) {
             ctx.cancelled()?;
             let texts: Vec<&str> = batch.iter().map(|e| e.text.as_str()).collect();
-            let scores = classifier.scores(&texts, settings.batch_size.max(1))?;
-            let suggestions = batch
+            let scored = classifier.scores(ctx, &name, &texts, settings.batch_size.max(1))?;
+            teacher_runs.extend(scored.llm);
+            let suggestions: Vec<Suggestion> = batch
                 .iter()
-                .zip(scores)
-                .map(|(e, s)| {
+                .zip(scored.scores)
+                .filter_map(|(e, s)| {
+                    // An abstention suggests nothing: the example is annotated from scratch.
+                    let s = s?;
                     let best = argmax(&s);
-                    Suggestion {
+                    Some(Suggestion {
                         seq: e.seq,
                         labels: vec![task.labels[best].clone()],
                         score: f64::from(s[best]),
                         source: name.clone(),
                         ..Default::default()
-                    }
+                    })
                 })
                 .collect();
+            abstained += (batch.len() - suggestions.len()) as u64;
             let req = SetSuggestionsRequest {
                 project: task.project.clone(),
                 task: task.name.clone(),
@@ -552,5 +686,17 @@ fn predict_job(ctx: &Context, settings: &Settings, model: &str) -> Result<Value>
         }
         page_token = page.next_page_token;
     }
-    Ok(json!({"model": name, "suggestions": done}))
+    let mut result = json!({"model": name, "suggestions": done - abstained, "examples": done});
+    if !teacher_runs.is_empty() {
+        let sum = |key: &str| -> f64 { teacher_runs.iter().filter_map(|r| r[key].as_f64()).sum() };
+        result["teacher"] = json!({
+            "abstained": abstained,
+            "malformed": sum("malformed"),
+            "cached": sum("cached"),
+            "seconds": sum("seconds"),
+            "examples_per_second": done as f64 / sum("seconds").max(1e-9),
+            "prompt": teacher_runs[0]["prompt"],
+        });
+    }
+    Ok(result)
 }

@@ -58,6 +58,11 @@ pub struct WorkerArgs {
     /// Scratch space for jobs (trained models before upload, caches).
     #[arg(long, env = "GLOSS_WORK_DIR", default_value = "gloss-work")]
     pub work_dir: PathBuf,
+    /// TOML file naming the OpenAI-compatible servers jobs may use as teachers
+    /// (`openai:<name>`): a table `[openai.<name>]` each, with `url`, `model` and optional
+    /// `key_file`, `max_concurrency`, `timeout_seconds`, `logprobs`. Keys stay on this worker.
+    #[arg(long, env = "GLOSS_TEACHERS")]
+    pub teachers: Option<PathBuf>,
     /// Directory with `ca.crt`, `tls.crt`, `tls.key`: the worker checks coordinators against
     /// the CA and presents its certificate (the internal port requires it when TLS is on).
     #[arg(long, env = "GLOSS_TLS_DIR")]
@@ -362,6 +367,8 @@ fn start_job(
         runtime: tokio::runtime::Handle::current(),
         work_dir: args.work_dir.join(&job.id),
         models_dir: args.models_dir.clone(),
+        teachers_file: args.teachers.clone(),
+        cache_dir: args.work_dir.join("teacher-cache"),
         cancel,
         reports: tx.clone(),
         job: job.clone(),

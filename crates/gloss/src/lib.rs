@@ -297,6 +297,7 @@ async fn serve(node: NodeArgs, demo: bool, embedded_worker: bool) -> Result<()> 
             memory: None,
             work_dir: config.data_dir.join("worker"),
             models_dir: config.data_dir.join("models"),
+            teachers: None,
             tls_dir: config.tls_dir.clone(),
         };
         let token = config

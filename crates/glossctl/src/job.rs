@@ -20,7 +20,10 @@ pub enum JobCmd {
         kind: String,
         task: String,
         /// evaluate/predict: a registry model NAME[@VERSION], `assisting` (the task's promoted
-        /// model) or a teacher `similarity:<base model>` (with --config '{"sha256": ...}').
+        /// model) or a teacher: `similarity:<base model>` or `llm:<gguf model>` from the
+        /// worker's models directory (with --config '{"sha256": ...}'), or `openai:<name>`, a
+        /// server named in the worker's --teachers file. LLM teachers take `prompt` (with
+        /// {text} and {labels}) and `system` in --config.
         #[arg(long, default_value = "")]
         model: String,
         /// Kind-specific settings as a JSON object, e.g. '{"epochs": 30, "seed": 7}'.

@@ -21,7 +21,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::prompt::{classify_user, extract_user, CLASSIFY_SYSTEM};
-use super::{check_labels, entities_from_answer, parse_label, span_confidence, Entity, Prediction};
+use super::{
+    check_labels, entities_from_answer, parse_label, span_confidence, Entity, LabelAnswer,
+    Prediction,
+};
 use crate::error::{Error, Result};
 
 /// Bytes of an error body kept in [`Error::HttpStatus`].
@@ -231,6 +234,36 @@ impl OpenAiTeacher {
                 r.unwrap_or_else(|| Err(Error::InvalidInput("openai teacher: worker died".into())))
             })
             .collect()
+    }
+
+    /// Asks with a given system and user turn which of `labels` fits. The answer names a label
+    /// or nothing (an abstention); the named label gets the answer's confidence and the others
+    /// share the rest, and an abstention spreads it evenly. A reply that is not a chat
+    /// completion is [`Error::BadResponse`].
+    pub fn classify_prompted(
+        &self,
+        system: &str,
+        user: &str,
+        labels: &[&str],
+    ) -> Result<LabelAnswer> {
+        check_labels(labels)?;
+        let answer = self.complete(Some(system), user, self.config.classify_max_tokens)?;
+        let label = parse_label(&answer.text, labels);
+        let n = labels.len();
+        let probabilities = match label {
+            Some(i) => {
+                let c = answer.confidence(0..answer.text.len());
+                let rest = (1.0 - c) / (n.max(2) - 1) as f32;
+                (0..n).map(|j| if j == i { c } else { rest }).collect()
+            }
+            None => vec![1.0 / n as f32; n],
+        };
+        Ok(LabelAnswer {
+            text: answer.text,
+            label,
+            probabilities,
+            tokens: 0,
+        })
     }
 
     /// Extracts entities of `labels` from `text` as code-point spans.

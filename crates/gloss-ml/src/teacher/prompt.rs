@@ -6,12 +6,33 @@
 /// System turn of a classification prompt.
 pub const CLASSIFY_SYSTEM: &str = "Reply with exactly one label from the list and nothing else.";
 
+/// The user turn of a classification prompt: `{text}` is the example, `{labels}` the labels
+/// as `a, b or c`. Jobs may replace it with their own template using the same two fields.
+pub const CLASSIFY_TEMPLATE: &str =
+    "Text: {text}\n\nWhich label fits this text: {labels}? Answer with the label only.";
+
 /// User turn asking which of `labels` fits `text`.
 pub fn classify_user(text: &str, labels: &[&str]) -> String {
-    format!(
-        "Text: {text}\n\nWhich label fits this text: {}? Answer with the label only.",
-        or_list(labels)
-    )
+    render_classify(CLASSIFY_TEMPLATE, text, labels)
+}
+
+/// `template` with `{labels}` replaced by the labels (`a, b or c`) and `{text}` by `text`. The
+/// labels go in first, so a text that itself contains `{labels}` is left as written.
+pub fn render_classify(template: &str, text: &str, labels: &[&str]) -> String {
+    template
+        .replace("{labels}", &or_list(labels))
+        .replace("{text}", text)
+}
+
+/// Checks a classification template: it must place the text.
+pub fn check_classify_template(template: &str) -> Result<(), String> {
+    if template.contains("{text}") {
+        Ok(())
+    } else {
+        Err(format!(
+            "prompt template {template:?} has no {{text}} field for the example"
+        ))
+    }
 }
 
 /// User turn asking for the entities of `labels` in `text` as a JSON list (no system turn).
@@ -30,5 +51,23 @@ pub(crate) fn or_list(labels: &[&str]) -> String {
         [] => String::new(),
         [one] => (*one).to_string(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_template_renders_the_classification_prompt() {
+        assert_eq!(
+            classify_user("Great film", &["POS", "NEG"]),
+            "Text: Great film\n\nWhich label fits this text: POS or NEG? Answer with the label only."
+        );
+        assert_eq!(
+            render_classify("{labels} | {text}", "a {labels} text", &["x", "y", "z"]),
+            "x, y or z | a {labels} text"
+        );
+        assert!(check_classify_template("Label: {labels}").is_err());
     }
 }

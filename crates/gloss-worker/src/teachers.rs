@@ -1,0 +1,466 @@
+//! LLM teachers in jobs, for classification tasks:
+//!
+//! - `llm:<name>`: a GGUF chat model in the worker's models directory (`<models_dir>/<name>/`,
+//!   one `.gguf` file), checked against the job's `sha256` like every base model, run in-process.
+//! - `openai:<name>`: a server speaking OpenAI's chat-completions protocol, configured on the
+//!   worker only (`--teachers FILE`, table `[openai.<name>]`: `url`, `model`, optional
+//!   `key_file`, `max_concurrency`, `timeout_seconds`, `logprobs`). The key is read from its
+//!   file when the job starts; it never leaves the worker (not in the job, the log or the audit).
+//!
+//! Both ask the same prompt: a system turn and a user template with `{text}` and `{labels}`,
+//! each overridable in the job's config (`system`, `prompt`) and recorded in the job's result.
+//! An answer that names none of the task's labels, or a reply that is not a chat completion, is
+//! an abstention, counted, never a crash; a server that cannot be reached fails the job.
+//!
+//! Answers are cached on the worker's disk under a key of (model identity, system turn, template,
+//! labels, text): a re-run of the same teacher on the same examples asks nothing again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use gloss_ml::teacher::prompt::{
+    check_classify_template, render_classify, CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE,
+};
+use gloss_ml::teacher::{LabelAnswer, Teacher};
+use gloss_ml::{OpenAiConfig, OpenAiTeacher};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model_store;
+
+/// The worker's teachers file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeachersFile {
+    #[serde(default)]
+    openai: BTreeMap<String, OpenAiEndpoint>,
+}
+
+/// One OpenAI-compatible server a job may name as `openai:<name>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenAiEndpoint {
+    url: String,
+    model: String,
+    key_file: Option<PathBuf>,
+    max_concurrency: Option<usize>,
+    timeout_seconds: Option<u64>,
+    logprobs: Option<bool>,
+}
+
+/// The prompt a job asks with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub system: String,
+    pub template: String,
+}
+
+impl Prompt {
+    /// The job's overrides over the defaults, checked.
+    pub fn new(system: &str, template: &str) -> Result<Prompt> {
+        let template = if template.is_empty() {
+            CLASSIFY_TEMPLATE
+        } else {
+            template
+        };
+        check_classify_template(template).map_err(anyhow::Error::msg)?;
+        Ok(Prompt {
+            system: if system.is_empty() {
+                CLASSIFY_SYSTEM.to_string()
+            } else {
+                system.to_string()
+            },
+            template: template.to_string(),
+        })
+    }
+}
+
+enum Backend {
+    Local(Box<Mutex<Teacher>>),
+    Remote(Box<OpenAiTeacher>, usize),
+}
+
+/// A loaded LLM teacher for one task's labels.
+pub struct LlmTeacher {
+    backend: Backend,
+    /// What the cache keys on for the model: the GGUF directory's digest, or the server's URL
+    /// and model name.
+    identity: String,
+    prompt: Prompt,
+    labels: Vec<String>,
+    cache: AnswerCache,
+}
+
+/// One example's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The label and the probabilities of every label.
+    Label(usize, Vec<f32>),
+    /// The answer named no label.
+    Abstained,
+    /// The reply was not a chat completion (counted as an abstention too).
+    Malformed,
+}
+
+/// What a run over many examples gave, with its figures.
+#[derive(Debug, Default)]
+pub struct Run {
+    pub outcomes: Vec<Outcome>,
+    pub cached: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
+impl Run {
+    pub fn abstained(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| !matches!(o, Outcome::Label(..)))
+            .count()
+    }
+
+    pub fn malformed(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Malformed))
+            .count()
+    }
+}
+
+impl LlmTeacher {
+    /// `llm:<name>`: the GGUF model in `models_dir/<name>/`, after its digest check.
+    pub fn local(
+        models_dir: &Path,
+        name: &str,
+        sha256: &str,
+        prompt: Prompt,
+        cache_dir: &Path,
+        labels: &[String],
+    ) -> Result<LlmTeacher> {
+        let dir = model_store::base_model(models_dir, name, sha256)?;
+        let ggufs: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+            .collect();
+        let [path] = ggufs.as_slice() else {
+            bail!(
+                "teacher llm:{name}: {} must hold exactly one .gguf file, found {}",
+                dir.display(),
+                ggufs.len()
+            );
+        };
+        let teacher = Teacher::load(path, &gloss_ml::Device::Cpu)
+            .with_context(|| format!("loading teacher llm:{name} from {}", path.display()))?;
+        Ok(LlmTeacher {
+            backend: Backend::Local(Box::new(Mutex::new(teacher))),
+            identity: format!("gguf:{sha256}"),
+            prompt,
+            labels: labels.to_vec(),
+            cache: AnswerCache::new(cache_dir),
+        })
+    }
+
+    /// `openai:<name>`: the endpoint of that name in the worker's teachers file.
+    pub fn remote(
+        teachers_file: Option<&Path>,
+        name: &str,
+        prompt: Prompt,
+        cache_dir: &Path,
+        labels: &[String],
+    ) -> Result<LlmTeacher> {
+        let Some(file) = teachers_file else {
+            bail!(
+                "teacher openai:{name}: this worker has no teachers file (--teachers) naming \
+                 OpenAI-compatible endpoints"
+            );
+        };
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the teachers file {}", file.display()))?;
+        let teachers: TeachersFile = toml::from_str(&text)
+            .with_context(|| format!("the teachers file {} is not valid", file.display()))?;
+        let endpoint = teachers.openai.get(name).with_context(|| {
+            format!(
+                "teacher openai:{name} is not in this worker's teachers file {} (it names: {})",
+                file.display(),
+                teachers
+                    .openai
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let mut config = OpenAiConfig::new(endpoint.url.clone(), endpoint.model.clone());
+        if let Some(path) = &endpoint.key_file {
+            let key = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "teacher openai:{name}: cannot read its key file {}",
+                    path.display()
+                )
+            })?;
+            let key = key.lines().next().unwrap_or("").trim().to_string();
+            if key.is_empty() {
+                bail!(
+                    "teacher openai:{name}: the key file {} is empty",
+                    path.display()
+                );
+            }
+            config.api_key = Some(key);
+        }
+        if let Some(n) = endpoint.max_concurrency {
+            config.max_concurrency = n;
+        }
+        if let Some(s) = endpoint.timeout_seconds {
+            config.timeout = Duration::from_secs(s);
+        }
+        config.logprobs = endpoint.logprobs.unwrap_or(false);
+        let concurrency = config.max_concurrency;
+        let identity = format!("openai:{}#{}", config.endpoint(), config.model);
+        let teacher =
+            OpenAiTeacher::new(config).with_context(|| format!("teacher openai:{name}"))?;
+        Ok(LlmTeacher {
+            backend: Backend::Remote(Box::new(teacher), concurrency),
+            identity,
+            prompt,
+            labels: labels.to_vec(),
+            cache: AnswerCache::new(cache_dir),
+        })
+    }
+
+    /// The prompt in use (recorded with the job's result).
+    pub fn prompt(&self) -> &Prompt {
+        &self.prompt
+    }
+
+    /// Classifies every text, calling `progress(done, run so far)` after each; a server error
+    /// other than a malformed reply stops the run with it.
+    pub fn classify_all(
+        &self,
+        texts: &[&str],
+        cancel: &std::sync::atomic::AtomicBool,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Run> {
+        let started = Instant::now();
+        let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+        let slots: Vec<Mutex<Option<Outcome>>> = texts.iter().map(|_| Mutex::new(None)).collect();
+        let cached = AtomicUsize::new(0);
+        let tokens = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let next = AtomicUsize::new(0);
+        let one = |i: usize| -> Result<()> {
+            let text = texts[i];
+            let key = self.cache_key(text);
+            let outcome = match self.cache.get(&key) {
+                Some(hit) => {
+                    cached.fetch_add(1, Ordering::Relaxed);
+                    hit.outcome(self.labels.len())
+                }
+                None => {
+                    let user = render_classify(&self.prompt.template, text, &labels);
+                    let asked = match &self.backend {
+                        Backend::Local(t) => t
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("the teacher's lock was poisoned"))?
+                            .classify_prompted(&self.prompt.system, &user, &labels),
+                        Backend::Remote(t, _) => {
+                            t.classify_prompted(&self.prompt.system, &user, &labels)
+                        }
+                    };
+                    let entry = match asked {
+                        Ok(answer) => {
+                            tokens.fetch_add(answer.tokens, Ordering::Relaxed);
+                            Cached::from_answer(answer)
+                        }
+                        Err(gloss_ml::Error::BadResponse { message, .. }) => {
+                            Cached::malformed(message)
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    self.cache.put(&key, &entry);
+                    entry.outcome(self.labels.len())
+                }
+            };
+            if let Ok(mut slot) = slots[i].lock() {
+                *slot = Some(outcome);
+            }
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            progress(n, cached.load(Ordering::Relaxed));
+            Ok(())
+        };
+        let workers = match &self.backend {
+            Backend::Local(_) => 1,
+            Backend::Remote(_, n) => (*n).clamp(1, texts.len().max(1)),
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if cancel.load(Ordering::SeqCst) || failure.lock().map_or(true, |f| f.is_some())
+                    {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= texts.len() {
+                        break;
+                    }
+                    if let Err(e) = one(i) {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(e);
+                        }
+                        break;
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        if cancel.load(Ordering::SeqCst) {
+            bail!("cancelled");
+        }
+        let outcomes = slots
+            .into_iter()
+            .map(|s| s.into_inner().ok().flatten().unwrap_or(Outcome::Malformed))
+            .collect();
+        Ok(Run {
+            outcomes,
+            cached: cached.into_inner(),
+            tokens: tokens.into_inner(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn cache_key(&self, text: &str) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.identity.as_str(),
+            self.prompt.system.as_str(),
+            self.prompt.template.as_str(),
+            &self.labels.join("\u{1f}"),
+            text,
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        model_store::hex(&h.finalize())
+    }
+}
+
+/// A cached answer.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cached {
+    text: String,
+    label: Option<usize>,
+    probabilities: Vec<f32>,
+    malformed: bool,
+}
+
+impl Cached {
+    fn from_answer(a: LabelAnswer) -> Cached {
+        Cached {
+            text: a.text,
+            label: a.label,
+            probabilities: a.probabilities,
+            malformed: false,
+        }
+    }
+
+    fn malformed(message: String) -> Cached {
+        Cached {
+            text: message,
+            label: None,
+            probabilities: Vec::new(),
+            malformed: true,
+        }
+    }
+
+    fn outcome(&self, n_labels: usize) -> Outcome {
+        match self.label {
+            _ if self.malformed => Outcome::Malformed,
+            Some(i) if i < n_labels && self.probabilities.len() == n_labels => {
+                Outcome::Label(i, self.probabilities.clone())
+            }
+            _ => Outcome::Abstained,
+        }
+    }
+}
+
+/// Answers on disk, one small JSON file per key (`<dir>/<2 hex>/<key>.json`), written whole
+/// through a temporary file so a crash never leaves half an answer.
+struct AnswerCache {
+    dir: PathBuf,
+}
+
+impl AnswerCache {
+    fn new(dir: &Path) -> AnswerCache {
+        AnswerCache {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    fn get(&self, key: &str) -> Option<Cached> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Best effort: a cache that cannot be written only costs a later re-run.
+    fn put(&self, key: &str, value: &Cached) {
+        let path = self.path(key);
+        let write = || -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(error = %e, path = %path.display(), "teacher cache not written");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_default_and_overrides_must_place_the_text() {
+        let p = Prompt::new("", "").unwrap();
+        assert_eq!(p.system, CLASSIFY_SYSTEM);
+        assert_eq!(p.template, CLASSIFY_TEMPLATE);
+        let p = Prompt::new("Be brief.", "Review: {text}\nOne of {labels}:").unwrap();
+        assert_eq!(p.system, "Be brief.");
+        assert!(Prompt::new("", "no text field").is_err());
+    }
+
+    #[test]
+    fn cached_answers_round_trip_and_stale_ones_abstain() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = AnswerCache::new(dir.path());
+        let key = "ab".repeat(32);
+        assert!(cache.get(&key).is_none());
+        cache.put(
+            &key,
+            &Cached::from_answer(LabelAnswer {
+                text: "POS".into(),
+                label: Some(0),
+                probabilities: vec![0.9, 0.1],
+                tokens: 12,
+            }),
+        );
+        let hit = cache.get(&key).unwrap();
+        assert_eq!(hit.outcome(2), Outcome::Label(0, vec![0.9, 0.1]));
+        // Read with another label count (cannot happen for one key, but never panics).
+        assert_eq!(hit.outcome(3), Outcome::Abstained);
+        assert_eq!(Cached::malformed("x".into()).outcome(2), Outcome::Malformed);
+    }
+}
