@@ -554,7 +554,17 @@ pub struct TestWorker {
 impl TestWorker {
     /// Starts a worker of `node` with 2 CPUs and 4 GiB, its scratch under `dir`.
     pub fn start(node: &Node, dir: &Path, models_dir: PathBuf, teachers: Option<PathBuf>) -> Self {
-        let args = gloss_worker::worker::WorkerArgs {
+        Self::start_with(Self::args(node, dir, models_dir, teachers))
+    }
+
+    /// The settings [`TestWorker::start`] uses, to change before [`TestWorker::start_with`].
+    pub fn args(
+        node: &Node,
+        dir: &Path,
+        models_dir: PathBuf,
+        teachers: Option<PathBuf>,
+    ) -> gloss_worker::worker::WorkerArgs {
+        gloss_worker::worker::WorkerArgs {
             coordinator: vec![node.coordinator.addrs().raft.to_string()],
             join_token_file: None,
             name: Some("w".into()),
@@ -566,7 +576,11 @@ impl TestWorker {
             tls_dir: None,
             models_dir,
             teachers,
-        };
+        }
+    }
+
+    /// Starts a worker with `args`.
+    pub fn start_with(args: gloss_worker::worker::WorkerArgs) -> Self {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let running = tokio::spawn(async move {
             let mut rx = stopped;

@@ -505,3 +505,36 @@ async fn the_distillation_loop_runs_from_teacher_to_promoted_student_and_export(
     assert_eq!(student.labels()[gloss_ml::train::argmax(&scores[0])], "POS");
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_placed_on_a_gpu_says_which_device_it_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 30).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let mut args = TestWorker::args(&node, dir.path(), dir.path().join("models"), None);
+    args.gpus = Some("h200:141GiB".into());
+    let worker = TestWorker::start_with(args);
+    let mut req = train_request(r#"{"epochs": 2, "patience": 2}"#, 1);
+    req.resources = Some(Resources {
+        cpu_millis: 1000,
+        memory_bytes: 512 << 20,
+        gpu_count: 1,
+        gpu_memory_bytes: 40 << 30,
+        ..Default::default()
+    });
+    let job = s.submit_job(&Actor::SYSTEM, req).await.unwrap();
+    let done = wait_for(&s, &job.id, "gpu job", |j| {
+        matches!(j.state(), JobState::Succeeded | JobState::Failed)
+    })
+    .await;
+    assert_eq!(done.state(), JobState::Succeeded, "{}", done.error);
+    assert_eq!(done.gpus, vec![0]);
+    let logs = s.job_logs(&job.id, 0).await.unwrap();
+    let expected = if cfg!(feature = "cuda") {
+        "GPU 0"
+    } else {
+        "built without the `cuda` feature: fell back to the CPU"
+    };
+    assert!(logs.iter().any(|l| l.text.contains(expected)), "{logs:?}");
+    worker.stop().await;
+}

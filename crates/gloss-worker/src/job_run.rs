@@ -52,6 +52,8 @@ pub struct Context {
     pub cancel: Arc<AtomicBool>,
     pub reports: UnboundedSender<Progress>,
     pub job: Job,
+    /// Where the job's models run, chosen once by [`Context::device`].
+    pub device: std::sync::OnceLock<gloss_ml::Device>,
 }
 
 /// Which part of a task's gold records an example belongs to.
@@ -118,6 +120,21 @@ impl Context {
             log,
             started: false,
         }));
+    }
+
+    /// The device the job's models run on: the first GPU the job was placed on when this
+    /// worker is built with the `cuda` feature and CUDA opens it, the CPU otherwise. The choice
+    /// and any fallback are written to the job's log once.
+    fn device(&self) -> gloss_ml::Device {
+        self.device
+            .get_or_init(|| {
+                let (device, line) = choose_device(&self.job.gpus);
+                if let Some(line) = line {
+                    self.report(0.0, Vec::new(), vec![line]);
+                }
+                device
+            })
+            .clone()
     }
 
     fn cancelled(&self) -> Result<()> {
@@ -214,6 +231,35 @@ impl Context {
     }
 }
 
+/// The device for a job placed on `gpus` (indices on this worker), and what to log about it.
+#[cfg(feature = "cuda")]
+fn choose_device(gpus: &[u32]) -> (gloss_ml::Device, Option<String>) {
+    let Some(&first) = gpus.first() else {
+        return (gloss_ml::Device::Cpu, None);
+    };
+    match gloss_ml::Device::new_cuda(first as usize) {
+        Ok(d) => (d, Some(format!("running on GPU {first} (CUDA)"))),
+        Err(e) => (
+            gloss_ml::Device::Cpu,
+            Some(format!(
+                "placed on GPU {first}, but CUDA could not open it ({e}): fell back to the CPU"
+            )),
+        ),
+    }
+}
+
+/// The device for a job placed on `gpus` (indices on this worker), and what to log about it.
+#[cfg(not(feature = "cuda"))]
+fn choose_device(gpus: &[u32]) -> (gloss_ml::Device, Option<String>) {
+    let line = (!gpus.is_empty()).then(|| {
+        format!(
+            "placed on GPU {gpus:?}, but this worker was built without the `cuda` feature: \
+             fell back to the CPU"
+        )
+    });
+    (gloss_ml::Device::Cpu, line)
+}
+
 /// Runs the job; the JSON result is stored with the job.
 pub fn run(ctx: &Context) -> Result<Value> {
     let spec = ctx.job.spec.clone().unwrap_or_default();
@@ -222,6 +268,7 @@ pub fn run(ctx: &Context) -> Result<Value> {
     } else {
         serde_json::from_str(&spec.config_json).context("spec.config_json")?
     };
+    ctx.device();
     match spec.kind() {
         JobKind::Train => train_job(ctx, &settings, &spec.config_json),
         JobKind::Evaluate => evaluate_job(ctx, &settings, &spec.model),
@@ -254,7 +301,7 @@ fn train_job(ctx: &Context, settings: &Settings, config_json: &str) -> Result<Va
         )],
     );
     let dataset_version = ctx.dataset_version(&task)?;
-    let model = TinyStudent::new(TinyConfig::new(task.labels.clone()), &gloss_ml::Device::Cpu)?;
+    let model = TinyStudent::new(TinyConfig::new(task.labels.clone()), &ctx.device())?;
     let config = TrainConfig {
         max_epochs: settings.epochs.max(1),
         patience: settings.patience.max(1),
@@ -446,6 +493,7 @@ fn load(
     if let Some(name) = model.strip_prefix("llm:") {
         let prompt = Prompt::new(&settings.system, &settings.prompt)?;
         let teacher = LlmTeacher::local(
+            &ctx.device(),
             &ctx.models_dir,
             name,
             &settings.sha256,
@@ -468,7 +516,7 @@ fn load(
     }
     if let Some(base) = model.strip_prefix("similarity:") {
         let dir = model_store::base_model(&ctx.models_dir, base, &settings.sha256)?;
-        let encoder = Arc::new(Encoder::load(&dir, &gloss_ml::Device::Cpu)?);
+        let encoder = Arc::new(Encoder::load(&dir, &ctx.device())?);
         let mut config = SimilarityConfig::new(task.labels.clone());
         if !settings.descriptions.is_empty() {
             config = config.with_descriptions(settings.descriptions.clone());
@@ -537,7 +585,7 @@ fn load(
         .work_dir
         .join(format!("{}-v{}", name.replace('/', "_"), record.version));
     model_store::unpack(&bytes, &dir)?;
-    let student = TinyStudent::load(&dir, &gloss_ml::Device::Cpu)?;
+    let student = TinyStudent::load(&dir, &ctx.device())?;
     if student.labels() != task.labels.as_slice() {
         bail!(
             "model {name} was trained on labels {:?}, the task has {:?}",

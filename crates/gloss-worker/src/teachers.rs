@@ -1,7 +1,8 @@
 //! LLM teachers in jobs, for classification tasks:
 //!
 //! - `llm:<name>`: a GGUF chat model in the worker's models directory (`<models_dir>/<name>/`,
-//!   one `.gguf` file), checked against the job's `sha256` like every base model, run in-process.
+//!   one `.gguf` file), checked against the job's `sha256` like every base model, run in-process
+//!   on the job's device.
 //! - `openai:<name>`: a server speaking OpenAI's chat-completions protocol, configured on the
 //!   worker only (`--teachers FILE`, table `[openai.<name>]`: `url`, `model`, optional
 //!   `key_file`, `max_concurrency`, `timeout_seconds`, `logprobs`). The key is read from its
@@ -134,6 +135,7 @@ impl Run {
 impl LlmTeacher {
     /// `llm:<name>`: the GGUF model in `models_dir/<name>/`, after its digest check.
     pub fn local(
+        device: &gloss_ml::Device,
         models_dir: &Path,
         name: &str,
         sha256: &str,
@@ -153,7 +155,7 @@ impl LlmTeacher {
                 ggufs.len()
             );
         };
-        let teacher = Teacher::load(path, &gloss_ml::Device::Cpu)
+        let teacher = Teacher::load(path, device)
             .with_context(|| format!("loading teacher llm:{name} from {}", path.display()))?;
         Ok(LlmTeacher {
             backend: Backend::Local(Box::new(Mutex::new(teacher))),

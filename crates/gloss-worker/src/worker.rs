@@ -372,6 +372,7 @@ fn start_job(
         cancel,
         reports: tx.clone(),
         job: job.clone(),
+        device: std::sync::OnceLock::new(),
     };
     tracing::info!(job_id = %job.id, epoch = job.epoch, attempt = job.attempt, "job started");
     std::thread::Builder::new()
