@@ -414,48 +414,100 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
     import(client, jsonl("films", "reviews"), body)
         .await
         .unwrap();
+    create_task(
+        client,
+        "films/polarity",
+        "reviews",
+        gloss_proto::v1::Interface::Choice,
+        &["POS", "NEG"],
+    )
+    .await;
+    let answered = answer_all(client, "films/polarity", "ann", |ex| {
+        let label = if ex.text.contains("zorblax") {
+            "POS"
+        } else {
+            "NEG"
+        };
+        gloss_proto::v1::Answer {
+            decision: gloss_proto::v1::Decision::Accept as i32,
+            choices: vec![label.into()],
+            ..Default::default()
+        }
+    })
+    .await;
+    assert_eq!(answered, n);
+}
+
+/// Creates task `task` (`PROJECT/TASK`) over `dataset` with `labels` (overlap 1).
+pub async fn create_task(
+    client: &Client,
+    task: &str,
+    dataset: &str,
+    interface: gloss_proto::v1::Interface,
+    labels: &[&str],
+) {
+    let (project, name) = task.split_once('/').expect("PROJECT/TASK");
     let mut task = gloss_proto::v1::Task {
-        project: "films".into(),
-        name: "polarity".into(),
-        labels: vec!["POS".into(), "NEG".into()],
-        source_dataset: "reviews".into(),
+        project: project.into(),
+        name: name.into(),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        source_dataset: dataset.into(),
         ..Default::default()
     };
-    task.set_interface(gloss_proto::v1::Interface::Choice);
+    task.set_interface(interface);
     client
         .tasks()
         .create_task(gloss_proto::v1::CreateTaskRequest { task: Some(task) })
         .await
         .unwrap();
-    let mut left = n;
-    while left > 0 {
-        let next = client
-            .feed()
-            .next_examples(gloss_proto::v1::NextRequest {
-                project: "films".into(),
-                task: "polarity".into(),
-                annotator: "ann".into(),
-                count: 50,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for ex in next.examples {
-            let label = if ex.text.contains("zorblax") {
-                "POS"
-            } else {
-                "NEG"
-            };
+}
+
+/// Up to `count` examples of `task` (`PROJECT/TASK`) leased to `annotator`.
+pub async fn next_examples(
+    client: &Client,
+    task: &str,
+    annotator: &str,
+    count: u32,
+) -> Vec<gloss_proto::v1::LeasedExample> {
+    let (project, task) = task.split_once('/').expect("PROJECT/TASK");
+    client
+        .feed()
+        .next_examples(gloss_proto::v1::NextRequest {
+            project: project.into(),
+            task: task.into(),
+            annotator: annotator.into(),
+            count,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .examples
+}
+
+/// Answers every example of `task` as `annotator` (`answer` fills in the decision and its
+/// choices or spans), until the feed has nothing left; returns how many were answered.
+pub async fn answer_all(
+    client: &Client,
+    task: &str,
+    annotator: &str,
+    mut answer: impl FnMut(&gloss_proto::v1::LeasedExample) -> gloss_proto::v1::Answer,
+) -> usize {
+    let (project, name) = task.split_once('/').expect("PROJECT/TASK");
+    let mut answered = 0;
+    loop {
+        let batch = next_examples(client, task, annotator, 50).await;
+        if batch.is_empty() {
+            return answered;
+        }
+        for ex in batch {
             let answer = gloss_proto::v1::Answer {
-                answer_id: format!("a{}", ex.seq),
-                project: "films".into(),
-                task: "polarity".into(),
+                answer_id: format!("{annotator}-{}", ex.seq),
+                project: project.into(),
+                task: name.into(),
                 seq: ex.seq,
-                annotator: "ann".into(),
-                decision: gloss_proto::v1::Decision::Accept as i32,
-                choices: vec![label.into()],
-                ..Default::default()
+                annotator: annotator.into(),
+                ..answer(&ex)
             };
             client
                 .feed()
@@ -464,7 +516,7 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
                 })
                 .await
                 .unwrap();
-            left -= 1;
+            answered += 1;
         }
     }
 }
@@ -472,19 +524,24 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
 /// The join token of [`node_with_gold`]'s cluster, for workers started in tests.
 pub const JOIN_TOKEN: &str = "join-token-for-tests-0123456789";
 
-/// A single node accepting workers with [`JOIN_TOKEN`], holding `n` gold records of the
-/// `films/polarity` choice task ([`seed_choice_gold`]).
-pub async fn node_with_gold(dir: &Path, n: usize) -> Node {
+/// A single node accepting workers with [`JOIN_TOKEN`].
+pub async fn node_for_workers(dir: &Path) -> Node {
     let token_file = dir.join("join-token");
     std::fs::write(&token_file, JOIN_TOKEN).expect("join token file");
-    let node = start_node_in(
+    start_node_in(
         &dir.join("data"),
         Overrides {
             join_token_file: Some(token_file),
             ..Overrides::default()
         },
     )
-    .await;
+    .await
+}
+
+/// A single node accepting workers with [`JOIN_TOKEN`], holding `n` gold records of the
+/// `films/polarity` choice task ([`seed_choice_gold`]).
+pub async fn node_with_gold(dir: &Path, n: usize) -> Node {
+    let node = node_for_workers(dir).await;
     seed_choice_gold(&node.client, n).await;
     node
 }
@@ -514,12 +571,24 @@ pub async fn run_films_job(
     model: &str,
     config: &str,
 ) -> gloss_proto::v1::Job {
+    run_task_job(service, "films/polarity", kind, model, config).await
+}
+
+/// Submits a `kind` job on `task` (`PROJECT/TASK`, one attempt) and waits for it to end.
+pub async fn run_task_job(
+    service: &gloss_coordinator::Service,
+    task: &str,
+    kind: gloss_proto::v1::JobKind,
+    model: &str,
+    config: &str,
+) -> gloss_proto::v1::Job {
     use gloss_proto::v1::{JobSpec, JobState, SubmitJobRequest};
+    let (project, task) = task.split_once('/').expect("PROJECT/TASK");
     let req = SubmitJobRequest {
         spec: Some(JobSpec {
             kind: kind as i32,
-            project: "films".into(),
-            task: "polarity".into(),
+            project: project.into(),
+            task: task.into(),
             model: model.into(),
             config_json: config.into(),
         }),
@@ -534,6 +603,17 @@ pub async fn run_films_job(
         matches!(j.state(), JobState::Succeeded | JobState::Failed)
     })
     .await
+}
+
+/// The test models, checked to hold MiniLM.
+pub fn minilm_models() -> PathBuf {
+    let models = test_models();
+    assert!(
+        models.join("minilm/model.safetensors").exists(),
+        "run crates/gloss-ml/scripts/fetch-test-models.sh first (MiniLM in {})",
+        models.display()
+    );
+    models
 }
 
 /// Where `crates/gloss-ml/scripts/fetch-test-models.sh` put the test models.
@@ -600,4 +680,94 @@ impl TestWorker {
         let _ = self.stop.send(true);
         let _ = self.running.await;
     }
+}
+
+/// One request a [`fake_chat_server`] received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub authorization: String,
+    pub body: serde_json::Value,
+}
+
+/// A server on loopback speaking OpenAI's chat-completions protocol, for `openai:` teachers.
+/// `reply` gets the user turn and gives the assistant's answer, or `None` for a reply that is
+/// not JSON at all; every request is logged with its `Authorization` header. Returns the base
+/// URL and the log.
+pub async fn fake_chat_server(
+    reply: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>> = Default::default();
+    let log = seen.clone();
+    let reply = std::sync::Arc::new(reply);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let (log, reply) = (log.clone(), reply.clone());
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head, body) = loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break (head.to_string(), body[..len].to_string());
+                        }
+                    }
+                };
+                let authorization = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("authorization")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let body: serde_json::Value =
+                    serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                let messages = body["messages"].as_array().cloned().unwrap_or_default();
+                let user = messages
+                    .iter()
+                    .rev()
+                    .find(|m| m["role"] == "user")
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                log.lock().unwrap().push(Seen {
+                    authorization,
+                    body: body.clone(),
+                });
+                let reply = match reply(&user) {
+                    None => "<html>upstream hiccup</html>".to_string(),
+                    Some(content) => serde_json::json!({
+                        "choices": [{"message": {"role": "assistant", "content": content}}]
+                    })
+                    .to_string(),
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, seen)
 }

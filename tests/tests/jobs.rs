@@ -80,7 +80,10 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
         done.metrics
     );
     let result: serde_json::Value = serde_json::from_str(&done.result_json).unwrap();
-    assert!(result["dev_accuracy"].as_f64().unwrap() >= 0.9, "{result}");
+    assert!(
+        result["gold-dev:accuracy"].as_f64().unwrap() >= 0.9,
+        "{result}"
+    );
     // The test split (15 % by input hash) is held out of training.
     let seen =
         result["train_examples"].as_u64().unwrap() + result["dev_examples"].as_u64().unwrap();
@@ -90,7 +93,8 @@ async fn a_worker_trains_a_student_on_the_gold_records_and_reports_each_epoch() 
         .exists());
     let logs = service.job_logs(&job.id, 0).await.unwrap();
     assert!(
-        logs.iter().any(|l| l.text.starts_with("epoch 1: loss")),
+        logs.iter()
+            .any(|l| l.text.starts_with("tiny epoch 1: loss")),
         "{logs:?}"
     );
     let workers = service.list_workers().await.unwrap();

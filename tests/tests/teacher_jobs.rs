@@ -13,101 +13,32 @@ use std::sync::{Arc, Mutex};
 use gloss_coordinator::access::Actor;
 use gloss_coordinator::Service;
 use gloss_proto::v1::*;
-use gloss_tests::{node_with_gold, run_films_job, test_models, TestWorker};
+use gloss_tests::{fake_chat_server, node_with_gold, run_films_job, test_models, Seen, TestWorker};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "sk-test-key-never-in-the-log";
-
-/// One request the fake server received.
-#[derive(Debug, Clone)]
-struct Seen {
-    authorization: String,
-    body: Value,
-}
 
 /// A chat-completions server on loopback. It answers with the gold label (`zorblax` reviews
 /// are POS), except that review numbers divisible by 7 get an answer naming no label and those
 /// divisible by 11 a reply that is not JSON.
 async fn fake_openai() -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else {
-                return;
-            };
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                let (head, body) = loop {
-                    let n = conn.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&raw).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            break (head.to_string(), body[..len].to_string());
-                        }
-                    }
-                };
-                let authorization = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("authorization")
-                            .then(|| v.trim().to_string())
-                    })
-                    .unwrap_or_default();
-                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                let user = body["messages"][1]["content"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                log.lock().unwrap().push(Seen {
-                    authorization,
-                    body: body.clone(),
-                });
-                let number: u64 = user
-                    .split("review number ")
-                    .nth(1)
-                    .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-                    .unwrap_or(1);
-                let reply = if number.is_multiple_of(11) {
-                    "<html>upstream hiccup</html>".to_string()
-                } else {
-                    let content = if number.is_multiple_of(7) {
-                        "I cannot tell from this text."
-                    } else if user.contains("zorblax") {
-                        "POS"
-                    } else {
-                        "NEG."
-                    };
-                    json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                        .to_string()
-                };
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
-            });
+    fake_chat_server(|user| {
+        let number: u64 = user
+            .split("review number ")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .unwrap_or(1);
+        if number.is_multiple_of(11) {
+            None
+        } else if number.is_multiple_of(7) {
+            Some("I cannot tell from this text.".into())
+        } else if user.contains("zorblax") {
+            Some("POS".into())
+        } else {
+            Some("NEG.".into())
         }
-    });
-    (url, seen)
+    })
+    .await
 }
 
 async fn submit(s: &Service, kind: JobKind, model: &str, config: &str) -> Job {

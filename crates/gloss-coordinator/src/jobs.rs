@@ -51,6 +51,17 @@ impl Service {
                  similarity:<base model>, llm:<gguf model> or openai:<endpoint>",
             ));
         }
+        const STUDENTS: [&str; 5] = ["tiny", "encoder", "tiny-tagger", "encoder-tagger", "auto"];
+        if spec.kind() == JobKind::Train
+            && !spec.model.is_empty()
+            && !STUDENTS.contains(&spec.model.as_str())
+        {
+            return Err(invalid(format!(
+                "spec.model: a train job names its student, one of {}; {:?} is none of them",
+                STUDENTS.join(", "),
+                spec.model
+            )));
+        }
         if !spec.config_json.is_empty() {
             let v: serde_json::Value = serde_json::from_str(&spec.config_json)
                 .map_err(|e| invalid(format!("spec.config_json: not JSON: {e}")))?;

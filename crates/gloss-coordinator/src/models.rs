@@ -14,8 +14,19 @@ use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::service::{unexpected, Service};
 
-/// The metric the promotion rule compares, on the gold test split.
+/// The metric the promotion rule compares for label students, on the gold test split.
 pub const PROMOTION_METRIC: &str = "gold-test:accuracy";
+/// The metric the promotion rule compares for entity taggers: exact-match span F1.
+pub const SPAN_PROMOTION_METRIC: &str = "gold-test:span_f1";
+
+/// The metric `model` is promoted by: span F1 for taggers, accuracy otherwise.
+pub fn promotion_metric(model: &Model) -> &'static str {
+    if model.kind.ends_with("tagger") {
+        SPAN_PROMOTION_METRIC
+    } else {
+        PROMOTION_METRIC
+    }
+}
 /// Largest artifact accepted.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
 
@@ -158,7 +169,7 @@ impl Service {
         Ok(read::evaluations(&self.state.db(), project, task)?)
     }
 
-    /// Promotes a version when it beats every evaluated teacher on [`PROMOTION_METRIC`]; `force`
+    /// Promotes a version when it beats every evaluated teacher on its [`promotion_metric`]; `force`
     /// overrides the rule and is recorded with `by`.
     pub async fn promote_model(
         &self,
@@ -199,33 +210,27 @@ impl Service {
 /// Why the model may be promoted (it beats the best evaluated teacher on the same split), or
 /// why not.
 pub fn promotion_verdict(model: &Model, evaluations: &[Evaluation]) -> Result<String, String> {
-    let mine = model
-        .metrics
-        .get(PROMOTION_METRIC)
-        .copied()
-        .ok_or_else(|| {
-            format!("it has not been evaluated on {PROMOTION_METRIC} (run an evaluate job)")
+    let metric = promotion_metric(model);
+    let mine =
+        model.metrics.get(metric).copied().ok_or_else(|| {
+            format!("it has not been evaluated on {metric} (run an evaluate job)")
         })?;
     // Teachers are the evaluated models that are not registry versions (`name@version`).
     let best_teacher = evaluations
         .iter()
         .filter(|e| !e.model.contains('@'))
-        .filter_map(|e| {
-            e.metrics
-                .get(PROMOTION_METRIC)
-                .map(|s| (e.model.as_str(), *s))
-        })
+        .filter_map(|e| e.metrics.get(metric).map(|s| (e.model.as_str(), *s)))
         .max_by(|a, b| a.1.total_cmp(&b.1));
     match best_teacher {
         None => Err(format!(
-            "no teacher has been evaluated on {PROMOTION_METRIC} for {}/{}",
+            "no teacher has been evaluated on {metric} for {}/{}",
             model.project, model.task
         )),
         Some((teacher, score)) if mine > score => Ok(format!(
-            "beats teacher {teacher}: {mine:.3} > {score:.3} on {PROMOTION_METRIC}"
+            "beats teacher {teacher}: {mine:.3} > {score:.3} on {metric}"
         )),
         Some((teacher, score)) => Err(format!(
-            "{mine:.3} does not beat teacher {teacher} ({score:.3}) on {PROMOTION_METRIC}"
+            "{mine:.3} does not beat teacher {teacher} ({score:.3}) on {metric}"
         )),
     }
 }
@@ -270,5 +275,27 @@ mod tests {
         assert!(promotion_verdict(&m, &evals)
             .unwrap_err()
             .contains("does not beat"));
+    }
+
+    #[test]
+    fn taggers_are_promoted_by_span_f1() {
+        let mut m = Model {
+            name: "p/t/tiny-tagger".into(),
+            kind: "tiny-tagger".into(),
+            version: 1,
+            ..Default::default()
+        };
+        m.metrics.insert(PROMOTION_METRIC.into(), 0.99);
+        assert!(promotion_verdict(&m, &[])
+            .unwrap_err()
+            .contains(SPAN_PROMOTION_METRIC));
+        m.metrics.insert(SPAN_PROMOTION_METRIC.into(), 0.6);
+        let teacher = Evaluation {
+            model: "llm:smollm2".into(),
+            metrics: [(SPAN_PROMOTION_METRIC.to_string(), 0.2)].into(),
+            ..Default::default()
+        };
+        let ok = promotion_verdict(&m, &[teacher]).unwrap();
+        assert!(ok.contains("0.600 > 0.200 on gold-test:span_f1"), "{ok}");
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{CandleContext, Error, Result};
 use crate::gguf_tokenizer::{read_gguf_content, GgufTokenizer};
 use prompt::{classify_user, extract_user, CLASSIFY_SYSTEM};
 
-pub use parse::{entities_from_answer, parse_label, span_confidence};
+pub use parse::{entities_from_answer, lists_entities, parse_label, span_confidence};
 
 /// Token limits for the teacher's answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,17 @@ pub struct LabelAnswer {
     pub label: Option<usize>,
     pub probabilities: Vec<f32>,
     /// Tokens processed: the prompt and the answer (0 when the server did not say).
+    pub tokens: usize,
+}
+
+/// An extraction answer as the model gave it: the text, whether it lists entities at all (prose
+/// is an abstention, `[]` is not), the entities found, and the tokens processed (0 when a server
+/// did not say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityAnswer {
+    pub text: String,
+    pub listed: bool,
+    pub entities: Vec<Entity>,
     pub tokens: usize,
 }
 
@@ -236,8 +247,22 @@ impl Teacher {
 
     /// Extracts entities of the given `labels` from `text` as code-point spans.
     pub fn extract_entities(&mut self, text: &str, labels: &[&str]) -> Result<Vec<Entity>> {
+        Ok(self
+            .extract_prompted(None, &extract_user(text, labels), text, labels)?
+            .entities)
+    }
+
+    /// Asks with a given (optional) system turn and user turn for the entities of `labels` in
+    /// `text`, and reports the answer with the entities it names.
+    pub fn extract_prompted(
+        &mut self,
+        system: Option<&str>,
+        user: &str,
+        text: &str,
+        labels: &[&str],
+    ) -> Result<EntityAnswer> {
         check_labels(labels)?;
-        let prompt = self.chat_prompt(None, &extract_user(text, labels))?;
+        let prompt = self.chat_prompt(system, user)?;
         let answer = self.generate(&prompt, self.options.extract_max_new_tokens)?;
 
         let mut ends = Vec::with_capacity(answer.tokens.len());
@@ -247,7 +272,12 @@ impl Teacher {
             ends.push(at);
         }
         let confidence = |span| span_confidence(&ends, &answer.token_probs, span);
-        Ok(entities_from_answer(text, &answer.text, labels, confidence))
+        Ok(EntityAnswer {
+            entities: entities_from_answer(text, &answer.text, labels, confidence),
+            listed: lists_entities(&answer.text),
+            tokens: prompt.len() + answer.tokens.len(),
+            text: answer.text,
+        })
     }
 
     /// Runs the prompt through a fresh KV cache and returns the next-token logits.

@@ -557,10 +557,10 @@ async function dashboardView() {
   mount(main, cards.length ? cards : h("p", { class: "muted" }, "No projects yet."));
 }
 
-const METRIC = "gold-test:accuracy";
-
-/** Teacher vs student scores on the gold test split, and the student's learning curve. */
+/** Teacher vs student scores on the gold test split (span F1 on entity tasks, accuracy
+ * otherwise: what the promotion rule compares), and the student's learning curve. */
 function modelsView(evaluations, models) {
+  const METRIC = evaluations.some((e) => e.metrics["gold-test:span_f1"] !== undefined) ? "gold-test:span_f1" : "gold-test:accuracy";
   const scored = evaluations.filter((e) => e.metrics[METRIC] !== undefined);
   if (!scored.length) {
     return h("p", { class: "muted", "data-testid": "models" }, "Models: no teacher or student has been evaluated on this task yet.");
@@ -574,7 +574,7 @@ function modelsView(evaluations, models) {
           { name: "student", points: versions.map((m) => [m.train_examples, m.metrics[METRIC]]) },
           ...teachers.map((t) => ({ name: t.model.split(":")[0], points: [[versions[0].train_examples, t.metrics[METRIC]], [versions[versions.length - 1].train_examples, t.metrics[METRIC]]] })),
         ],
-        { title: "learning curve: accuracy on the gold test split", xLabel: "gold examples the student trained on" },
+        { title: `learning curve: ${METRIC.slice("gold-test:".length)} on the gold test split`, xLabel: "gold examples the student trained on" },
       )
     : null;
   const promoted = models.find((m) => m.promoted);

@@ -8,11 +8,18 @@ use gloss_ml::student::tiny::TinyStudent;
 use gloss_ml::train::argmax;
 use serde_json::{json, Map, Value};
 
-/// Runs the student in `model_dir` (an exported artifact, unpacked) over JSONL from `input`
+/// Runs the tiny student in `model_dir` (an exported artifact, unpacked) over JSONL from `input`
 /// (standard input without one), `batch_size` examples at a time; writes each record to
 /// standard output with `label`, `score` and per-label `scores` added.
 pub fn run(model_dir: &Path, input: Option<&Path>, batch_size: usize) -> Result<()> {
     let batch_size = batch_size.max(1);
+    if model_dir.join("encoder.json").exists() {
+        bail!(
+            "{} holds an encoder student, which needs its base encoder; `gloss predict` runs tiny \
+             students (use a predict job for the others)",
+            model_dir.display()
+        );
+    }
     let model = TinyStudent::load(model_dir, &gloss_ml::Device::Cpu)
         .with_context(|| format!("loading the model in {}", model_dir.display()))?;
     let reader: Box<dyn BufRead> = match input {

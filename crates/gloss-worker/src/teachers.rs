@@ -1,4 +1,5 @@
-//! LLM teachers in jobs, for classification tasks:
+//! LLM teachers in jobs, for choice tasks (which label fits) and entity tasks (which spans are
+//! entities of which label):
 //!
 //! - `llm:<name>`: a GGUF chat model in the worker's models directory (`<models_dir>/<name>/`,
 //!   one `.gguf` file), checked against the job's `sha256` like every base model, run in-process
@@ -8,10 +9,11 @@
 //!   `key_file`, `max_concurrency`, `timeout_seconds`, `logprobs`). The key is read from its
 //!   file when the job starts; it never leaves the worker (not in the job, the log or the audit).
 //!
-//! Both ask the same prompt: a system turn and a user template with `{text}` and `{labels}`,
-//! each overridable in the job's config (`system`, `prompt`) and recorded in the job's result.
-//! An answer that names none of the task's labels, or a reply that is not a chat completion, is
-//! an abstention, counted, never a crash; a server that cannot be reached fails the job.
+//! Both ask the same prompt: a system turn and a user template with `{text}` and `{labels}` (and
+//! `{first_label}` for entities), each overridable in the job's config (`system`, `prompt`) and
+//! recorded in the job's result. An answer that names none of the task's labels (or, for
+//! entities, is not a list), or a reply that is not a chat completion, is an abstention, counted,
+//! never a crash; a server that cannot be reached fails the job.
 //!
 //! Answers are cached on the worker's disk under a key of (model identity, system turn, template,
 //! labels, text): a re-run of the same teacher on the same examples asks nothing again.
@@ -24,9 +26,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use gloss_ml::teacher::prompt::{
-    check_classify_template, render_classify, CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE,
+    check_template, render_classify, render_extract, CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE,
+    EXTRACT_TEMPLATE,
 };
-use gloss_ml::teacher::{LabelAnswer, Teacher};
+use gloss_ml::teacher::{EntityAnswer, LabelAnswer, Teacher};
+use gloss_ml::Entity;
 use gloss_ml::{OpenAiConfig, OpenAiTeacher};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -53,36 +57,83 @@ struct OpenAiEndpoint {
     logprobs: Option<bool>,
 }
 
+/// What a teacher is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Which one of the labels fits the text.
+    Label,
+    /// The entities of the labels in the text.
+    Entities,
+}
+
 /// The prompt a job asks with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
+    pub ask: Ask,
+    /// The system turn; empty means none (the default for entities).
     pub system: String,
     pub template: String,
 }
 
 impl Prompt {
-    /// The job's overrides over the defaults, checked.
-    pub fn new(system: &str, template: &str) -> Result<Prompt> {
+    /// The job's overrides over the defaults for `ask`, checked.
+    pub fn new(ask: Ask, system: &str, template: &str) -> Result<Prompt> {
+        let (default_system, default_template) = match ask {
+            Ask::Label => (CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE),
+            Ask::Entities => ("", EXTRACT_TEMPLATE),
+        };
         let template = if template.is_empty() {
-            CLASSIFY_TEMPLATE
+            default_template
         } else {
             template
         };
-        check_classify_template(template).map_err(anyhow::Error::msg)?;
+        check_template(template).map_err(anyhow::Error::msg)?;
         Ok(Prompt {
+            ask,
             system: if system.is_empty() {
-                CLASSIFY_SYSTEM.to_string()
+                default_system.to_string()
             } else {
                 system.to_string()
             },
             template: template.to_string(),
         })
     }
+
+    fn system(&self) -> Option<&str> {
+        (!self.system.is_empty()).then_some(self.system.as_str())
+    }
 }
 
 enum Backend {
     Local(Box<Mutex<Teacher>>),
     Remote(Box<OpenAiTeacher>, usize),
+}
+
+impl Backend {
+    fn local(t: &Mutex<Teacher>) -> gloss_ml::Result<std::sync::MutexGuard<'_, Teacher>> {
+        t.lock()
+            .map_err(|_| gloss_ml::Error::InvalidInput("the teacher's lock was poisoned".into()))
+    }
+
+    fn classify(&self, system: &str, user: &str, labels: &[&str]) -> gloss_ml::Result<LabelAnswer> {
+        match self {
+            Backend::Local(t) => Self::local(t)?.classify_prompted(system, user, labels),
+            Backend::Remote(t, _) => t.classify_prompted(system, user, labels),
+        }
+    }
+
+    fn extract(
+        &self,
+        system: Option<&str>,
+        user: &str,
+        text: &str,
+        labels: &[&str],
+    ) -> gloss_ml::Result<EntityAnswer> {
+        match self {
+            Backend::Local(t) => Self::local(t)?.extract_prompted(system, user, text, labels),
+            Backend::Remote(t, _) => t.extract_prompted(system, user, text, labels),
+        }
+    }
 }
 
 /// A loaded LLM teacher for one task's labels.
@@ -101,7 +152,9 @@ pub struct LlmTeacher {
 pub enum Outcome {
     /// The label and the probabilities of every label.
     Label(usize, Vec<f32>),
-    /// The answer named no label.
+    /// The entities the answer listed (maybe none).
+    Entities(Vec<Entity>),
+    /// The answer named no label, or listed no entities at all (prose).
     Abstained,
     /// The reply was not a chat completion (counted as an abstention too).
     Malformed,
@@ -120,7 +173,7 @@ impl Run {
     pub fn abstained(&self) -> usize {
         self.outcomes
             .iter()
-            .filter(|o| !matches!(o, Outcome::Label(..)))
+            .filter(|o| matches!(o, Outcome::Abstained | Outcome::Malformed))
             .count()
     }
 
@@ -238,9 +291,9 @@ impl LlmTeacher {
         &self.prompt
     }
 
-    /// Classifies every text, calling `progress(done, run so far)` after each; a server error
+    /// Asks about every text, calling `progress(done, cached so far)` after each; a server error
     /// other than a malformed reply stops the run with it.
-    pub fn classify_all(
+    pub fn ask_all(
         &self,
         texts: &[&str],
         cancel: &std::sync::atomic::AtomicBool,
@@ -260,23 +313,13 @@ impl LlmTeacher {
             let outcome = match self.cache.get(&key) {
                 Some(hit) => {
                     cached.fetch_add(1, Ordering::Relaxed);
-                    hit.outcome(self.labels.len())
+                    hit.outcome(self.prompt.ask, &self.labels)
                 }
                 None => {
-                    let user = render_classify(&self.prompt.template, text, &labels);
-                    let asked = match &self.backend {
-                        Backend::Local(t) => t
-                            .lock()
-                            .map_err(|_| anyhow::anyhow!("the teacher's lock was poisoned"))?
-                            .classify_prompted(&self.prompt.system, &user, &labels),
-                        Backend::Remote(t, _) => {
-                            t.classify_prompted(&self.prompt.system, &user, &labels)
-                        }
-                    };
-                    let entry = match asked {
-                        Ok(answer) => {
-                            tokens.fetch_add(answer.tokens, Ordering::Relaxed);
-                            Cached::from_answer(answer)
+                    let entry = match self.ask(text, &labels) {
+                        Ok((entry, n)) => {
+                            tokens.fetch_add(n, Ordering::Relaxed);
+                            entry
                         }
                         Err(gloss_ml::Error::BadResponse { message, .. }) => {
                             Cached::malformed(message)
@@ -284,7 +327,7 @@ impl LlmTeacher {
                         Err(e) => return Err(e.into()),
                     };
                     self.cache.put(&key, &entry);
-                    entry.outcome(self.labels.len())
+                    entry.outcome(self.prompt.ask, &self.labels)
                 }
             };
             if let Ok(mut slot) = slots[i].lock() {
@@ -336,9 +379,34 @@ impl LlmTeacher {
         })
     }
 
+    /// One question to the model, with the tokens it processed.
+    fn ask(&self, text: &str, labels: &[&str]) -> gloss_ml::Result<(Cached, usize)> {
+        let system = self.prompt.system();
+        Ok(match self.prompt.ask {
+            Ask::Label => {
+                let user = render_classify(&self.prompt.template, text, labels);
+                let a = self
+                    .backend
+                    .classify(system.unwrap_or_default(), &user, labels)?;
+                (a.tokens, Cached::from_label(a))
+            }
+            Ask::Entities => {
+                let user = render_extract(&self.prompt.template, text, labels);
+                let a = self.backend.extract(system, &user, text, labels)?;
+                (a.tokens, Cached::from_entities(a))
+            }
+        })
+        .map(|(tokens, cached)| (cached, tokens))
+    }
+
     fn cache_key(&self, text: &str) -> String {
         let mut h = Sha256::new();
+        let ask = match self.prompt.ask {
+            Ask::Label => "label",
+            Ask::Entities => "entities",
+        };
         for part in [
+            ask,
             self.identity.as_str(),
             self.prompt.system.as_str(),
             self.prompt.template.as_str(),
@@ -359,15 +427,37 @@ struct Cached {
     label: Option<usize>,
     probabilities: Vec<f32>,
     malformed: bool,
+    /// Entity answers: whether the answer was a list, and what it listed.
+    #[serde(default)]
+    listed: bool,
+    #[serde(default)]
+    entities: Vec<(usize, usize, String, f32)>,
 }
 
 impl Cached {
-    fn from_answer(a: LabelAnswer) -> Cached {
+    fn from_label(a: LabelAnswer) -> Cached {
         Cached {
             text: a.text,
             label: a.label,
             probabilities: a.probabilities,
             malformed: false,
+            listed: false,
+            entities: Vec::new(),
+        }
+    }
+
+    fn from_entities(a: EntityAnswer) -> Cached {
+        Cached {
+            text: a.text,
+            label: None,
+            probabilities: Vec::new(),
+            malformed: false,
+            listed: a.listed,
+            entities: a
+                .entities
+                .into_iter()
+                .map(|e| (e.start, e.end, e.label, e.confidence))
+                .collect(),
         }
     }
 
@@ -377,15 +467,31 @@ impl Cached {
             label: None,
             probabilities: Vec::new(),
             malformed: true,
+            listed: false,
+            entities: Vec::new(),
         }
     }
 
-    fn outcome(&self, n_labels: usize) -> Outcome {
-        match self.label {
+    /// What the answer means for a task with `labels`; entities with other labels are dropped.
+    fn outcome(&self, ask: Ask, labels: &[String]) -> Outcome {
+        let n_labels = labels.len();
+        match (ask, self.label) {
             _ if self.malformed => Outcome::Malformed,
-            Some(i) if i < n_labels && self.probabilities.len() == n_labels => {
+            (Ask::Label, Some(i)) if i < n_labels && self.probabilities.len() == n_labels => {
                 Outcome::Label(i, self.probabilities.clone())
             }
+            (Ask::Entities, _) if self.listed => Outcome::Entities(
+                self.entities
+                    .iter()
+                    .filter(|(s, e, l, _)| s < e && labels.contains(l))
+                    .map(|(start, end, label, confidence)| Entity {
+                        start: *start,
+                        end: *end,
+                        label: label.clone(),
+                        confidence: *confidence,
+                    })
+                    .collect(),
+            ),
             _ => Outcome::Abstained,
         }
     }
@@ -436,12 +542,15 @@ mod tests {
 
     #[test]
     fn prompts_default_and_overrides_must_place_the_text() {
-        let p = Prompt::new("", "").unwrap();
+        let p = Prompt::new(Ask::Label, "", "").unwrap();
         assert_eq!(p.system, CLASSIFY_SYSTEM);
         assert_eq!(p.template, CLASSIFY_TEMPLATE);
-        let p = Prompt::new("Be brief.", "Review: {text}\nOne of {labels}:").unwrap();
+        let p = Prompt::new(Ask::Label, "Be brief.", "Review: {text}\nOne of {labels}:").unwrap();
         assert_eq!(p.system, "Be brief.");
-        assert!(Prompt::new("", "no text field").is_err());
+        assert!(Prompt::new(Ask::Label, "", "no text field").is_err());
+        let p = Prompt::new(Ask::Entities, "", "").unwrap();
+        assert_eq!((p.system(), p.template.as_str()), (None, EXTRACT_TEMPLATE));
+        assert!(Prompt::new(Ask::Entities, "", "Labels: {labels}").is_err());
     }
 
     #[test]
@@ -452,17 +561,57 @@ mod tests {
         assert!(cache.get(&key).is_none());
         cache.put(
             &key,
-            &Cached::from_answer(LabelAnswer {
+            &Cached::from_label(LabelAnswer {
                 text: "POS".into(),
                 label: Some(0),
                 probabilities: vec![0.9, 0.1],
                 tokens: 12,
             }),
         );
+        let labels = |n: usize| -> Vec<String> { (0..n).map(|i| format!("L{i}")).collect() };
         let hit = cache.get(&key).unwrap();
-        assert_eq!(hit.outcome(2), Outcome::Label(0, vec![0.9, 0.1]));
+        assert_eq!(
+            hit.outcome(Ask::Label, &labels(2)),
+            Outcome::Label(0, vec![0.9, 0.1])
+        );
         // Read with another label count (cannot happen for one key, but never panics).
-        assert_eq!(hit.outcome(3), Outcome::Abstained);
-        assert_eq!(Cached::malformed("x".into()).outcome(2), Outcome::Malformed);
+        assert_eq!(hit.outcome(Ask::Label, &labels(3)), Outcome::Abstained);
+        assert_eq!(
+            Cached::malformed("x".into()).outcome(Ask::Label, &labels(2)),
+            Outcome::Malformed
+        );
+    }
+
+    #[test]
+    fn entity_answers_keep_the_tasks_labels_and_prose_abstains() {
+        let entity = |start, end, label: &str| Entity {
+            start,
+            end,
+            label: label.into(),
+            confidence: 0.8,
+        };
+        let answer = |listed, entities| {
+            Cached::from_entities(EntityAnswer {
+                text: String::new(),
+                listed,
+                entities,
+                tokens: 0,
+            })
+        };
+        let labels = vec!["PER".to_string(), "LOC".to_string()];
+        let listed = answer(true, vec![entity(0, 3, "PER"), entity(7, 12, "ORG")]);
+        let round: Cached = serde_json::from_slice(&serde_json::to_vec(&listed).unwrap()).unwrap();
+        assert_eq!(
+            round.outcome(Ask::Entities, &labels),
+            Outcome::Entities(vec![entity(0, 3, "PER")])
+        );
+        assert_eq!(
+            answer(true, vec![]).outcome(Ask::Entities, &labels),
+            Outcome::Entities(vec![])
+        );
+        assert_eq!(
+            answer(false, vec![]).outcome(Ask::Entities, &labels),
+            Outcome::Abstained
+        );
     }
 }

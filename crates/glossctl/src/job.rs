@@ -12,6 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::output::{print_list, print_one, Output};
 use crate::split;
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum JobCmd {
     /// Queue a job on a task (PROJECT/TASK).
@@ -26,6 +28,13 @@ pub enum JobCmd {
         /// {text} and {labels}) and `system` in --config.
         #[arg(long, default_value = "")]
         model: String,
+        /// train: the student to train: `tiny` or `encoder` (choice and multi-choice tasks),
+        /// `tiny-tagger` or `encoder-tagger` (ner, ner-correct and spans tasks), or `auto`,
+        /// which trains each candidate and keeps the best on the dev split. Encoder students
+        /// need --config '{"encoder": "<base model>", "encoder_sha256": "..."}' (without it,
+        /// `auto` trains the tiny one only). Default: the tiny one.
+        #[arg(long)]
+        student: Option<String>,
         /// Kind-specific settings as a JSON object, e.g. '{"epochs": 30, "seed": 7}'.
         #[arg(long, default_value = "")]
         config: String,
@@ -231,6 +240,7 @@ pub async fn run(client: &Client, out: Output, cmd: JobCmd) -> Result<()> {
             kind,
             task,
             model,
+            student,
             config,
             cpus,
             memory,
@@ -253,9 +263,20 @@ pub async fn run(client: &Client, out: Output, cmd: JobCmd) -> Result<()> {
             if cpus <= 0.0 {
                 bail!("--cpus must be above 0");
             }
+            let kind = parse_kind(&kind)?;
+            let model = match (kind, student) {
+                (JobKind::Train, Some(_)) if !model.is_empty() => {
+                    bail!("a train job takes --student, not --model")
+                }
+                (JobKind::Train, Some(student)) => student,
+                (_, Some(_)) => {
+                    bail!("--student is for train jobs; evaluate and predict take --model")
+                }
+                (_, None) => model,
+            };
             let req = SubmitJobRequest {
                 spec: Some(JobSpec {
-                    kind: parse_kind(&kind)? as i32,
+                    kind: kind as i32,
                     project,
                     task,
                     model,

@@ -112,6 +112,9 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: ModelCmd) 
                 "lineage: task {}/{}, job {}, teacher {:?}, config {}",
                 m.project, m.task, m.job_id, m.teacher, m.training_config
             );
+            if !m.selection.is_empty() {
+                println!("selection: {}", m.selection);
+            }
             if !m.promotion_note.is_empty() {
                 println!("promotion: {}", m.promotion_note);
             }

@@ -22,8 +22,8 @@ use serde::Deserialize;
 
 use super::prompt::{classify_user, extract_user, CLASSIFY_SYSTEM};
 use super::{
-    check_labels, entities_from_answer, parse_label, span_confidence, Entity, LabelAnswer,
-    Prediction,
+    check_labels, entities_from_answer, lists_entities, parse_label, span_confidence, Entity,
+    EntityAnswer, LabelAnswer, Prediction,
 };
 use crate::error::{Error, Result};
 
@@ -268,15 +268,30 @@ impl OpenAiTeacher {
 
     /// Extracts entities of `labels` from `text` as code-point spans.
     pub fn extract_entities(&self, text: &str, labels: &[&str]) -> Result<Vec<Entity>> {
+        Ok(self
+            .extract_prompted(None, &extract_user(text, labels), text, labels)?
+            .entities)
+    }
+
+    /// Asks with a given (optional) system turn and user turn for the entities of `labels` in
+    /// `text`; a reply that is not a chat completion is [`Error::BadResponse`].
+    pub fn extract_prompted(
+        &self,
+        system: Option<&str>,
+        user: &str,
+        text: &str,
+        labels: &[&str],
+    ) -> Result<EntityAnswer> {
         check_labels(labels)?;
-        let answer = self.complete(
-            None,
-            &extract_user(text, labels),
-            self.config.extract_max_tokens,
-        )?;
-        Ok(entities_from_answer(text, &answer.text, labels, |span| {
-            answer.confidence(span)
-        }))
+        let answer = self.complete(system, user, self.config.extract_max_tokens)?;
+        Ok(EntityAnswer {
+            entities: entities_from_answer(text, &answer.text, labels, |span| {
+                answer.confidence(span)
+            }),
+            listed: lists_entities(&answer.text),
+            tokens: 0,
+            text: answer.text,
+        })
     }
 
     /// Sends one chat request (an optional system turn and a user turn) and returns the answer.

@@ -125,6 +125,12 @@ fn find_unclaimed(hay: &[char], needle: &[char], claimed: &[Range<usize>]) -> Op
 }
 
 /// The pairs of an answer: strict JSON when it parses, salvaged fragments otherwise.
+/// Whether `answer` is a list of entities at all (a JSON list, or `"text"`/`"label"` pairs to
+/// salvage), as opposed to prose: an empty list is an answer, prose is an abstention.
+pub fn lists_entities(answer: &str) -> bool {
+    strict_pairs(answer).is_some() || !salvage_pairs(answer).is_empty()
+}
+
 fn read_pairs(answer: &str) -> Vec<RawEntity> {
     let salvaged = salvage_pairs(answer);
     let Some(strict) = strict_pairs(answer) else {

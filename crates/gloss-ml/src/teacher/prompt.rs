@@ -24,8 +24,8 @@ pub fn render_classify(template: &str, text: &str, labels: &[&str]) -> String {
         .replace("{text}", text)
 }
 
-/// Checks a classification template: it must place the text.
-pub fn check_classify_template(template: &str) -> Result<(), String> {
+/// Checks a prompt template: it must place the text.
+pub fn check_template(template: &str) -> Result<(), String> {
     if template.contains("{text}") {
         Ok(())
     } else {
@@ -35,14 +35,24 @@ pub fn check_classify_template(template: &str) -> Result<(), String> {
     }
 }
 
+/// The user turn of an extraction prompt (no system turn by default): `{text}` is the example,
+/// `{labels}` the labels as `a, b, c` and `{first_label}` the first one, shown in the example
+/// answer. Jobs may replace it with their own template using the same fields.
+pub const EXTRACT_TEMPLATE: &str =
+    "Text: {text}\n\nList the entities in this text as a JSON list like \
+     [{\"text\": \"...\", \"label\": \"{first_label}\"}]. Labels: {labels}.";
+
 /// User turn asking for the entities of `labels` in `text` as a JSON list (no system turn).
 pub fn extract_user(text: &str, labels: &[&str]) -> String {
-    format!(
-        "Text: {text}\n\nList the entities in this text as a JSON list like \
-         [{{\"text\": \"...\", \"label\": \"{}\"}}]. Labels: {}.",
-        labels.first().copied().unwrap_or("LABEL"),
-        labels.join(", ")
-    )
+    render_extract(EXTRACT_TEMPLATE, text, labels)
+}
+
+/// `template` with `{first_label}`, `{labels}` (`a, b, c`) and then `{text}` filled in.
+pub fn render_extract(template: &str, text: &str, labels: &[&str]) -> String {
+    template
+        .replace("{first_label}", labels.first().copied().unwrap_or("LABEL"))
+        .replace("{labels}", &labels.join(", "))
+        .replace("{text}", text)
 }
 
 /// `a, b or c`: how the labels are offered in prompts.
@@ -68,6 +78,15 @@ mod tests {
             render_classify("{labels} | {text}", "a {labels} text", &["x", "y", "z"]),
             "x, y or z | a {labels} text"
         );
-        assert!(check_classify_template("Label: {labels}").is_err());
+        assert!(check_template("Label: {labels}").is_err());
+    }
+
+    #[test]
+    fn the_extraction_template_renders_the_extraction_prompt() {
+        assert_eq!(
+            extract_user("Bob in Paris", &["PER", "LOC"]),
+            "Text: Bob in Paris\n\nList the entities in this text as a JSON list like \
+             [{\"text\": \"...\", \"label\": \"PER\"}]. Labels: PER, LOC."
+        );
     }
 }

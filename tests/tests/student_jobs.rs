@@ -1,0 +1,188 @@
+//! Students of every kind through jobs on label tasks: `train --student auto` trains the tiny
+//! and the encoder student and keeps the better on dev (recorded in lineage), an encoder student
+//! is evaluated and predicts from the registry, multi-choice tasks train multi-label students
+//! whose suggestions name several labels, and binary tasks are refused with the reason.
+
+use std::sync::Arc;
+
+use gloss_coordinator::Service;
+use gloss_proto::v1::*;
+use gloss_tests::{
+    answer_all, create_task, import, jsonl, minilm_models, next_examples, node_for_workers,
+    node_with_gold, run_films_job, run_task_job, test_models, TestWorker,
+};
+use serde_json::{json, Value};
+
+fn ok(job: &Job) -> Value {
+    assert_eq!(job.state(), JobState::Succeeded, "{}", job.error);
+    serde_json::from_str(&job.result_json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_trains_the_tiny_and_the_encoder_student_and_keeps_the_better_on_dev() {
+    let models = minilm_models();
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_gold(dir.path(), 160).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let worker = TestWorker::start(&node, dir.path(), models.clone(), None);
+    let digest = gloss_worker::model_store::dir_digest(&models.join("minilm")).unwrap();
+
+    // An encoder student without an encoder is refused with what to add.
+    let refused = run_films_job(&s, JobKind::Train, "encoder", "").await;
+    assert!(
+        refused.error.contains("needs a base encoder"),
+        "{}",
+        refused.error
+    );
+    let config = json!({"epochs": 10, "patience": 4, "seed": 3,
+        "encoder": "minilm", "encoder_sha256": digest})
+    .to_string();
+    let r = ok(&run_films_job(&s, JobKind::Train, "auto", &config).await);
+    let candidates = r["candidates"].as_array().unwrap();
+    let score = |kind: &str| {
+        candidates
+            .iter()
+            .find(|c| c["kind"] == kind)
+            .and_then(|c| c["gold-dev:accuracy"].as_f64())
+            .unwrap_or_else(|| panic!("{kind}: {r}"))
+    };
+    let (tiny, encoder) = (score("tiny"), score("encoder"));
+    let expected = if encoder > tiny { "encoder" } else { "tiny" };
+    assert_eq!(r["kind"], expected, "{r}");
+    let model = s
+        .get_model(&format!("films/polarity/{expected}"), 0)
+        .await
+        .unwrap();
+    assert_eq!(model.kind, expected);
+    assert!(
+        model.selection.contains("tiny") && model.selection.contains("encoder"),
+        "{}",
+        model.selection
+    );
+
+    // The encoder student on its own: trained, stored with its encoder, evaluated, predicting.
+    let r = ok(&run_films_job(&s, JobKind::Train, "encoder", &config).await);
+    assert_eq!(r["model"], "films/polarity/encoder");
+    let stored = s.get_model("films/polarity/encoder", 0).await.unwrap();
+    assert!(stored.selection.starts_with("asked for encoder"));
+    let name = format!("films/polarity/encoder@{}", stored.version);
+    let r = ok(&run_films_job(&s, JobKind::Evaluate, &name, "").await);
+    assert!(r["gold-test:accuracy"].as_f64().unwrap() > 0.5, "{r}");
+    let r = ok(&run_films_job(&s, JobKind::Predict, &name, "").await);
+    assert_eq!(r["suggestions"], 160);
+    // The student's kind decides how it loads; a tagger name on a label task is refused.
+    let wrong = run_films_job(&s, JobKind::Train, "tiny-tagger", "").await;
+    assert!(
+        wrong.error.contains("tiny, encoder or auto"),
+        "{}",
+        wrong.error
+    );
+    worker.stop().await;
+}
+
+/// Posts about one or two of three topics, told apart by their keywords.
+fn topics(i: usize) -> (String, Vec<&'static str>) {
+    const WORDS: [(&str, &str); 3] = [
+        ("sports", "the match went to extra time"),
+        ("music", "the band played a new song"),
+        ("food", "the soup needed more salt"),
+    ];
+    let first = i % 3;
+    let mut labels = vec![WORDS[first].0];
+    let mut text = format!("Note {i}: {}", WORDS[first].1);
+    if i.is_multiple_of(2) {
+        let second = (first + 1 + i / 6 % 2) % 3;
+        labels.push(WORDS[second].0);
+        text.push_str(&format!(" and {}", WORDS[second].1));
+    }
+    (text, labels)
+}
+
+/// The number of a note (`Note 12: ...`).
+fn number(text: &str) -> usize {
+    text[5..].split(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multi_choice_students_learn_label_sets_and_binary_tasks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_for_workers(dir.path()).await;
+    let s: Arc<Service> = node.coordinator.service().clone();
+    let client = &node.client;
+    node.create_project("notes").await;
+    const N: usize = 150;
+    let body: String = (0..N)
+        .map(|i| format!("{}\n", json!({"text": topics(i).0})))
+        .collect();
+    import(client, jsonl("notes", "all"), body).await.unwrap();
+    const LABELS: [&str; 3] = ["sports", "music", "food"];
+    create_task(
+        client,
+        "notes/topics",
+        "all",
+        Interface::MultiChoice,
+        &LABELS,
+    )
+    .await;
+    create_task(client, "notes/is-sport", "all", Interface::Binary, &LABELS).await;
+    let answered = answer_all(client, "notes/topics", "ann", |ex| Answer {
+        decision: Decision::Accept as i32,
+        choices: topics(number(&ex.text))
+            .1
+            .iter()
+            .map(|l| l.to_string())
+            .collect(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(answered, N);
+    let worker = TestWorker::start(&node, dir.path(), test_models(), None);
+    let run = |kind, model: &'static str, config: &'static str| {
+        run_task_job(&s, "notes/topics", kind, model, config)
+    };
+    let r = ok(&run(
+        JobKind::Train,
+        "",
+        r#"{"epochs": 15, "patience": 5, "seed": 1}"#,
+    )
+    .await);
+    assert_eq!(r["model"], "notes/topics/tiny");
+    let version = format!("notes/topics/tiny@{}", r["version"]);
+    let test = |k: &str, r: &Value| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    let job = run_task_job(&s, "notes/topics", JobKind::Evaluate, &version, "").await;
+    let r = ok(&job);
+    assert!(test("gold-test:micro_f1", &r) > 0.9, "{r}");
+    assert!(test("gold-test:accuracy", &r) > 0.8, "subset accuracy: {r}");
+    // New notes arrive; the student's suggestions name label sets (a two-topic note gets both).
+    let fresh: String = (N..N + 12)
+        .map(|i| format!("{}\n", json!({"text": topics(i).0})))
+        .collect();
+    import(client, jsonl("notes", "all"), fresh).await.unwrap();
+    let r = ok(&run_task_job(&s, "notes/topics", JobKind::Predict, &version, "").await);
+    assert_eq!(r["suggestions"], N + 12);
+    let next = next_examples(client, "notes/topics", "ann", 12).await;
+    assert_eq!(next.len(), 12);
+    let mut right = 0;
+    for ex in &next {
+        let i = number(&ex.text);
+        let sg = ex
+            .suggestion
+            .as_ref()
+            .expect("a suggestion on every new note");
+        let mut got: Vec<&str> = sg.labels.iter().map(String::as_str).collect();
+        let mut want = topics(i).1;
+        got.sort();
+        want.sort();
+        right += usize::from(got == want);
+    }
+    assert!(right >= 10, "{right} of 12 label sets right");
+
+    let refused = run_task_job(&s, "notes/is-sport", JobKind::Train, "", "").await;
+    assert_eq!(refused.state(), JobState::Failed);
+    assert!(
+        refused.error.contains("INTERFACE_BINARY task"),
+        "{}",
+        refused.error
+    );
+    worker.stop().await;
+}
