@@ -9,7 +9,7 @@ use gloss_coordinator::Service;
 use gloss_proto::v1::*;
 use gloss_tests::{
     answer_all, create_task, import, jsonl, minilm_models, next_examples, node_for_workers,
-    node_with_gold, run_films_job, run_task_job, test_models, TestWorker,
+    node_with_gold, run_films_job, run_task_job, test_models, TestWorker, ADMIN_TOKEN,
 };
 use serde_json::{json, Value};
 
@@ -76,6 +76,55 @@ async fn auto_trains_the_tiny_and_the_encoder_student_and_keeps_the_better_on_de
         wrong.error.contains("tiny, encoder or auto"),
         "{}",
         wrong.error
+    );
+
+    // A learning curve beside the zero-shot teacher, read back with glossctl.
+    let teacher = json!({"sha256": digest}).to_string();
+    let t = ok(&run_films_job(&s, JobKind::Evaluate, "similarity:minilm", &teacher).await);
+    let teacher_score = t["gold-test:accuracy"].as_f64().unwrap();
+    let curve = json!({"sizes": [20, 50], "epochs": 10, "patience": 10, "seed": 3}).to_string();
+    let c = ok(&run_films_job(&s, JobKind::Curve, "tiny", &curve).await);
+    assert_eq!(c["metric"], "gold-test:accuracy");
+    let points = c["points"].as_array().unwrap();
+    let sizes: Vec<u64> = points
+        .iter()
+        .map(|p| p["examples"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes[..2], [20, 50], "{c}");
+    assert_eq!(sizes.len(), 3, "{c}");
+    assert!(sizes[2] > 50, "all the train split last: {c}");
+    let last = points[2]["score"].as_f64().unwrap();
+    assert!(last > 0.9 && last > teacher_score, "{c}");
+    assert_eq!(
+        c["teachers"],
+        json!([{"model": "similarity:minilm", "score": teacher_score}])
+    );
+    let glossctl =
+        std::path::Path::new(env!("CARGO_BIN_EXE_gloss-under-test")).with_file_name("glossctl");
+    let server = node.coordinator.addrs().grpc.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(glossctl)
+            .args(["--server", &server, "--token", ADMIN_TOKEN])
+            .args(["model", "curve", "films/polarity"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("gold-test:accuracy") && printed.contains("similarity:minilm"),
+        "{printed}"
+    );
+    assert_eq!(
+        printed.lines().filter(|l| l.contains(" tiny ")).count(),
+        3,
+        "{printed}"
     );
     worker.stop().await;
 }

@@ -408,7 +408,7 @@ test("a teacher's suggestions are shown distinctly, accepted as they are or corr
   await ctx.close();
 });
 
-test("the dashboard shows a task's jobs, its student's score and learning curve", async () => {
+test("the dashboard shows a task's jobs, its student's score and the curve job's learning curve", async () => {
   // A task whose gold records follow a code word; alice answers every example through the API.
   const file = join(gloss.dir, "codes.jsonl");
   const lines = Array.from({ length: 60 }, (_, i) => JSON.stringify({ text: `ticket ${i} filed under ${i % 2 ? "quintor" : "zorblax"}` }));
@@ -429,12 +429,15 @@ test("the dashboard shows a task's jobs, its student's score and learning curve"
   }
   gloss.ctl("job", "submit", "train", "demo/codes", "--config", '{"epochs": 5, "patience": 5}', "--wait");
   gloss.ctl("job", "submit", "evaluate", "demo/codes", "--model", "demo/codes/tiny", "--wait");
+  gloss.ctl("job", "submit", "curve", "demo/codes", "--config", '{"sizes": [10, 20], "epochs": 5, "patience": 5}', "--wait");
   const { ctx, page } = await signIn("mona");
   await page.click("nav a:text('Dashboard')");
   const dash = page.locator(".task-dash[data-task='demo/codes']");
   await dash.locator("[data-testid=models] svg.chart").first().waitFor();
   assert.match(await dash.locator("[data-testid=models]").textContent(), /demo\/codes\/tiny@1/);
-  assert.equal(await dash.locator("[data-testid=jobs] tr").count(), 3, "header and two jobs");
+  await dash.locator("[data-testid=curve] svg.chart").waitFor();
+  assert.match(await dash.locator("[data-testid=curve]").textContent(), /student \(tiny\)/);
+  assert.equal(await dash.locator("[data-testid=jobs] tr").count(), 4, "header and three jobs");
   assert.match(await dash.locator("[data-testid=jobs]").textContent(), /succeeded/);
   await dash.scrollIntoViewIfNeeded();
   await shot(page, "09-dashboard-models-and-jobs");

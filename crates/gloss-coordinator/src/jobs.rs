@@ -42,7 +42,9 @@ impl Service {
     ) -> Result<Job, ServiceError> {
         let spec = req.spec.ok_or_else(|| invalid("spec: is required"))?;
         if spec.kind() == JobKind::Unspecified {
-            return Err(invalid("spec.kind: choose predict, train or evaluate"));
+            return Err(invalid(
+                "spec.kind: choose predict, train, evaluate or curve",
+            ));
         }
         self.task_record(&spec.project, &spec.task).await?;
         if matches!(spec.kind(), JobKind::Predict | JobKind::Evaluate) && spec.model.is_empty() {
@@ -52,12 +54,12 @@ impl Service {
             ));
         }
         const STUDENTS: [&str; 5] = ["tiny", "encoder", "tiny-tagger", "encoder-tagger", "auto"];
-        if spec.kind() == JobKind::Train
+        if matches!(spec.kind(), JobKind::Train | JobKind::Curve)
             && !spec.model.is_empty()
             && !STUDENTS.contains(&spec.model.as_str())
         {
             return Err(invalid(format!(
-                "spec.model: a train job names its student, one of {}; {:?} is none of them",
+                "spec.model: a train or curve job names its student, one of {}; {:?} is none of them",
                 STUDENTS.join(", "),
                 spec.model
             )));

@@ -512,7 +512,7 @@ async function dashboardView() {
       h("h2", {}, p.project.name),
       p.project.description ? h("p", { class: "muted" }, p.project.description) : null,
       p.tasks.length ? null : h("p", { class: "muted" }, "No tasks yet."),
-      p.tasks.map(({ task, progress, agreement, evaluations, models, jobs }) => {
+      p.tasks.map(({ task, progress, agreement, evaluations, models, jobs, curve }) => {
         const o = agreement.overall || {};
         const metric = (l) => l.krippendorff_alpha ?? l.span_f1 ?? l.percent_agreement ?? null;
         return h(
@@ -548,7 +548,7 @@ async function dashboardView() {
               agreement.labels.length ? barChart(agreement.labels.map((l) => ({ label: l.label, value: metric(l), note: `(${l.items})` })), { title: "agreement per label" }) : null,
             ),
           ),
-          modelsView(evaluations, models),
+          modelsView(evaluations, models, curve),
           jobsView(jobs),
         );
       }),
@@ -557,18 +557,37 @@ async function dashboardView() {
   mount(main, cards.length ? cards : h("p", { class: "muted" }, "No projects yet."));
 }
 
+/** A `curve` job's result as a line chart: the student's test score by gold records trained
+ * on, and a flat line per evaluated teacher across the same range. */
+function curveChart(curve) {
+  const points = curve.points.map((p) => [p.examples, p.score]);
+  if (!points.length) return null;
+  const [first, last] = [points[0][0], points[points.length - 1][0]];
+  return h(
+    "div",
+    { "data-testid": "curve" },
+    lineChart(
+      [{ name: `student (${curve.student})`, points }, ...curve.teachers.map((t) => ({ name: t.model, points: [[first, t.score], [last, t.score]] }))],
+      { title: `learning curve: ${curve.metric.slice("gold-test:".length)} on ${curve.test_examples} gold test records`, xLabel: "gold examples the student trained on" },
+    ),
+  );
+}
+
 /** Teacher vs student scores on the gold test split (span F1 on entity tasks, accuracy
- * otherwise: what the promotion rule compares), and the student's learning curve. */
-function modelsView(evaluations, models) {
+ * otherwise: what the promotion rule compares), and the learning curve: the newest `curve`
+ * job's, else one point per trained student version. */
+function modelsView(evaluations, models, curve) {
   const METRIC = evaluations.some((e) => e.metrics["gold-test:span_f1"] !== undefined) ? "gold-test:span_f1" : "gold-test:accuracy";
   const scored = evaluations.filter((e) => e.metrics[METRIC] !== undefined);
-  if (!scored.length) {
+  if (!scored.length && !curve) {
     return h("p", { class: "muted", "data-testid": "models" }, "Models: no teacher or student has been evaluated on this task yet.");
   }
   const teachers = scored.filter((e) => !e.model.includes("@"));
   const bars = scored.map((e) => ({ label: e.model.length > 18 ? `…${e.model.slice(-17)}` : e.model, value: e.metrics[METRIC], note: e.model.includes("@") ? "student" : "teacher" }));
   const versions = models.filter((m) => m.metrics[METRIC] !== undefined).sort((a, b) => a.train_examples - b.train_examples);
-  const curve = versions.length
+  const chart = curve
+    ? curveChart(curve)
+    : versions.length
     ? lineChart(
         [
           { name: "student", points: versions.map((m) => [m.train_examples, m.metrics[METRIC]]) },
@@ -582,7 +601,7 @@ function modelsView(evaluations, models) {
     "div",
     { class: "grid2", "data-testid": "models" },
     barChart(bars, { title: `${METRIC} (teachers and students)` }),
-    h("div", {}, curve, h("p", { class: "muted" }, promoted ? `assisting model: ${promoted.name} v${promoted.version} (${promoted.promotion_note})` : "no promoted model yet")),
+    h("div", {}, chart, h("p", { class: "muted" }, promoted ? `assisting model: ${promoted.name} v${promoted.version} (${promoted.promotion_note})` : "no promoted model yet")),
   );
 }
 

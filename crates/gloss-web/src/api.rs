@@ -489,8 +489,21 @@ async fn dashboard(State(s): Shared, headers: HeaderMap) -> Reply {
                 .take(10)
                 .map(to_json)
                 .collect();
+            // The newest learning curve (a succeeded `curve` job's result) of this task.
+            let curve = recent_jobs
+                .iter()
+                .find(|j| {
+                    j.state() == gloss_proto::v1::JobState::Succeeded
+                        && j.spec.as_ref().is_some_and(|sp| {
+                            sp.kind() == gloss_proto::v1::JobKind::Curve
+                                && sp.project == t.project
+                                && sp.task == t.name
+                        })
+                })
+                .and_then(|j| serde_json::from_str::<Value>(&j.result_json).ok());
             tasks.push(json!({
                 "task": to_json(&t),
+                "curve": curve,
                 "progress": to_json(&progress),
                 "agreement": to_json(&agreement),
                 "evaluations": evaluations,

@@ -18,7 +18,9 @@ use crate::split;
 pub enum JobCmd {
     /// Queue a job on a task (PROJECT/TASK).
     Submit {
-        /// train, evaluate or predict.
+        /// train, evaluate, predict or curve (a learning curve: the student trained on 100, 250,
+        /// 500, 1,000 and all gold records, each scored beside the teachers; `glossctl model
+        /// curve` prints it).
         kind: String,
         task: String,
         /// evaluate/predict: a registry model NAME[@VERSION], `assisting` (the task's promoted
@@ -28,7 +30,7 @@ pub enum JobCmd {
         /// {text} and {labels}) and `system` in --config.
         #[arg(long, default_value = "")]
         model: String,
-        /// train: the student to train: `tiny` or `encoder` (choice and multi-choice tasks),
+        /// train and curve: the student to train: `tiny` or `encoder` (choice and multi-choice tasks),
         /// `tiny-tagger` or `encoder-tagger` (ner, ner-correct and spans tasks), or `auto`,
         /// which trains each candidate and keeps the best on the dev split. Encoder students
         /// need --config '{"encoder": "<base model>", "encoder_sha256": "..."}' (without it,
@@ -95,7 +97,7 @@ fn parse_state(s: &str) -> Result<i32> {
 
 fn parse_kind(s: &str) -> Result<JobKind> {
     JobKind::from_str_name(&format!("JOB_KIND_{}", s.trim().to_uppercase()))
-        .with_context(|| format!("unknown job kind {s:?}; use predict, train or evaluate"))
+        .with_context(|| format!("unknown job kind {s:?}; use predict, train, evaluate or curve"))
 }
 
 fn name(state: JobState) -> String {

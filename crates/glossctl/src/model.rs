@@ -35,6 +35,9 @@ pub enum ModelCmd {
     Export { model: String },
     /// Evaluations of teachers and students on a task (PROJECT/TASK).
     Evaluations { task: String },
+    /// The task's learning curve (PROJECT/TASK): the newest succeeded `curve` job's points,
+    /// the student's test score by gold records trained on, beside every evaluated teacher.
+    Curve { task: String },
 }
 
 fn name_version(s: &str) -> Result<(String, u32)> {
@@ -193,5 +196,57 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: ModelCmd) 
             }
             Ok(())
         }
+        ModelCmd::Curve { task } => curve(client, out, &task).await,
     }
+}
+
+/// Prints the newest learning curve of `task`.
+async fn curve(client: &Client, out: Output, task: &str) -> Result<()> {
+    let (project, name) = split(task)?;
+    let jobs = gloss_proto::v1::job_service_client::JobServiceClient::new(client.channel())
+        .list_jobs(ListJobsRequest {
+            states: vec![JobState::Succeeded as i32],
+            limit: 1000,
+        })
+        .await?
+        .into_inner()
+        .jobs;
+    let Some(job) = jobs.into_iter().find(|j| {
+        j.spec
+            .as_ref()
+            .is_some_and(|s| s.kind() == JobKind::Curve && s.project == project && s.task == name)
+    }) else {
+        anyhow::bail!(
+            "{task} has no learning curve yet: run `glossctl job submit curve {task} --wait`"
+        );
+    };
+    let curve: serde_json::Value = serde_json::from_str(&job.result_json)
+        .with_context(|| format!("job {}: the result is not JSON", job.id))?;
+    if let Output::Json = out {
+        println!("{}", serde_json::to_string_pretty(&curve)?);
+        return Ok(());
+    }
+    let metric = curve["metric"].as_str().unwrap_or("score");
+    println!(
+        "{task}: {metric} on {} gold test records (job {})",
+        curve["test_examples"], job.id
+    );
+    println!("{:>10}  {:<16} {:>8}", "EXAMPLES", "STUDENT", "SCORE");
+    for p in curve["points"].as_array().into_iter().flatten() {
+        println!(
+            "{:>10}  {:<16} {:>8.4}",
+            p["examples"],
+            p["kind"].as_str().unwrap_or(""),
+            p["score"].as_f64().unwrap_or_default()
+        );
+    }
+    for t in curve["teachers"].as_array().into_iter().flatten() {
+        println!(
+            "{:>10}  {:<16} {:>8.4}",
+            "teacher",
+            t["model"].as_str().unwrap_or(""),
+            t["score"].as_f64().unwrap_or_default()
+        );
+    }
+    Ok(())
 }

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use gloss_ml::metrics::{span_report, Span};
+use gloss_ml::metrics::{span_report, Span, SpanReport};
 use gloss_ml::tagging::entity_spans;
 use gloss_ml::{Encoder, Entity, HeadTagger, TinyTagger};
 use gloss_proto::v1::{Interface, Suggestion, Task};
 use serde_json::{json, Value};
 
 use super::students::{Fetched, StudentKind};
-use super::{llm_totals, run_llm, Context, Settings, Target};
+use super::{evaluation_result, llm_totals, run_llm, Context, GoldRecord, Settings, Target};
 use crate::teachers::{Ask, LlmTeacher, Outcome};
 
 /// The entities found in each text (`None`: the teacher abstained), and an LLM teacher's
@@ -67,14 +67,18 @@ fn load(
         );
     }
     let student = Fetched::get(ctx, task, model, Target::Entities)?;
+    Ok((from_student(ctx, &student)?, student.name))
+}
+
+/// A tagger on disk, loaded.
+fn from_student(ctx: &Context, student: &Fetched) -> Result<Extractor> {
     let device = ctx.device();
-    let extractor = match student.kind {
+    Ok(match student.kind {
         StudentKind::EncoderTagger => {
             Extractor::Encoder(HeadTagger::load(&student.dir, &device)?, student.encoder()?)
         }
         _ => Extractor::Tiny(TinyTagger::load(&student.dir, &device)?),
-    };
-    Ok((extractor, student.name))
+    })
 }
 
 /// Scores a tagger or LLM teacher on the gold test split by exact-match spans, per label, and
@@ -90,8 +94,44 @@ pub fn evaluate_job(ctx: &Context, task: &Task, settings: &Settings, model: &str
             test.len()
         )],
     );
+    let (metrics, report, llm) = test_metrics(ctx, &extractor, &name, &test, settings)?;
+    ctx.record_evaluation(task, &name, metrics.clone())?;
+    let mut lines = vec![format!(
+        "{name}: span precision {:.4}, recall {:.4}, F1 {:.4}",
+        report.micro.precision, report.micro.recall, report.micro.f1
+    )];
+    lines.extend(report.per_label.iter().map(|(label, prf)| {
+        format!(
+            "  {label}: precision {:.4}, recall {:.4}, F1 {:.4} ({} gold)",
+            prf.precision, prf.recall, prf.f1, prf.gold
+        )
+    }));
+    ctx.report(1.0, Vec::new(), lines);
+    Ok(evaluation_result(&name, test.len(), metrics, llm))
+}
+
+/// A trained tagger's scores on the gold test split (a learning curve's point).
+pub fn student_metrics(
+    ctx: &Context,
+    student: &Fetched,
+    test: &[GoldRecord],
+    settings: &Settings,
+) -> Result<HashMap<String, f64>> {
+    let extractor = from_student(ctx, student)?;
+    Ok(test_metrics(ctx, &extractor, &student.name, test, settings)?.0)
+}
+
+/// Scores of `extractor` on `test` by exact-match spans, overall and per label, with an LLM
+/// teacher's abstention rate and figures.
+fn test_metrics(
+    ctx: &Context,
+    extractor: &Extractor,
+    name: &str,
+    test: &[GoldRecord],
+    settings: &Settings,
+) -> Result<(HashMap<String, f64>, SpanReport, Option<Value>)> {
     let texts: Vec<&str> = test.iter().map(|g| g.text.as_str()).collect();
-    let (found, llm) = extractor.extract(ctx, &name, &texts, settings.batch_size.max(1))?;
+    let (found, llm) = extractor.extract(ctx, name, &texts, settings.batch_size.max(1))?;
     ctx.cancelled()?;
     let abstained = found.iter().filter(|f| f.is_none()).count();
     // An abstention finds nothing: its gold spans count as missed.
@@ -121,26 +161,7 @@ pub fn evaluate_job(ctx: &Context, task: &Task, settings: &Settings, model: &str
             abstained as f64 / test.len() as f64,
         );
     }
-    ctx.record_evaluation(task, &name, metrics.clone())?;
-    let mut lines = vec![format!(
-        "{name}: span precision {:.4}, recall {:.4}, F1 {:.4}",
-        report.micro.precision, report.micro.recall, report.micro.f1
-    )];
-    lines.extend(report.per_label.iter().map(|(label, prf)| {
-        format!(
-            "  {label}: precision {:.4}, recall {:.4}, F1 {:.4} ({} gold)",
-            prf.precision, prf.recall, prf.f1, prf.gold
-        )
-    }));
-    ctx.report(1.0, Vec::new(), lines);
-    let mut result = json!({"model": name, "test_examples": test.len()});
-    for (k, v) in metrics {
-        result[k] = json!(v);
-    }
-    if let Some(llm) = llm {
-        result["teacher"] = llm;
-    }
-    Ok(result)
+    Ok((metrics, report, llm))
 }
 
 /// Pre-annotates the task's source examples with span suggestions (what `ner-correct` starts

@@ -12,7 +12,7 @@ use gloss_proto::v1::{Suggestion, Task};
 use serde_json::{json, Value};
 
 use super::students::{Fetched, StudentKind};
-use super::{llm_totals, run_llm, Context, Settings, Target};
+use super::{evaluation_result, llm_totals, run_llm, Context, GoldRecord, Settings, Target};
 use crate::teachers::{Ask, LlmTeacher, Outcome};
 
 /// A model that scores texts over the task's labels.
@@ -107,15 +107,19 @@ fn load(
         ));
     }
     let student = Fetched::get(ctx, task, model, Target::Labels { multi: false })?;
+    Ok((from_student(ctx, &student)?, student.name))
+}
+
+/// A label student on disk, loaded.
+fn from_student(ctx: &Context, student: &Fetched) -> Result<Classifier> {
     let device = ctx.device();
-    let classifier = match student.kind {
+    Ok(match student.kind {
         StudentKind::Encoder => Classifier::Encoder(
             HeadStudent::load(&student.dir, &device)?,
             student.encoder()?,
         ),
         _ => Classifier::Tiny(TinyStudent::load(&student.dir, &device)?),
-    };
-    Ok((classifier, student.name))
+    })
 }
 
 /// Scores a teacher or student on the gold test split and records the result.
@@ -136,8 +140,45 @@ pub fn evaluate_job(
             test.len()
         )],
     );
+    let (metrics, llm) = test_metrics(ctx, task, &classifier, &name, &test, settings, multi)?;
+    ctx.record_evaluation(task, &name, metrics.clone())?;
+    ctx.report(
+        1.0,
+        Vec::new(),
+        vec![format!(
+            "{name}: accuracy {:.4}, macro-F1 {:.4}",
+            metrics["gold-test:accuracy"], metrics["gold-test:macro_f1"]
+        )],
+    );
+    Ok(evaluation_result(&name, test.len(), metrics, llm))
+}
+
+/// A trained label student's scores on the gold test split (a learning curve's point).
+pub fn student_metrics(
+    ctx: &Context,
+    task: &Task,
+    student: &Fetched,
+    test: &[GoldRecord],
+    settings: &Settings,
+    multi: bool,
+) -> Result<HashMap<String, f64>> {
+    let classifier = from_student(ctx, student)?;
+    Ok(test_metrics(ctx, task, &classifier, &student.name, test, settings, multi)?.0)
+}
+
+/// Scores of `classifier` on `test`: accuracy and macro-F1 (multi-choice: subset accuracy and
+/// micro-F1 too), with an LLM teacher's abstention rate and figures.
+fn test_metrics(
+    ctx: &Context,
+    task: &Task,
+    classifier: &Classifier,
+    name: &str,
+    test: &[GoldRecord],
+    settings: &Settings,
+    multi: bool,
+) -> Result<(HashMap<String, f64>, Option<Value>)> {
     let texts: Vec<&str> = test.iter().map(|g| g.text.as_str()).collect();
-    let scored = classifier.scores(ctx, &name, &texts, settings.batch_size.max(1))?;
+    let scored = classifier.scores(ctx, name, &texts, settings.batch_size.max(1))?;
     ctx.cancelled()?;
     let predicted: Vec<Option<Vec<usize>>> = scored
         .scores
@@ -170,23 +211,7 @@ pub fn evaluate_job(
             abstained as f64 / test.len() as f64,
         );
     }
-    ctx.record_evaluation(task, &name, metrics.clone())?;
-    ctx.report(
-        1.0,
-        Vec::new(),
-        vec![format!(
-            "{name}: accuracy {:.4}, macro-F1 {:.4}",
-            metrics["gold-test:accuracy"], metrics["gold-test:macro_f1"]
-        )],
-    );
-    let mut result = json!({"model": name, "test_examples": test.len()});
-    for (k, v) in metrics {
-        result[k] = json!(v);
-    }
-    if let Some(llm) = scored.llm {
-        result["teacher"] = llm;
-    }
-    Ok(result)
+    Ok((metrics, scored.llm))
 }
 
 /// Pre-annotates the task's source examples: one suggestion (labels and confidence) each.

@@ -13,6 +13,9 @@
 //!   [`crate::teachers`]) on the gold test split; the scores (accuracy and macro-F1, or span
 //!   precision, recall and F1 per label) are recorded with the task, an LLM's abstentions
 //!   counted.
+//! - `curve` ([`students`]): the student trained on growing parts of the train split (100, 250,
+//!   500, 1,000, all; `sizes` in the config), each scored on the test split beside every
+//!   evaluated teacher; the points are the job's result.
 //! - `predict`: the same models over the task's source examples; writes suggestions (labels or
 //!   spans, with a confidence), which the feed's uncertainty ordering, `ner-correct` and the web
 //!   app use.
@@ -101,6 +104,8 @@ struct Settings {
     encoder_sha256: String,
     /// Learning rate; each student has its own default.
     learning_rate: Option<f64>,
+    /// Curves: the numbers of gold train records to train on (all of them are always added).
+    sizes: Vec<usize>,
     /// Label descriptions for the similarity teacher, in label order.
     descriptions: Vec<String>,
     /// Name of the teacher whose suggestions the annotators corrected (lineage).
@@ -122,6 +127,7 @@ impl Default for Settings {
             encoder: String::new(),
             encoder_sha256: String::new(),
             learning_rate: None,
+            sizes: vec![100, 250, 500, 1000],
             descriptions: Vec::new(),
             teacher: String::new(),
             prompt: String::new(),
@@ -162,6 +168,12 @@ impl Context {
             bail!("cancelled");
         }
         Ok(())
+    }
+
+    fn models(
+        &self,
+    ) -> gloss_proto::v1::model_service_client::ModelServiceClient<gloss_client::Conn> {
+        gloss_proto::v1::model_service_client::ModelServiceClient::new(self.client.channel())
     }
 
     fn rpc(&self) -> WorkerServiceClient<gloss_client::Conn> {
@@ -352,12 +364,7 @@ impl Context {
                     project: task.project.clone(),
                     task: task.name.clone(),
                 };
-                let models = self.runtime.block_on(
-                    gloss_proto::v1::model_service_client::ModelServiceClient::new(
-                        self.client.channel(),
-                    )
-                    .list_models(req),
-                );
+                let models = self.runtime.block_on(self.models().list_models(req));
                 let promoted = models
                     .ok()
                     .and_then(|m| m.into_inner().models.into_iter().find(|m| m.promoted));
@@ -413,6 +420,27 @@ impl Context {
             .join(format!("{}-v{}", name.replace('/', "_"), record.version));
         model_store::unpack(&bytes, &dir)?;
         Ok((record, dir))
+    }
+
+    /// The teachers evaluated on the task (models that are not registry versions) with their
+    /// score on `metric`, best first.
+    fn teacher_scores(&self, task: &Task, metric: &str) -> Result<Vec<(String, f64)>> {
+        let req = gloss_proto::v1::ListEvaluationsRequest {
+            project: task.project.clone(),
+            task: task.name.clone(),
+        };
+        let evaluations = self
+            .runtime
+            .block_on(self.models().list_evaluations(req))?
+            .into_inner()
+            .evaluations;
+        let mut teachers: Vec<(String, f64)> = evaluations
+            .into_iter()
+            .filter(|e| !e.model.contains('@'))
+            .filter_map(|e| Some((e.model.clone(), *e.metrics.get(metric)?)))
+            .collect();
+        teachers.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(teachers)
     }
 
     /// Records an evaluation of `model` on the task.
@@ -572,6 +600,7 @@ pub fn run(ctx: &Context) -> Result<Value> {
     let task = ctx.task()?;
     match (spec.kind(), target(&task)?) {
         (JobKind::Train, _) => students::train_job(ctx, &task, &settings, &spec),
+        (JobKind::Curve, _) => students::curve_job(ctx, &task, &settings, &spec),
         (JobKind::Evaluate, Target::Labels { multi }) => {
             labels::evaluate_job(ctx, &task, &settings, &spec.model, multi)
         }
@@ -645,6 +674,24 @@ fn run_llm(
         )],
     );
     Ok((run.outcomes, figures))
+}
+
+/// An evaluate job's result: the model, the test split's size, every metric, and an LLM
+/// teacher's figures.
+fn evaluation_result(
+    name: &str,
+    test_examples: usize,
+    metrics: std::collections::HashMap<String, f64>,
+    llm: Option<Value>,
+) -> Value {
+    let mut result = json!({"model": name, "test_examples": test_examples});
+    for (k, v) in metrics {
+        result[k] = json!(v);
+    }
+    if let Some(llm) = llm {
+        result["teacher"] = llm;
+    }
+    result
 }
 
 /// Sums the figures of the LLM runs over a predict job's batches.

@@ -131,6 +131,17 @@ pub struct Candidate {
     pub dir: PathBuf,
 }
 
+impl Candidate {
+    fn new(kind: StudentKind, outcome: TrainOutcome, dir: PathBuf) -> Candidate {
+        Candidate {
+            kind,
+            dev_score: outcome.best_dev_score,
+            outcome,
+            dir,
+        }
+    }
+}
+
 /// The candidate with the best dev score; the earlier one on ties (candidates are listed
 /// smallest first).
 pub fn pick_best(candidates: &[Candidate]) -> Option<&Candidate> {
@@ -255,12 +266,7 @@ pub fn train_job(ctx: &Context, task: &Task, settings: &Settings, spec: &JobSpec
                 outcome.best_epoch
             )],
         );
-        trained.push(Candidate {
-            kind,
-            dev_score: outcome.best_dev_score,
-            outcome,
-            dir,
-        });
+        trained.push(Candidate::new(kind, outcome, dir));
     }
     let best = pick_best(&trained).context("no candidate was trained")?;
     let selection = selection(&spec.model, best, &trained);
@@ -307,6 +313,95 @@ pub fn train_job(ctx: &Context, task: &Task, settings: &Settings, spec: &JobSpec
         "best_epoch": outcome.best_epoch,
         best.kind.dev_metric(): best.dev_score,
         "epochs_run": outcome.epochs_run,
+    }))
+}
+
+/// The numbers of train records a curve's points train on: the asked sizes below `available`
+/// (at least 2 each), then all of them, in increasing order.
+pub fn curve_sizes(asked: &[usize], available: usize) -> Vec<usize> {
+    let mut sizes: Vec<usize> = asked
+        .iter()
+        .copied()
+        .filter(|&n| n >= 2 && n < available)
+        .collect();
+    sizes.push(available);
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}
+
+/// A learning curve: the student (or `auto`'s best on dev, per point) trained on growing,
+/// nested parts of the train split (a seeded shuffle's prefixes), each scored on the test split,
+/// beside every evaluated teacher. Nothing is uploaded; the points are the result.
+pub fn curve_job(ctx: &Context, task: &Task, settings: &Settings, spec: &JobSpec) -> Result<Value> {
+    let target = target(task)?;
+    let kinds = candidates(&spec.model, target, !settings.encoder.is_empty())?;
+    let (mut train_set, dev_set) = ctx.train_dev(task)?;
+    let test = ctx.test_set(task)?;
+    gloss_ml::hash::SplitMix64::new(settings.seed).shuffle(&mut train_set);
+    let sizes = curve_sizes(&settings.sizes, train_set.len());
+    let metric = match target {
+        Target::Labels { .. } => "gold-test:accuracy",
+        Target::Entities => "gold-test:span_f1",
+    };
+    let steps = sizes.len() * kinds.len();
+    let mut points = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let part = &train_set[..n];
+        let mut trained = Vec::new();
+        for (j, &kind) in kinds.iter().enumerate() {
+            let dir = ctx.work_dir.join(format!("curve-{n}-{}", kind.name()));
+            let share = (i * kinds.len() + j, steps);
+            let outcome = train_one(ctx, task, settings, kind, part, &dev_set, &dir, share)?;
+            ctx.cancelled()?;
+            trained.push(Candidate::new(kind, outcome, dir));
+        }
+        let best = pick_best(&trained).context("no candidate was trained")?;
+        let student = Fetched {
+            kind: best.kind,
+            dir: best.dir.clone(),
+            name: format!("{} on {n} records", best.kind.name()),
+            encoder: if best.kind.needs_encoder() {
+                Some(ctx.encoder(&settings.encoder, &settings.encoder_sha256, "curve")?)
+            } else {
+                None
+            },
+        };
+        let metrics = match target {
+            Target::Labels { multi } => {
+                super::labels::student_metrics(ctx, task, &student, &test, settings, multi)?
+            }
+            Target::Entities => super::entities::student_metrics(ctx, &student, &test, settings)?,
+        };
+        let score = metrics.get(metric).copied().unwrap_or_default();
+        ctx.report(
+            (i + 1) as f64 / sizes.len() as f64 * 0.95,
+            Vec::new(),
+            vec![format!(
+                "{n} gold records: {} {metric} {score:.4} (dev {:.4})",
+                best.kind.name(),
+                best.dev_score
+            )],
+        );
+        points.push(json!({
+            "examples": n,
+            "kind": best.kind.name(),
+            "score": score,
+            "dev_score": best.dev_score,
+        }));
+    }
+    let teachers: Vec<Value> = ctx
+        .teacher_scores(task, metric)?
+        .into_iter()
+        .map(|(model, score)| json!({"model": model, "score": score}))
+        .collect();
+    Ok(json!({
+        "metric": metric,
+        "student": if spec.model.is_empty() { kinds[0].name() } else { spec.model.as_str() },
+        "test_examples": test.len(),
+        "dev_examples": dev_set.len(),
+        "points": points,
+        "teachers": teachers,
     }))
 }
 
@@ -549,6 +644,15 @@ mod tests {
             .to_string();
         assert!(no_encoder.contains("needs a base encoder"), "{no_encoder}");
         assert!(candidates("bert", labels, true).is_err());
+    }
+
+    #[test]
+    fn curves_stop_at_what_there_is_and_always_end_with_all_of_it() {
+        let asked = [100, 250, 500, 1000];
+        assert_eq!(curve_sizes(&asked, 700), [100, 250, 500, 700]);
+        assert_eq!(curve_sizes(&asked, 1000), [100, 250, 500, 1000]);
+        assert_eq!(curve_sizes(&asked, 60), [60]);
+        assert_eq!(curve_sizes(&[30, 1, 10, 30], 40), [10, 30, 40]);
     }
 
     #[test]
