@@ -12,6 +12,7 @@
 
 mod gpu;
 mod job_run;
+pub use job_run::{split_of, Split};
 pub mod model_store;
 pub mod predict;
 pub mod teachers;

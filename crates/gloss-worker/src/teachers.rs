@@ -73,7 +73,13 @@ pub struct Prompt {
     /// The system turn; empty means none (the default for entities).
     pub system: String,
     pub template: String,
+    /// Texts are cut to this many characters before they are asked about, so a long document
+    /// fits the model's context (entities found stay at their offsets in the whole text).
+    pub max_chars: usize,
 }
+
+/// Characters of a text an LLM teacher reads unless the job says otherwise.
+pub const DEFAULT_MAX_CHARS: usize = 2000;
 
 impl Prompt {
     /// The job's overrides over the defaults for `ask`, checked.
@@ -96,7 +102,22 @@ impl Prompt {
                 system.to_string()
             },
             template: template.to_string(),
+            max_chars: DEFAULT_MAX_CHARS,
         })
+    }
+
+    /// The same prompt reading at most `max_chars` characters of each text (at least 1).
+    pub fn with_max_chars(mut self, max_chars: usize) -> Prompt {
+        self.max_chars = max_chars.max(1);
+        self
+    }
+
+    /// `text` cut to [`Prompt::max_chars`] characters.
+    fn clip<'t>(&self, text: &'t str) -> &'t str {
+        match text.char_indices().nth(self.max_chars) {
+            Some((at, _)) => &text[..at],
+            None => text,
+        }
     }
 
     fn system(&self) -> Option<&str> {
@@ -308,7 +329,7 @@ impl LlmTeacher {
         let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let next = AtomicUsize::new(0);
         let one = |i: usize| -> Result<()> {
-            let text = texts[i];
+            let text = self.prompt.clip(texts[i]);
             let key = self.cache_key(text);
             let outcome = match self.cache.get(&key) {
                 Some(hit) => {
@@ -551,6 +572,8 @@ mod tests {
         let p = Prompt::new(Ask::Entities, "", "").unwrap();
         assert_eq!((p.system(), p.template.as_str()), (None, EXTRACT_TEMPLATE));
         assert!(Prompt::new(Ask::Entities, "", "Labels: {labels}").is_err());
+        let p = p.with_max_chars(3);
+        assert_eq!((p.clip("héllo"), p.clip("hé")), ("hél", "hé"));
     }
 
     #[test]

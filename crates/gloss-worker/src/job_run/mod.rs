@@ -104,6 +104,8 @@ struct Settings {
     encoder_sha256: String,
     /// Learning rate; each student has its own default.
     learning_rate: Option<f64>,
+    /// LLM teachers: characters of each text they read (long documents are cut to fit).
+    max_chars: usize,
     /// Curves: the numbers of gold train records to train on (all of them are always added).
     sizes: Vec<usize>,
     /// Label descriptions for the similarity teacher, in label order.
@@ -128,6 +130,7 @@ impl Default for Settings {
             encoder_sha256: String::new(),
             learning_rate: None,
             sizes: vec![100, 250, 500, 1000],
+            max_chars: crate::teachers::DEFAULT_MAX_CHARS,
             descriptions: Vec::new(),
             teacher: String::new(),
             prompt: String::new(),
@@ -331,7 +334,10 @@ impl Context {
         model: &str,
         ask: Ask,
     ) -> Result<Option<LlmTeacher>> {
-        let prompt = || Prompt::new(ask, &settings.system, &settings.prompt);
+        let prompt = || {
+            Prompt::new(ask, &settings.system, &settings.prompt)
+                .map(|p| p.with_max_chars(settings.max_chars))
+        };
         if let Some(name) = model.strip_prefix("llm:") {
             return Ok(Some(LlmTeacher::local(
                 &self.device(),
@@ -660,7 +666,11 @@ fn run_llm(
         "examples_per_second": total as f64 / run.seconds.max(1e-9),
         "tokens_per_second": run.tokens as f64 / run.seconds.max(1e-9),
         "tokens_per_example": run.tokens as f64 / asked,
-        "prompt": {"system": teacher.prompt().system, "template": teacher.prompt().template},
+        "prompt": {
+            "system": teacher.prompt().system,
+            "template": teacher.prompt().template,
+            "max_chars": teacher.prompt().max_chars,
+        },
     });
     ctx.report(
         1.0,

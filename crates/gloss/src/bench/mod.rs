@@ -4,8 +4,11 @@
 //! - `gloss bench raft`: replicated writes through a 3-node group (and a single node) on loopback
 //!   at several client concurrencies, beside a plain RocksDB fsync write loop, the physical floor;
 //! - `gloss bench feed`: simulated annotators against a task (see [`feed`]);
-//! - `gloss bench snapshot`: a new member catching up by snapshot (see [`snapshot`]).
+//! - `gloss bench snapshot`: a new member catching up by snapshot (see [`snapshot`]);
+//! - `gloss bench distill`: teachers, students and a classical baseline on real labelled data,
+//!   all through jobs (see [`distill`]).
 
+mod distill;
 mod feed;
 mod snapshot;
 
@@ -67,6 +70,39 @@ pub enum BenchCmd {
         /// cluster answers, which measures saturation rather than an annotator's wait).
         #[arg(long, default_value_t = 0)]
         think_ms: u64,
+    },
+    /// Teachers, students and a TF-IDF baseline on real labelled data sets, through jobs on a
+    /// fresh single-node cluster with an embedded worker: one row per model with its test score,
+    /// its distance to the best teacher, its speed and its size.
+    Distill {
+        /// Sets to run, comma-separated: polarity, spam, wnut.
+        #[arg(long, value_delimiter = ',', default_value = "polarity,spam,wnut")]
+        sets: Vec<String>,
+        /// Gold records per set (split 70/15/15 by input hash).
+        #[arg(long, default_value_t = 1000)]
+        gold: usize,
+        /// Where `crates/gloss-ml/scripts/fetch-test-data.sh` put the data sets.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Models directory holding `minilm/` and the LLM teacher's directory
+        /// (`crates/gloss-ml/scripts/fetch-test-models.sh`).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// The LLM teacher: a directory in the models directory with one GGUF file.
+        #[arg(long, default_value = "smollm2")]
+        llm: String,
+        /// Characters of each text the LLM teacher reads.
+        #[arg(long, default_value_t = 1500)]
+        max_chars: usize,
+        /// Most epochs per student.
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        /// Seeds the choice of gold records and training.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The TF-IDF baseline script (scikit-learn).
+        #[arg(long, default_value = "crates/gloss-ml/scripts/tfidf_baseline.py")]
+        baseline_script: PathBuf,
     },
     /// Replicated write throughput and latency at 1, 16, 64 and 256 concurrent clients.
     Raft {
@@ -149,6 +185,31 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
         } => import(examples, dir, batch).await,
         BenchCmd::Raft { seconds } => raft(Duration::from_secs(seconds)).await,
         BenchCmd::Snapshot { sizes_mb } => snapshot::run(&sizes_mb).await,
+        BenchCmd::Distill {
+            sets,
+            gold,
+            data,
+            models,
+            llm,
+            max_chars,
+            epochs,
+            seed,
+            baseline_script,
+        } => {
+            let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+            distill::run(distill::DistillBench {
+                sets,
+                gold,
+                data: data.unwrap_or_else(|| home.join(".cache/gloss-test-data")),
+                models: models.unwrap_or_else(|| home.join(".cache/gloss-test-models")),
+                llm,
+                epochs,
+                seed,
+                max_chars,
+                baseline_script,
+            })
+            .await
+        }
         BenchCmd::Feed {
             examples,
             annotators,
