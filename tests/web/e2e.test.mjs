@@ -164,6 +164,22 @@ before(async () => {
       .join("\n"),
   );
   gloss.ctl("task", "suggest", "demo/correct", suggestions);
+  // A binary task whose model accepts the first claim's label and rejects the second's.
+  const claims = join(gloss.dir, "claims.jsonl");
+  writeFileSync(claims, ["Win a free cruise today", "Minutes of Tuesday's meeting"].map((text) => JSON.stringify({ text, label: "spam" })).join("\n") + "\n");
+  gloss.ctl("dataset", "import", "demo/claims", claims);
+  gloss.ctl("task", "create", "demo/is-spam", "--dataset", "claims", "--interface", "binary", "--labels", "spam");
+  const verdicts = join(gloss.dir, "verdicts.jsonl");
+  writeFileSync(
+    verdicts,
+    [
+      { seq: 1, labels: ["spam"], score: 0.8, source: "student" },
+      { seq: 2, labels: [], score: 0.7, source: "student" },
+    ]
+      .map((x) => JSON.stringify(x))
+      .join("\n"),
+  );
+  gloss.ctl("task", "suggest", "demo/is-spam", verdicts);
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS, headless: true });
 });
 
@@ -405,6 +421,23 @@ test("a teacher's suggestions are shown distinctly, accepted as they are or corr
   const rows = gloss.exportAnswers("demo/correct").filter((r) => r._annotator_id === "correct-alice");
   const spans = rows.map((r) => r.spans.map((s) => `${s.start}-${s.end}:${s.label}`));
   assert.deepEqual(spans, [["0-12:ORG"], ["0-10:ORG"]]);
+  await ctx.close();
+});
+
+test("a binary task shows whether the model accepts or rejects the proposed label", async () => {
+  const { ctx, page } = await signIn("alice");
+  await page.click("tr[data-task='demo/is-spam'] a");
+  await page.waitForSelector(".editor .proposed");
+  assert.equal(await page.textContent(".editor .proposed"), "spam");
+  assert.equal(await currentSeq(page), "1");
+  assert.equal(await page.textContent("[data-testid=suggestion]"), "suggested by student: accept (confidence 0.80)");
+  await decide(page, "a");
+  await page.waitForFunction(() => document.querySelector(".editor")?.dataset.seq === "2");
+  assert.equal(await page.textContent("[data-testid=suggestion]"), "suggested by student: reject (confidence 0.70)");
+  await decide(page, "x");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+  const rows = gloss.exportAnswers("demo/is-spam").filter((r) => r._annotator_id === "is-spam-alice");
+  assert.deepEqual(rows.map((r) => r.answer), ["accept", "reject"]);
   await ctx.close();
 });
 

@@ -256,6 +256,14 @@ impl Service {
         let rec = self.known_task(project, task).await?;
         let t = rec.task.clone().unwrap_or_default();
         for (i, s) in suggestions.iter_mut().enumerate() {
+            if let Some(unknown) = s.labels.iter().find(|l| !t.labels.contains(l)) {
+                return Err(invalid(format!(
+                    "suggestions[{i}] (example {}): unknown label {unknown:?}; the task's labels \
+                     are {}",
+                    s.seq,
+                    t.labels.join(", ")
+                )));
+            }
             if s.spans.is_empty() {
                 continue;
             }

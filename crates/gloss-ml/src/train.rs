@@ -218,6 +218,120 @@ where
     fit(&objective, train, dev, config, cancel, on_epoch)
 }
 
+/// Accept/reject decisions on some labels of one example (binary tasks): `(label index,
+/// accepted)`. Labels an example has no decision on teach nothing about it.
+pub type Decisions = Vec<(usize, bool)>;
+
+/// A multi-label [`Trainable`] taught by decisions: binary cross-entropy on the decided labels
+/// only, scored by the share of decisions it gets right.
+struct DecisionObjective<'m, M> {
+    model: &'m M,
+}
+
+impl<M: Trainable> Objective for DecisionObjective<'_, M> {
+    type Example = (M::Input, Decisions);
+
+    fn var_map(&self) -> &VarMap {
+        self.model.var_map()
+    }
+
+    fn check(&self, part: &str, data: &[Self::Example]) -> Result<()> {
+        if !self.model.multi_label() {
+            return Err(Error::InvalidInput(
+                "decisions train a multi-label model (one sigmoid per label)".into(),
+            ));
+        }
+        let n = self.model.num_labels();
+        for (i, (_, decisions)) in data.iter().enumerate() {
+            if decisions.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "{part} example {i}: no decision on any label"
+                )));
+            }
+            if let Some((bad, _)) = decisions.iter().find(|(l, _)| *l >= n) {
+                return Err(Error::InvalidInput(format!(
+                    "{part} example {i}: label index {bad} but the model has {n} labels"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn loss(&self, batch: &[&Self::Example]) -> Result<Tensor> {
+        let inputs: Vec<&M::Input> = batch.iter().map(|(x, _)| x).collect();
+        let logits = self.model.logits(&inputs)?;
+        let n = self.model.num_labels();
+        let mut targets = vec![0f32; batch.len() * n];
+        let mut mask = vec![0f32; batch.len() * n];
+        for (row, (_, decisions)) in batch.iter().enumerate() {
+            for &(label, accepted) in decisions {
+                mask[row * n + label] = 1.0;
+                targets[row * n + label] = if accepted { 1.0 } else { 0.0 };
+            }
+        }
+        let device = logits.device().clone();
+        let decided = mask.iter().sum::<f32>().max(1.0);
+        let masked = || -> candle_core::Result<Tensor> {
+            let logits = logits.to_dtype(DType::F32)?;
+            let t = Tensor::from_vec(targets, (batch.len(), n), &device)?;
+            let m = Tensor::from_vec(mask, (batch.len(), n), &device)?;
+            // Binary cross-entropy with logits, stable form: max(x, 0) - x t + log(1 + e^-|x|).
+            let softplus = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+            let per = ((logits.relu()? - (&logits * &t)?)? + softplus)?;
+            (per * m)?.sum_all()?.affine(1.0 / f64::from(decided), 0.0)
+        };
+        masked().ctx(|| "computing the decision loss".into())
+    }
+
+    fn score(&self, data: &[Self::Example], batch_size: usize) -> Result<f64> {
+        decision_accuracy(self.model, data, batch_size)
+    }
+}
+
+/// Trains a multi-label `model` on accept/reject decisions, selecting the epoch with the best
+/// share of dev decisions right; otherwise as [`train`].
+pub fn train_decisions<M: Trainable>(
+    model: &M,
+    train: &[(M::Input, Decisions)],
+    dev: &[(M::Input, Decisions)],
+    config: &TrainConfig,
+    cancel: &Arc<AtomicBool>,
+    on_epoch: impl FnMut(EpochReport),
+) -> Result<TrainOutcome> {
+    fit(
+        &DecisionObjective { model },
+        train,
+        dev,
+        config,
+        cancel,
+        on_epoch,
+    )
+}
+
+/// The share of `data`'s decisions a multi-label `model` gets right: it accepts a label when
+/// that label scores at least 0.5.
+pub fn decision_accuracy<M: Trainable>(
+    model: &M,
+    data: &[(M::Input, Decisions)],
+    batch_size: usize,
+) -> Result<f64> {
+    let (mut right, mut all) = (0usize, 0usize);
+    for chunk in data.chunks(batch_size.max(1)) {
+        let inputs: Vec<&M::Input> = chunk.iter().map(|(x, _)| x).collect();
+        for (row, (_, decisions)) in model.scores(&inputs)?.iter().zip(chunk) {
+            for &(label, accepted) in decisions {
+                all += 1;
+                right += usize::from((row[label] >= 0.5) == accepted);
+            }
+        }
+    }
+    Ok(if all == 0 {
+        0.0
+    } else {
+        right as f64 / all as f64
+    })
+}
+
 /// Fits any [`Objective`] with the same loop as [`train`]; `config.dev_metric` is not used (the
 /// objective's own [`score`](Objective::score) selects the best epoch).
 pub fn fit<O: Objective>(

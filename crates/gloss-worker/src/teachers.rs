@@ -1,4 +1,5 @@
-//! LLM teachers in jobs, for choice tasks (which label fits) and entity tasks (which spans are
+//! LLM teachers in jobs, for choice tasks (which label fits), binary and multi-choice tasks
+//! (does this label fit: yes or no, one question per label) and entity tasks (which spans are
 //! entities of which label):
 //!
 //! - `llm:<name>`: a GGUF chat model in the worker's models directory (`<models_dir>/<name>/`,
@@ -10,7 +11,7 @@
 //!   file when the job starts; it never leaves the worker (not in the job, the log or the audit).
 //!
 //! Both ask the same prompt: a system turn and a user template with `{text}` and `{labels}` (and
-//! `{first_label}` for entities), each overridable in the job's config (`system`, `prompt`) and
+//! `{first_label}` for entities, `{label}` for yes/no questions), each overridable in the job's config (`system`, `prompt`) and
 //! recorded in the job's result. An answer that names none of the task's labels (or, for
 //! entities, is not a list), or a reply that is not a chat completion, is an abstention, counted,
 //! never a crash; a server that cannot be reached fails the job.
@@ -26,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use gloss_ml::teacher::prompt::{
-    check_template, render_classify, render_extract, CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE,
+    check_decide_template, check_template, render_classify, render_decide, render_extract,
+    CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE, DECIDE_ANSWERS, DECIDE_SYSTEM, DECIDE_TEMPLATE,
     EXTRACT_TEMPLATE,
 };
 use gloss_ml::teacher::{EntityAnswer, LabelAnswer, Teacher};
@@ -64,6 +66,18 @@ pub enum Ask {
     Label,
     /// The entities of the labels in the text.
     Entities,
+    /// Whether one given label fits the text: yes or no.
+    Decision,
+}
+
+impl Ask {
+    fn name(self) -> &'static str {
+        match self {
+            Ask::Label => "label",
+            Ask::Entities => "entities",
+            Ask::Decision => "decision",
+        }
+    }
 }
 
 /// The prompt a job asks with.
@@ -87,13 +101,18 @@ impl Prompt {
         let (default_system, default_template) = match ask {
             Ask::Label => (CLASSIFY_SYSTEM, CLASSIFY_TEMPLATE),
             Ask::Entities => ("", EXTRACT_TEMPLATE),
+            Ask::Decision => (DECIDE_SYSTEM, DECIDE_TEMPLATE),
         };
         let template = if template.is_empty() {
             default_template
         } else {
             template
         };
-        check_template(template).map_err(anyhow::Error::msg)?;
+        match ask {
+            Ask::Decision => check_decide_template(template),
+            _ => check_template(template),
+        }
+        .map_err(anyhow::Error::msg)?;
         Ok(Prompt {
             ask,
             system: if system.is_empty() {
@@ -171,7 +190,8 @@ pub struct LlmTeacher {
 /// One example's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// The label and the probabilities of every label.
+    /// The label and the probabilities of every label (for a yes/no question: 0 is yes, and
+    /// the probabilities are those of yes and no).
     Label(usize, Vec<f32>),
     /// The entities the answer listed (maybe none).
     Entities(Vec<Entity>),
@@ -312,14 +332,28 @@ impl LlmTeacher {
         &self.prompt
     }
 
-    /// Asks about every text, calling `progress(done, cached so far)` after each; a server error
-    /// other than a malformed reply stops the run with it.
-    pub fn ask_all(
+    /// The task's labels the teacher answers about.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// Asks about each (text, index of the label asked about; it matters to yes/no questions,
+    /// [`Ask::Decision`], only), calling `progress(done, cached so far)` after each; a server
+    /// error other than a malformed reply stops the run with it.
+    pub fn ask_each(
         &self,
-        texts: &[&str],
+        texts: &[(&str, usize)],
         cancel: &std::sync::atomic::AtomicBool,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Run> {
+        if self.prompt.ask == Ask::Decision {
+            if let Some((_, bad)) = texts.iter().find(|(_, l)| *l >= self.labels.len()) {
+                bail!(
+                    "a question about label {bad}, but the task has {} labels",
+                    self.labels.len()
+                );
+            }
+        }
         let started = Instant::now();
         let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
         let slots: Vec<Mutex<Option<Outcome>>> = texts.iter().map(|_| Mutex::new(None)).collect();
@@ -329,15 +363,20 @@ impl LlmTeacher {
         let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let next = AtomicUsize::new(0);
         let one = |i: usize| -> Result<()> {
-            let text = self.prompt.clip(texts[i]);
-            let key = self.cache_key(text);
+            let (text, asked) = texts[i];
+            let text = self.prompt.clip(text);
+            let asked = match self.prompt.ask {
+                Ask::Decision => Some(labels[asked]),
+                _ => None,
+            };
+            let key = self.cache_key(text, asked);
             let outcome = match self.cache.get(&key) {
                 Some(hit) => {
                     cached.fetch_add(1, Ordering::Relaxed);
                     hit.outcome(self.prompt.ask, &self.labels)
                 }
                 None => {
-                    let entry = match self.ask(text, &labels) {
+                    let entry = match self.ask(text, &labels, asked) {
                         Ok((entry, n)) => {
                             tokens.fetch_add(n, Ordering::Relaxed);
                             entry
@@ -400,10 +439,23 @@ impl LlmTeacher {
         })
     }
 
-    /// One question to the model, with the tokens it processed.
-    fn ask(&self, text: &str, labels: &[&str]) -> gloss_ml::Result<(Cached, usize)> {
+    /// One question to the model (`asked`: the label of a yes/no question), with the tokens it
+    /// processed.
+    fn ask(
+        &self,
+        text: &str,
+        labels: &[&str],
+        asked: Option<&str>,
+    ) -> gloss_ml::Result<(Cached, usize)> {
         let system = self.prompt.system();
         Ok(match self.prompt.ask {
+            Ask::Decision => {
+                let user = render_decide(&self.prompt.template, text, asked.unwrap_or_default());
+                let a =
+                    self.backend
+                        .classify(system.unwrap_or_default(), &user, &DECIDE_ANSWERS)?;
+                (a.tokens, Cached::from_label(a))
+            }
             Ask::Label => {
                 let user = render_classify(&self.prompt.template, text, labels);
                 let a = self
@@ -420,20 +472,18 @@ impl LlmTeacher {
         .map(|(tokens, cached)| (cached, tokens))
     }
 
-    fn cache_key(&self, text: &str) -> String {
+    fn cache_key(&self, text: &str, asked: Option<&str>) -> String {
         let mut h = Sha256::new();
-        let ask = match self.prompt.ask {
-            Ask::Label => "label",
-            Ask::Entities => "entities",
-        };
-        for part in [
-            ask,
+        let labels = self.labels.join("\u{1f}");
+        let parts = [
+            self.prompt.ask.name(),
             self.identity.as_str(),
             self.prompt.system.as_str(),
             self.prompt.template.as_str(),
-            &self.labels.join("\u{1f}"),
+            &labels,
             text,
-        ] {
+        ];
+        for part in parts.into_iter().chain(asked) {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
@@ -499,6 +549,9 @@ impl Cached {
         match (ask, self.label) {
             _ if self.malformed => Outcome::Malformed,
             (Ask::Label, Some(i)) if i < n_labels && self.probabilities.len() == n_labels => {
+                Outcome::Label(i, self.probabilities.clone())
+            }
+            (Ask::Decision, Some(i)) if i < 2 && self.probabilities.len() == 2 => {
                 Outcome::Label(i, self.probabilities.clone())
             }
             (Ask::Entities, _) if self.listed => Outcome::Entities(
@@ -572,6 +625,13 @@ mod tests {
         let p = Prompt::new(Ask::Entities, "", "").unwrap();
         assert_eq!((p.system(), p.template.as_str()), (None, EXTRACT_TEMPLATE));
         assert!(Prompt::new(Ask::Entities, "", "Labels: {labels}").is_err());
+        let p = Prompt::new(Ask::Decision, "", "").unwrap();
+        assert_eq!(
+            (p.system.as_str(), p.template.as_str()),
+            (DECIDE_SYSTEM, DECIDE_TEMPLATE)
+        );
+        let err = Prompt::new(Ask::Decision, "", "Text: {text}. Yes or no?").unwrap_err();
+        assert!(err.to_string().contains("{label}"), "{err}");
         let p = p.with_max_chars(3);
         assert_eq!((p.clip("héllo"), p.clip("hé")), ("hél", "hé"));
     }
@@ -599,6 +659,11 @@ mod tests {
         );
         // Read with another label count (cannot happen for one key, but never panics).
         assert_eq!(hit.outcome(Ask::Label, &labels(3)), Outcome::Abstained);
+        // A yes/no answer is about two answers whatever the task's labels.
+        assert_eq!(
+            hit.outcome(Ask::Decision, &labels(3)),
+            Outcome::Label(0, vec![0.9, 0.1])
+        );
         assert_eq!(
             Cached::malformed("x".into()).outcome(Ask::Label, &labels(2)),
             Outcome::Malformed

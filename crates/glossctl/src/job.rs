@@ -27,10 +27,12 @@ pub enum JobCmd {
         /// model) or a teacher: `similarity:<base model>` or `llm:<gguf model>` from the
         /// worker's models directory (with --config '{"sha256": ...}'), or `openai:<name>`, a
         /// server named in the worker's --teachers file. LLM teachers take `prompt` (with
-        /// {text} and {labels}) and `system` in --config.
+        /// {text} and {labels}; {label} for the yes/no questions of binary and multi-choice
+        /// tasks) and `system` in --config.
         #[arg(long, default_value = "")]
         model: String,
-        /// train and curve: the student to train: `tiny` or `encoder` (choice and multi-choice tasks),
+        /// train and curve: the student to train: `tiny` or `encoder` (choice, multi-choice and
+        /// binary tasks),
         /// `tiny-tagger` or `encoder-tagger` (ner, ner-correct and spans tasks), or `auto`,
         /// which trains each candidate and keeps the best on the dev split. Encoder students
         /// need --config '{"encoder": "<base model>", "encoder_sha256": "..."}' (without it,

@@ -279,4 +279,41 @@ mod tests {
             toy(8, false).predict(&rows).unwrap()
         );
     }
+    #[test]
+    fn decisions_on_single_labels_teach_a_multi_label_head() {
+        use crate::train::{decision_accuracy, train_decisions, Decisions, TrainConfig};
+        // Label 0 applies when x0 > 0, label 1 when x1 > 0; each example carries one decision.
+        let example = |i: usize| -> (Vec<f32>, Decisions) {
+            let x: Vec<f32> = (0..4)
+                .map(|j| ((i * 37 + j * 11) % 17) as f32 / 8.0 - 1.0)
+                .collect();
+            let label = i % 2;
+            let accepted = x[label] > 0.0;
+            (x, vec![(label, accepted)])
+        };
+        let train: Vec<_> = (0..400).map(example).collect();
+        let dev: Vec<_> = (400..500).map(example).collect();
+        let student = toy(0, true);
+        let config = TrainConfig {
+            max_epochs: 60,
+            patience: 60,
+            learning_rate: 0.05,
+            ..TrainConfig::default()
+        };
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcome = train_decisions(&student, &train, &dev, &config, &cancel, |_| {}).unwrap();
+        assert!(outcome.best_dev_score >= 0.95, "{outcome:?}");
+        let held_out: Vec<_> = (500..600).map(example).collect();
+        assert!(decision_accuracy(&student, &held_out, 7).unwrap() >= 0.95);
+
+        let undecided = vec![(vec![0.0; 4], Vec::new())];
+        let err = train_decisions(&student, &undecided, &dev, &config, &cancel, |_| {});
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("train example 0: no decision"));
+        let single = toy(0, false);
+        let err = train_decisions(&single, &train, &dev, &config, &cancel, |_| {});
+        assert!(err.unwrap_err().to_string().contains("multi-label"));
+    }
 }

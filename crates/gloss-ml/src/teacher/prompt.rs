@@ -55,6 +55,35 @@ pub fn render_extract(template: &str, text: &str, labels: &[&str]) -> String {
         .replace("{text}", text)
 }
 
+/// System turn of a yes/no question about one label (binary tasks, and each label of a
+/// multi-choice task).
+pub const DECIDE_SYSTEM: &str = "Reply with yes or no and nothing else.";
+
+/// The user turn of a yes/no question: `{text}` is the example and `{label}` the label asked
+/// about. Jobs may replace it with their own template using the same two fields.
+pub const DECIDE_TEMPLATE: &str =
+    "Text: {text}\n\nDoes the label \"{label}\" fit this text? Answer yes or no.";
+
+/// The two answers of a yes/no question, in the order their probabilities are reported.
+pub const DECIDE_ANSWERS: [&str; 2] = ["yes", "no"];
+
+/// `template` with `{label}` and then `{text}` filled in.
+pub fn render_decide(template: &str, text: &str, label: &str) -> String {
+    template.replace("{label}", label).replace("{text}", text)
+}
+
+/// Checks a yes/no template: it must place the text and the label asked about.
+pub fn check_decide_template(template: &str) -> Result<(), String> {
+    check_template(template)?;
+    if template.contains("{label}") {
+        Ok(())
+    } else {
+        Err(format!(
+            "prompt template {template:?} has no {{label}} field for the label asked about"
+        ))
+    }
+}
+
 /// `a, b or c`: how the labels are offered in prompts.
 pub(crate) fn or_list(labels: &[&str]) -> String {
     match labels {
@@ -79,6 +108,17 @@ mod tests {
             "x, y or z | a {labels} text"
         );
         assert!(check_template("Label: {labels}").is_err());
+    }
+
+    #[test]
+    fn the_decision_template_asks_about_one_label() {
+        assert_eq!(
+            render_decide(DECIDE_TEMPLATE, "Buy now {label}", "spam"),
+            "Text: Buy now {label}\n\nDoes the label \"spam\" fit this text? Answer yes or no."
+        );
+        assert!(check_decide_template(DECIDE_TEMPLATE).is_ok());
+        assert!(check_decide_template("Text: {text}. Yes or no?").is_err());
+        assert!(check_decide_template("Is it {label}?").is_err());
     }
 
     #[test]

@@ -83,7 +83,18 @@ export class Editor {
     if (this.spanTask && this.spans.length) parts.push(this.#spanList());
     const sugg = this.ex.suggestion;
     if (sugg && (sugg.source || sugg.score)) {
-      parts.push(h("p", { class: "muted" }, `suggested by ${sugg.source || "a model"}`, sugg.score ? ` (confidence ${sugg.score.toFixed(2)})` : ""));
+      // On a binary task a suggestion accepts the proposed label (it lists it) or rejects it.
+      const binary = t.interface === "INTERFACE_BINARY";
+      const proposed = this.ex.label || t.labels[0];
+      const verdict = binary ? ((sugg.labels || []).includes(proposed) ? ": accept" : ": reject") : "";
+      parts.push(
+        h(
+          "p",
+          { class: "muted", "data-testid": "suggestion" },
+          `suggested by ${sugg.source || "a model"}${verdict}`,
+          sugg.score ? ` (confidence ${sugg.score.toFixed(2)})` : "",
+        ),
+      );
     }
     mount(this.el, parts);
   }

@@ -1,10 +1,16 @@
-//! Evaluate and predict on label tasks (choice, multi-choice): students and teachers that score
-//! texts over the task's labels.
+//! Evaluate and predict on label tasks (choice, multi-choice, binary): students and teachers
+//! that score texts over the task's labels.
+//!
+//! On choice tasks a model names one label. On multi-choice tasks it scores each label on its
+//! own (a multi-label student, or an LLM teacher asked a yes/no question per label) and names
+//! those at 0.5 or above; the similarity teacher still names one. On binary tasks it accepts or
+//! rejects the label an example proposes (its probability at 0.5 or above), and is scored by the
+//! share of gold decisions it gets right.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use gloss_ml::metrics::{classification_report_with_abstentions, multilabel_report};
 use gloss_ml::train::argmax;
 use gloss_ml::{Encoder, HeadStudent, SimilarityConfig, SimilarityTeacher, TinyStudent};
@@ -12,7 +18,9 @@ use gloss_proto::v1::{Suggestion, Task};
 use serde_json::{json, Value};
 
 use super::students::{Fetched, StudentKind};
-use super::{evaluation_result, llm_totals, run_llm, Context, GoldRecord, Settings, Target};
+use super::{
+    ask_llm, evaluation_result, llm_totals, run_llm, Context, GoldRecord, Settings, Target,
+};
 use crate::teachers::{Ask, LlmTeacher, Outcome};
 
 /// A model that scores texts over the task's labels.
@@ -20,7 +28,10 @@ enum Classifier {
     Tiny(TinyStudent),
     Encoder(HeadStudent, Arc<Encoder>),
     Similarity(SimilarityTeacher),
+    /// Asked which one label fits.
     Llm(LlmTeacher),
+    /// Asked yes or no about each label.
+    LlmPerLabel(LlmTeacher),
 }
 
 /// Scores of each text (`None`: the model abstained), and an LLM teacher's figures.
@@ -36,8 +47,32 @@ impl Classifier {
         match self {
             Classifier::Tiny(s) => s.config().multi_label,
             Classifier::Encoder(h, _) => h.config().multi_label,
+            Classifier::LlmPerLabel(_) => true,
             Classifier::Similarity(_) | Classifier::Llm(_) => false,
         }
+    }
+
+    /// The probability of each question's label on its text (`None`: the model abstained).
+    fn label_scores(
+        &self,
+        ctx: &Context,
+        name: &str,
+        questions: &[(&str, usize)],
+        batch: usize,
+    ) -> Result<(Vec<Option<f32>>, Option<Value>)> {
+        if let Classifier::LlmPerLabel(t) = self {
+            let (outcomes, figures) = ask_llm(ctx, name, t, questions)?;
+            return Ok((outcomes.iter().map(p_yes).collect(), Some(figures)));
+        }
+        let texts: Vec<&str> = questions.iter().map(|(t, _)| *t).collect();
+        let scored = self.scores(ctx, name, &texts, batch)?;
+        let p = scored
+            .scores
+            .iter()
+            .zip(questions)
+            .map(|(row, (_, l))| row.as_ref().map(|row| row[*l]))
+            .collect();
+        Ok((p, scored.llm))
     }
 
     fn scores(&self, ctx: &Context, name: &str, texts: &[&str], batch: usize) -> Result<Scored> {
@@ -67,6 +102,24 @@ impl Classifier {
                     llm: Some(figures),
                 }
             }
+            Classifier::LlmPerLabel(t) => {
+                // Every label of every text, one question each; a text whose questions are not
+                // all answered is an abstention.
+                let n = t.labels().len();
+                let questions: Vec<(&str, usize)> = texts
+                    .iter()
+                    .flat_map(|&text| (0..n).map(move |l| (text, l)))
+                    .collect();
+                let (outcomes, figures) = ask_llm(ctx, name, t, &questions)?;
+                let scores = outcomes
+                    .chunks(n.max(1))
+                    .map(|row| row.iter().map(p_yes).collect::<Option<Vec<f32>>>())
+                    .collect();
+                Scored {
+                    scores,
+                    llm: Some(figures),
+                }
+            }
         })
     }
 
@@ -83,6 +136,14 @@ impl Classifier {
     }
 }
 
+/// The probability of yes in a yes/no answer (`None`: an abstention).
+fn p_yes(outcome: &Outcome) -> Option<f32> {
+    match outcome {
+        Outcome::Label(_, p) => p.first().copied(),
+        _ => None,
+    }
+}
+
 /// Loads `model` for `task`: an LLM teacher, `similarity:<base model>` (digest-checked), or a
 /// registry student (`assisting`, `name[@version]`). Returns it with the name evaluations are
 /// recorded under.
@@ -91,11 +152,28 @@ fn load(
     task: &Task,
     settings: &Settings,
     model: &str,
+    target: Target,
 ) -> Result<(Classifier, String)> {
-    if let Some(teacher) = ctx.llm(task, settings, model, Ask::Label)? {
-        return Ok((Classifier::Llm(teacher), model.to_string()));
+    let per_label = matches!(target, Target::Decisions | Target::Labels { multi: true });
+    let ask = if per_label { Ask::Decision } else { Ask::Label };
+    if let Some(teacher) = ctx.llm(task, settings, model, ask)? {
+        let classifier = if per_label {
+            Classifier::LlmPerLabel(teacher)
+        } else {
+            Classifier::Llm(teacher)
+        };
+        return Ok((classifier, model.to_string()));
     }
     if let Some(base) = model.strip_prefix("similarity:") {
+        if target == Target::Decisions {
+            bail!(
+                "{model} ranks a task's labels against each other, so it cannot accept or reject \
+                 one label of the binary task {}/{}: evaluate an llm: or openai: teacher, or a \
+                 student",
+                task.project,
+                task.name
+            );
+        }
         let encoder = ctx.encoder(base, &settings.sha256, model)?;
         let mut config = SimilarityConfig::new(task.labels.clone());
         if !settings.descriptions.is_empty() {
@@ -128,10 +206,10 @@ pub fn evaluate_job(
     task: &Task,
     settings: &Settings,
     model: &str,
-    multi: bool,
+    target: Target,
 ) -> Result<Value> {
     let test = ctx.test_set(task)?;
-    let (classifier, name) = load(ctx, task, settings, model)?;
+    let (classifier, name) = load(ctx, task, settings, model, target)?;
     ctx.report(
         0.1,
         Vec::new(),
@@ -140,7 +218,7 @@ pub fn evaluate_job(
             test.len()
         )],
     );
-    let (metrics, llm) = test_metrics(ctx, task, &classifier, &name, &test, settings, multi)?;
+    let (metrics, llm) = test_metrics(ctx, task, &classifier, &name, &test, settings, target)?;
     ctx.record_evaluation(task, &name, metrics.clone())?;
     ctx.report(
         1.0,
@@ -160,14 +238,24 @@ pub fn student_metrics(
     student: &Fetched,
     test: &[GoldRecord],
     settings: &Settings,
-    multi: bool,
+    target: Target,
 ) -> Result<HashMap<String, f64>> {
     let classifier = from_student(ctx, student)?;
-    Ok(test_metrics(ctx, task, &classifier, &student.name, test, settings, multi)?.0)
+    Ok(test_metrics(
+        ctx,
+        task,
+        &classifier,
+        &student.name,
+        test,
+        settings,
+        target,
+    )?
+    .0)
 }
 
 /// Scores of `classifier` on `test`: accuracy and macro-F1 (multi-choice: subset accuracy and
-/// micro-F1 too), with an LLM teacher's abstention rate and figures.
+/// micro-F1 too; binary: over the gold decisions, with accuracy per label), with an LLM
+/// teacher's abstention rate and figures.
 fn test_metrics(
     ctx: &Context,
     task: &Task,
@@ -175,8 +263,11 @@ fn test_metrics(
     name: &str,
     test: &[GoldRecord],
     settings: &Settings,
-    multi: bool,
+    target: Target,
 ) -> Result<(HashMap<String, f64>, Option<Value>)> {
+    if target == Target::Decisions {
+        return decision_metrics(ctx, task, classifier, name, test, settings);
+    }
     let texts: Vec<&str> = test.iter().map(|g| g.text.as_str()).collect();
     let scored = classifier.scores(ctx, name, &texts, settings.batch_size.max(1))?;
     ctx.cancelled()?;
@@ -187,7 +278,7 @@ fn test_metrics(
         .collect();
     let abstained = predicted.iter().filter(|p| p.is_none()).count();
     let mut metrics: HashMap<String, f64> = HashMap::new();
-    if multi {
+    if target == (Target::Labels { multi: true }) {
         let gold: Vec<Vec<usize>> = test.iter().map(|g| g.labels.clone()).collect();
         let predicted: Vec<Vec<usize>> = predicted
             .into_iter()
@@ -214,13 +305,115 @@ fn test_metrics(
     Ok((metrics, scored.llm))
 }
 
-/// Pre-annotates the task's source examples: one suggestion (labels and confidence) each.
-pub fn predict_job(ctx: &Context, task: &Task, settings: &Settings, model: &str) -> Result<Value> {
-    let (classifier, name) = load(ctx, task, settings, model)?;
+/// A binary task's scores: over every gold decision, accuracy and macro-F1 of accept/reject
+/// (an abstention is wrong), accuracy per label (`gold-test:accuracy:LABEL`) and, for an LLM,
+/// the share of questions it abstained on.
+fn decision_metrics(
+    ctx: &Context,
+    task: &Task,
+    classifier: &Classifier,
+    name: &str,
+    test: &[GoldRecord],
+    settings: &Settings,
+) -> Result<(HashMap<String, f64>, Option<Value>)> {
+    let questions: Vec<(&str, usize)> = test
+        .iter()
+        .flat_map(|g| g.decisions.iter().map(|(l, _)| (g.text.as_str(), *l)))
+        .collect();
+    let gold: Vec<usize> = test
+        .iter()
+        .flat_map(|g| {
+            g.decisions
+                .iter()
+                .map(|(_, accepted)| usize::from(*accepted))
+        })
+        .collect();
+    let (p, llm) = classifier.label_scores(ctx, name, &questions, settings.batch_size.max(1))?;
+    ctx.cancelled()?;
+    let predicted: Vec<Option<usize>> =
+        p.iter().map(|p| p.map(|p| usize::from(p >= 0.5))).collect();
+    let classes = ["reject".to_string(), "accept".to_string()];
+    let report = classification_report_with_abstentions(&classes, &gold, &predicted)?;
+    let mut metrics: HashMap<String, f64> = HashMap::new();
+    metrics.insert("gold-test:accuracy".into(), report.accuracy);
+    metrics.insert("gold-test:macro_f1".into(), report.macro_f1);
+    metrics.insert("gold-test:decisions".into(), questions.len() as f64);
+    for (l, label) in task.labels.iter().enumerate() {
+        let asked: Vec<usize> = (0..questions.len())
+            .filter(|&i| questions[i].1 == l)
+            .collect();
+        if !asked.is_empty() && task.labels.len() > 1 {
+            let right = asked
+                .iter()
+                .filter(|&&i| predicted[i] == Some(gold[i]))
+                .count();
+            metrics.insert(
+                format!("gold-test:accuracy:{label}"),
+                right as f64 / asked.len() as f64,
+            );
+        }
+    }
+    if llm.is_some() {
+        let abstained = predicted.iter().filter(|p| p.is_none()).count();
+        metrics.insert(
+            "gold-test:abstention_rate".into(),
+            abstained as f64 / questions.len().max(1) as f64,
+        );
+    }
+    Ok((metrics, llm))
+}
+
+/// Pre-annotates the task's source examples: one suggestion (labels and confidence) each. On a
+/// binary task the suggestion accepts the example's proposed label (it is listed) or rejects it
+/// (no label), with the confidence of that decision.
+pub fn predict_job(
+    ctx: &Context,
+    task: &Task,
+    settings: &Settings,
+    model: &str,
+    target: Target,
+) -> Result<Value> {
+    let (classifier, name) = load(ctx, task, settings, model, target)?;
     let mut teacher_runs = Vec::new();
+    let batch_size = settings.batch_size.max(1);
     let (done, written) = ctx.suggest_all(task, &name, |batch| {
+        if target == Target::Decisions {
+            let proposed: Vec<usize> = batch
+                .iter()
+                .map(|e| {
+                    let label = gloss_annotate::proposed_label(task, &e.record_json);
+                    task.labels.iter().position(|l| *l == label).unwrap_or(0)
+                })
+                .collect();
+            let questions: Vec<(&str, usize)> = batch
+                .iter()
+                .zip(&proposed)
+                .map(|(e, &l)| (e.text.as_str(), l))
+                .collect();
+            let (p, llm) = classifier.label_scores(ctx, &name, &questions, batch_size)?;
+            teacher_runs.extend(llm);
+            return Ok(batch
+                .iter()
+                .zip(proposed)
+                .zip(p)
+                .filter_map(|((e, l), p)| {
+                    let p = p?;
+                    Some(Suggestion {
+                        seq: e.seq,
+                        labels: if p >= 0.5 {
+                            vec![task.labels[l].clone()]
+                        } else {
+                            Vec::new()
+                        },
+                        score: f64::from(p.max(1.0 - p)),
+                        source: name.clone(),
+                        ..Default::default()
+                    })
+                })
+                .collect());
+        }
         let texts: Vec<&str> = batch.iter().map(|e| e.text.as_str()).collect();
-        let scored = classifier.scores(ctx, &name, &texts, settings.batch_size.max(1))?;
+        let scored = classifier.scores(ctx, &name, &texts, batch_size)?;
         teacher_runs.extend(scored.llm);
         Ok(batch
             .iter()

@@ -1,8 +1,10 @@
 //! What a worker does with a job, on the job's own thread (gloss-ml is synchronous): fetch the
 //! data from the cluster, run the model code, report progress, return the result.
 //!
-//! Every interface but `binary` runs in jobs. Choice and multi-choice tasks are *label* tasks
-//! ([`labels`]); `ner`, `ner-correct` and `spans` are *entity* tasks ([`entities`]).
+//! Every interface runs in jobs. Choice, multi-choice and binary tasks are *label* tasks
+//! ([`labels`]); `ner`, `ner-correct` and `spans` are *entity* tasks ([`entities`]). A binary
+//! task's gold records are accept/reject decisions on one label each: its students score every
+//! label independently and learn from the decided labels only.
 //!
 //! - `train` ([`students`]): a student on the task's gold records (train and dev splits),
 //!   uploaded to the model registry as `<project>/<task>/<kind>`. Label tasks: `tiny`, `encoder`
@@ -237,6 +239,7 @@ impl Context {
             .block_on(self.client.export_answers(req, &mut buf, |_, _| {}))?;
         let target = target(task)?;
         let mut out = Vec::new();
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, line) in String::from_utf8_lossy(&buf).lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -246,7 +249,11 @@ impl Context {
             let (Some(text), Some(hash)) = (g["text"].as_str(), g["input_hash"].as_str()) else {
                 continue;
             };
-            if g["answer"] != "accept" || split_of(hash) != split {
+            let decided = match target {
+                Target::Decisions => g["answer"] == "accept" || g["answer"] == "reject",
+                _ => g["answer"] == "accept",
+            };
+            if !decided || split_of(hash) != split {
                 continue;
             }
             let index = |l: &Value| {
@@ -262,6 +269,24 @@ impl Context {
                     let all = g["labels"].as_array().cloned().unwrap_or_default();
                     GoldRecord::labels(text, all.iter().filter_map(index).collect())
                 }
+                Target::Decisions => {
+                    let Some(label) = index(&g["label"]) else {
+                        continue;
+                    };
+                    let decision = (label, g["answer"] == "accept");
+                    // Several labels may be decided on one text: one record per text.
+                    if let Some(at) = seen.get(hash) {
+                        let record: &mut GoldRecord = &mut out[*at];
+                        record.decisions.retain(|(l, _)| *l != label);
+                        record.decisions.push(decision);
+                        continue;
+                    }
+                    seen.insert(hash.to_string(), out.len());
+                    GoldRecord {
+                        decisions: vec![decision],
+                        ..GoldRecord::labels(text, Vec::new())
+                    }
+                }
                 Target::Entities => {
                     let spans = g["spans"].as_array().cloned().unwrap_or_default();
                     let spans = spans
@@ -276,9 +301,8 @@ impl Context {
                         })
                         .collect();
                     GoldRecord {
-                        text: text.to_string(),
-                        labels: Vec::new(),
                         spans,
+                        ..GoldRecord::labels(text, Vec::new())
                     }
                 }
             };
@@ -524,23 +548,23 @@ impl Context {
 pub enum Target {
     /// One label (choice) or a set of labels (multi-choice) per text.
     Labels { multi: bool },
+    /// Accept or reject one label at a time (binary): each label scored on its own.
+    Decisions,
     /// Labelled spans (ner, ner-correct, spans).
     Entities,
 }
 
-/// The target of `task`'s interface; binary tasks are refused with the reason.
+/// The target of `task`'s interface.
 fn target(task: &Task) -> Result<Target> {
     Ok(match task.interface() {
         Interface::Choice => Target::Labels { multi: false },
         Interface::MultiChoice => Target::Labels { multi: true },
+        Interface::Binary => Target::Decisions,
         Interface::Ner | Interface::NerCorrect | Interface::Spans => Target::Entities,
-        other => bail!(
-            "{}/{} is a {} task; jobs run on choice, multi-choice, ner, ner-correct and spans \
-             tasks (a binary task records one accepted or rejected label per example, which \
-             no student here trains on yet)",
+        Interface::Unspecified => bail!(
+            "{}/{} has no known interface, so no job can run on it",
             task.project,
-            task.name,
-            other.as_str_name()
+            task.name
         ),
     })
 }
@@ -553,6 +577,8 @@ pub struct GoldRecord {
     pub labels: Vec<usize>,
     /// Spans in code points (entity tasks).
     pub spans: Vec<Span>,
+    /// Accept (true) or reject decisions on label indices (binary tasks).
+    pub decisions: Vec<(usize, bool)>,
 }
 
 impl GoldRecord {
@@ -561,6 +587,7 @@ impl GoldRecord {
             text: text.to_string(),
             labels,
             spans: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 }
@@ -607,17 +634,17 @@ pub fn run(ctx: &Context) -> Result<Value> {
     match (spec.kind(), target(&task)?) {
         (JobKind::Train, _) => students::train_job(ctx, &task, &settings, &spec),
         (JobKind::Curve, _) => students::curve_job(ctx, &task, &settings, &spec),
-        (JobKind::Evaluate, Target::Labels { multi }) => {
-            labels::evaluate_job(ctx, &task, &settings, &spec.model, multi)
-        }
-        (JobKind::Predict, Target::Labels { .. }) => {
-            labels::predict_job(ctx, &task, &settings, &spec.model)
-        }
         (JobKind::Evaluate, Target::Entities) => {
             entities::evaluate_job(ctx, &task, &settings, &spec.model)
         }
         (JobKind::Predict, Target::Entities) => {
             entities::predict_job(ctx, &task, &settings, &spec.model)
+        }
+        (JobKind::Evaluate, target) => {
+            labels::evaluate_job(ctx, &task, &settings, &spec.model, target)
+        }
+        (JobKind::Predict, target) => {
+            labels::predict_job(ctx, &task, &settings, &spec.model, target)
         }
         (JobKind::Unspecified, _) => bail!("the job has no kind"),
     }
@@ -630,6 +657,17 @@ fn run_llm(
     name: &str,
     teacher: &LlmTeacher,
     texts: &[&str],
+) -> Result<(Vec<Outcome>, Value)> {
+    let questions: Vec<(&str, usize)> = texts.iter().map(|&t| (t, 0)).collect();
+    ask_llm(ctx, name, teacher, &questions)
+}
+
+/// Runs an LLM teacher over (text, label asked about) questions, as [`run_llm`] does.
+fn ask_llm(
+    ctx: &Context,
+    name: &str,
+    teacher: &LlmTeacher,
+    texts: &[(&str, usize)],
 ) -> Result<(Vec<Outcome>, Value)> {
     let started = std::time::Instant::now();
     let last = std::sync::Mutex::new(started);
@@ -655,7 +693,7 @@ fn run_llm(
             )],
         );
     };
-    let run = teacher.ask_all(texts, &ctx.cancel, &progress)?;
+    let run = teacher.ask_each(texts, &ctx.cancel, &progress)?;
     ctx.cancelled()?;
     let asked = (total - run.cached).max(1) as f64;
     let figures = json!({

@@ -3,13 +3,15 @@
 //!
 //! | kind | tasks | model |
 //! | --- | --- | --- |
-//! | `tiny` | choice, multi-choice | hash-embedding CNN over the text, no pretrained weights |
-//! | `encoder` | choice, multi-choice | a head over a base encoder's sentence embeddings |
+//! | `tiny` | choice, multi-choice, binary | hash-embedding CNN over the text, no pretrained weights |
+//! | `encoder` | choice, multi-choice, binary | a head over a base encoder's sentence embeddings |
 //! | `tiny-tagger` | ner, ner-correct, spans | the tiny CNN tagging BIO per word |
 //! | `encoder-tagger` | ner, ner-correct, spans | a head tagging a base encoder's word pieces |
 //!
 //! `auto` trains every candidate of the task's kind (the encoder ones only when the job names an
 //! `encoder`) and keeps the best on the dev split; ties go to the smaller model, listed first.
+//! On binary tasks both label students score each label on its own (sigmoid) and learn from the
+//! accept/reject decisions only, each on its own label.
 //! Encoder students carry `encoder.json` (the base encoder's name and digest) in their artifact;
 //! the worker that loads them needs the same base model in its models directory.
 
@@ -19,7 +21,7 @@ use anyhow::{bail, Context as _, Result};
 use gloss_ml::metrics::Span;
 #[cfg(test)]
 use gloss_ml::train::StopReason;
-use gloss_ml::train::{fit, train, EpochReport, TrainConfig, TrainOutcome};
+use gloss_ml::train::{fit, train, train_decisions, EpochReport, TrainConfig, TrainOutcome};
 use gloss_ml::{
     HeadConfig, HeadStudent, HeadTagger, HeadTaggerConfig, TinyConfig, TinyStudent, TinyTagger,
 };
@@ -81,7 +83,7 @@ impl StudentKind {
     /// The dev metric a kind is selected by.
     fn dev_metric(self) -> &'static str {
         match self.target() {
-            Target::Labels { .. } => "gold-dev:accuracy",
+            Target::Labels { .. } | Target::Decisions => "gold-dev:accuracy",
             Target::Entities => "gold-dev:span_f1",
         }
     }
@@ -341,7 +343,7 @@ pub fn curve_job(ctx: &Context, task: &Task, settings: &Settings, spec: &JobSpec
     gloss_ml::hash::SplitMix64::new(settings.seed).shuffle(&mut train_set);
     let sizes = curve_sizes(&settings.sizes, train_set.len());
     let metric = match target {
-        Target::Labels { .. } => "gold-test:accuracy",
+        Target::Labels { .. } | Target::Decisions => "gold-test:accuracy",
         Target::Entities => "gold-test:span_f1",
     };
     let steps = sizes.len() * kinds.len();
@@ -368,10 +370,8 @@ pub fn curve_job(ctx: &Context, task: &Task, settings: &Settings, spec: &JobSpec
             },
         };
         let metrics = match target {
-            Target::Labels { multi } => {
-                super::labels::student_metrics(ctx, task, &student, &test, settings, multi)?
-            }
             Target::Entities => super::entities::student_metrics(ctx, &student, &test, settings)?,
+            _ => super::labels::student_metrics(ctx, task, &student, &test, settings, target)?,
         };
         let score = metrics.get(metric).copied().unwrap_or_default();
         ctx.report(
@@ -448,7 +448,8 @@ fn train_one(
     dir: &Path,
     (index, of): (usize, usize),
 ) -> Result<TrainOutcome> {
-    let multi = target(task)? == Target::Labels { multi: true };
+    let target = target(task)?;
+    let multi = matches!(target, Target::Labels { multi: true } | Target::Decisions);
     let device = ctx.device();
     let labels = task.labels.clone();
     // Defaults measured in crates/gloss-ml/BENCH.md for each student.
@@ -489,6 +490,9 @@ fn train_one(
         |set: &[GoldRecord]| -> Vec<String> { set.iter().map(|g| g.text.clone()).collect() };
     let label_sets =
         |set: &[GoldRecord]| -> Vec<Vec<usize>> { set.iter().map(|g| g.labels.clone()).collect() };
+    let decisions = |set: &[GoldRecord]| -> Vec<Vec<(usize, bool)>> {
+        set.iter().map(|g| g.decisions.clone()).collect()
+    };
     let spans =
         |set: &[GoldRecord]| -> Vec<Vec<Span>> { set.iter().map(|g| g.spans.clone()).collect() };
     let encoder = || ctx.encoder(&settings.encoder, &settings.encoder_sha256, kind.name());
@@ -502,7 +506,11 @@ fn train_one(
             c.multi_label = multi;
             c.seed = settings.seed;
             let model = TinyStudent::new(c, &device)?;
-            let outcome = if multi {
+            let outcome = if target == Target::Decisions {
+                let train_set = zip(texts(train_set), decisions(train_set));
+                let dev_set = zip(texts(dev_set), decisions(dev_set));
+                train_decisions(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
+            } else if multi {
                 let train_set = zip(texts(train_set), label_sets(train_set));
                 let dev_set = zip(texts(dev_set), label_sets(dev_set));
                 train(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
@@ -527,7 +535,11 @@ fn train_one(
             c.encoder = settings.encoder.clone();
             let model = HeadStudent::new(c, &device)?;
             let (train_vecs, dev_vecs) = (embed(train_set)?, embed(dev_set)?);
-            let outcome = if multi {
+            let outcome = if target == Target::Decisions {
+                let train_set = zip(train_vecs, decisions(train_set));
+                let dev_set = zip(dev_vecs, decisions(dev_set));
+                train_decisions(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
+            } else if multi {
                 let train_set = zip(train_vecs, label_sets(train_set));
                 let dev_set = zip(dev_vecs, label_sets(dev_set));
                 train(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
