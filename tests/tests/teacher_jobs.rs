@@ -245,6 +245,10 @@ async fn a_gguf_teacher_runs_in_a_job_and_takes_part_in_the_promotion_rule() {
     let teacher = &r["teacher"];
     eprintln!("llm:smollm2 on {total} gold test examples: {teacher}");
     assert_eq!(teacher["cached"], 0);
+    assert_eq!(
+        teacher["batch"], 8,
+        "the in-process model answers 8 prompts a batch: {r}"
+    );
     assert!(teacher["tokens_per_second"].as_f64().unwrap() > 0.0, "{r}");
     assert!(
         teacher["examples_per_second"].as_f64().unwrap() > 0.0,

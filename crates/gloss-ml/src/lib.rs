@@ -29,6 +29,7 @@ pub mod error;
 mod fused;
 pub mod gguf_tokenizer;
 pub mod hash;
+pub mod llama;
 pub mod metrics;
 pub mod student;
 pub mod tagging;

@@ -14,11 +14,11 @@ pub mod similarity;
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use candle_core::Device;
 
-use crate::error::{CandleContext, Error, Result};
+use crate::error::{Error, Result};
 use crate::gguf_tokenizer::{read_gguf_content, GgufTokenizer};
+use crate::llama::{KvCache, Llama, Weights, MAX_POSITIONS};
 use prompt::{classify_user, extract_user, CLASSIFY_SYSTEM};
 
 pub use parse::{entities_from_answer, lists_entities, parse_label, span_confidence};
@@ -98,9 +98,9 @@ pub struct Generation {
     pub stopped: bool,
 }
 
-/// A GGUF chat model on one device. Methods take `&mut self`: the model holds a KV cache.
+/// A GGUF chat model on one device, answering one batch of prompts at a time (`&mut self`).
 pub struct Teacher {
-    model: ModelWeights,
+    model: Llama,
     tokenizer: GgufTokenizer,
     device: Device,
     im_start: u32,
@@ -122,15 +122,21 @@ impl std::fmt::Debug for Teacher {
 }
 
 impl Teacher {
-    /// Loads a llama-family GGUF file (weights and tokenizer) onto `device`.
+    /// Loads a llama-family GGUF file (weights and tokenizer) onto `device`, its matrices held
+    /// as [`Weights::Auto`] chooses.
     pub fn load(path: &Path, device: &Device) -> Result<Teacher> {
+        Teacher::load_with(path, device, Weights::Auto)
+    }
+
+    /// [`Teacher::load`] with the matrices held as `weights` says.
+    pub fn load_with(path: &Path, device: &Device, weights: Weights) -> Result<Teacher> {
         let content = read_gguf_content(path)?;
         let tokenizer = GgufTokenizer::from_content(&content, path)?;
         let context = match content.metadata.get("llama.context_length") {
-            Some(v) => v.to_u32().map_or(MAX_SEQ_LEN, |n| n as usize),
-            None => MAX_SEQ_LEN,
+            Some(v) => v.to_u32().map_or(MAX_POSITIONS, |n| n as usize),
+            None => MAX_POSITIONS,
         }
-        .min(MAX_SEQ_LEN);
+        .min(MAX_POSITIONS);
         let special = |name: &str| {
             tokenizer.token_id(name).ok_or_else(|| Error::GgufMetadata {
                 path: path.to_path_buf(),
@@ -146,8 +152,9 @@ impl Teacher {
 
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = std::io::BufReader::new(file);
-        let model = ModelWeights::from_gguf(content, &mut reader, device)
-            .ctx(|| format!("{}: loading quantized llama weights", path.display()))?;
+        let model = Llama::load(&content, &mut reader, device, weights).map_err(|e| {
+            Error::InvalidInput(format!("{}: loading llama weights: {e}", path.display()))
+        })?;
         Ok(Teacher {
             model,
             tokenizer,
@@ -200,8 +207,18 @@ impl Teacher {
 
     /// Greedy decoding of at most `max_new_tokens` after `prompt`.
     pub fn generate(&mut self, prompt: &[u32], max_new_tokens: usize) -> Result<Generation> {
-        let logits = self.start(prompt, max_new_tokens)?;
-        self.continue_greedy(logits, prompt.len(), max_new_tokens)
+        let mut out = self.decode(&[prompt.to_vec()], max_new_tokens, None)?;
+        Ok(out.remove(0).0)
+    }
+
+    /// Greedy decoding of every prompt at once (one batch, left-padded).
+    pub fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        max_new_tokens: usize,
+    ) -> Result<Vec<Generation>> {
+        let out = self.decode(prompts, max_new_tokens, None)?;
+        Ok(out.into_iter().map(|(g, _)| g).collect())
     }
 
     /// Classifies `text` into one of `labels`.
@@ -231,18 +248,33 @@ impl Teacher {
         user: &str,
         labels: &[&str],
     ) -> Result<LabelAnswer> {
+        Ok(self.classify_batch(system, &[user], labels)?.remove(0))
+    }
+
+    /// [`Teacher::classify_prompted`] for several user turns at once, in one batch.
+    pub fn classify_batch(
+        &mut self,
+        system: &str,
+        users: &[&str],
+        labels: &[&str],
+    ) -> Result<Vec<LabelAnswer>> {
         check_labels(labels)?;
-        let prompt = self.chat_prompt(Some(system), user)?;
+        let prompts = users
+            .iter()
+            .map(|user| self.chat_prompt(Some(system), user))
+            .collect::<Result<Vec<_>>>()?;
         let max_new = self.options.classify_max_new_tokens;
-        let logits = self.start(&prompt, max_new)?;
-        let scores = self.label_scores(&logits, prompt.len(), labels)?;
-        let answer = self.continue_greedy(logits, prompt.len(), max_new)?;
-        Ok(LabelAnswer {
-            label: parse_label(&answer.text, labels),
-            text: answer.text,
-            probabilities: softmax(&scores),
-            tokens: prompt.len() + answer.tokens.len(),
-        })
+        let answers = self.decode(&prompts, max_new, Some(labels))?;
+        Ok(answers
+            .into_iter()
+            .zip(&prompts)
+            .map(|((answer, scores), prompt)| LabelAnswer {
+                label: parse_label(&answer.text, labels),
+                probabilities: softmax(&scores),
+                tokens: prompt.len() + answer.tokens.len(),
+                text: answer.text,
+            })
+            .collect())
     }
 
     /// Extracts entities of the given `labels` from `text` as code-point spans.
@@ -261,73 +293,124 @@ impl Teacher {
         text: &str,
         labels: &[&str],
     ) -> Result<EntityAnswer> {
-        check_labels(labels)?;
-        let prompt = self.chat_prompt(system, user)?;
-        let answer = self.generate(&prompt, self.options.extract_max_new_tokens)?;
-
-        let mut ends = Vec::with_capacity(answer.tokens.len());
-        let mut at = 0;
-        for &id in &answer.tokens {
-            at += self.tokenizer.byte_len(id);
-            ends.push(at);
-        }
-        let confidence = |span| span_confidence(&ends, &answer.token_probs, span);
-        Ok(EntityAnswer {
-            entities: entities_from_answer(text, &answer.text, labels, confidence),
-            listed: lists_entities(&answer.text),
-            tokens: prompt.len() + answer.tokens.len(),
-            text: answer.text,
-        })
+        Ok(self
+            .extract_batch(system, &[(user, text)], labels)?
+            .remove(0))
     }
 
-    /// Runs the prompt through a fresh KV cache and returns the next-token logits.
-    fn start(&mut self, prompt: &[u32], max_new_tokens: usize) -> Result<Vec<f32>> {
-        if prompt.is_empty() {
-            return Err(Error::InvalidInput("teacher: empty prompt".into()));
-        }
-        if prompt.len() + max_new_tokens > self.context {
-            return Err(Error::InvalidInput(format!(
-                "teacher: prompt of {} tokens plus {max_new_tokens} new tokens exceeds the context of {}",
-                prompt.len(),
-                self.context
-            )));
-        }
-        forward(&mut self.model, &self.device, prompt, 0)
-    }
-
-    fn continue_greedy(
+    /// [`Teacher::extract_prompted`] for several (user turn, text) pairs at once, in one batch.
+    pub fn extract_batch(
         &mut self,
-        mut logits: Vec<f32>,
-        prompt_len: usize,
-        max_new_tokens: usize,
-    ) -> Result<Generation> {
-        let mut tokens = Vec::new();
-        let mut token_probs = Vec::new();
-        let mut stopped = false;
-        while tokens.len() < max_new_tokens {
-            let next = argmax(&logits);
-            if self.stop_ids.contains(&(next as u32)) {
-                stopped = true;
-                break;
-            }
-            token_probs.push(log_softmax_at(&logits, next).exp());
-            tokens.push(next as u32);
-            if tokens.len() == max_new_tokens {
-                break;
-            }
-            let pos = prompt_len + tokens.len() - 1;
-            logits = forward(&mut self.model, &self.device, &[next as u32], pos)?;
-        }
-        Ok(Generation {
-            text: self.tokenizer.decode(&tokens)?,
-            tokens,
-            token_probs,
-            stopped,
-        })
+        system: Option<&str>,
+        items: &[(&str, &str)],
+        labels: &[&str],
+    ) -> Result<Vec<EntityAnswer>> {
+        check_labels(labels)?;
+        let prompts = items
+            .iter()
+            .map(|(user, _)| self.chat_prompt(system, user))
+            .collect::<Result<Vec<_>>>()?;
+        let answers = self.generate_batch(&prompts, self.options.extract_max_new_tokens)?;
+        Ok(answers
+            .into_iter()
+            .zip(items)
+            .zip(&prompts)
+            .map(|((answer, (_, text)), prompt)| {
+                let mut ends = Vec::with_capacity(answer.tokens.len());
+                let mut at = 0;
+                for &id in &answer.tokens {
+                    at += self.tokenizer.byte_len(id);
+                    ends.push(at);
+                }
+                let confidence = |span| span_confidence(&ends, &answer.token_probs, span);
+                EntityAnswer {
+                    entities: entities_from_answer(text, &answer.text, labels, confidence),
+                    listed: lists_entities(&answer.text),
+                    tokens: prompt.len() + answer.tokens.len(),
+                    text: answer.text,
+                }
+            })
+            .collect())
     }
 
-    /// Log-probability scores of each label right after the prompt (see [`Teacher::classify`]).
-    fn label_scores(&self, logits: &[f32], prompt_len: usize, labels: &[&str]) -> Result<Vec<f32>> {
+    /// Greedy decoding of every prompt in one batch, with each label's score right after each
+    /// prompt when `labels` are given (empty otherwise).
+    fn decode(
+        &self,
+        prompts: &[Vec<u32>],
+        max_new_tokens: usize,
+        labels: Option<&[&str]>,
+    ) -> Result<Vec<(Generation, Vec<f32>)>> {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        for prompt in prompts {
+            if prompt.is_empty() {
+                return Err(Error::InvalidInput("teacher: empty prompt".into()));
+            }
+            if prompt.len() + max_new_tokens > self.context {
+                return Err(Error::InvalidInput(format!(
+                    "teacher: prompt of {} tokens plus {max_new_tokens} new tokens exceeds the context of {}",
+                    prompt.len(),
+                    self.context
+                )));
+            }
+        }
+        let (mut logits, mut cache) = self.model.prefill(prompts)?;
+        let scores = match labels {
+            Some(labels) => self.label_scores(&logits, &cache, labels)?,
+            None => vec![Vec::new(); prompts.len()],
+        };
+        let rows = prompts.len();
+        let mut out: Vec<Generation> = (0..rows)
+            .map(|_| Generation {
+                text: String::new(),
+                tokens: Vec::new(),
+                token_probs: Vec::new(),
+                stopped: false,
+            })
+            .collect();
+        let mut done = vec![max_new_tokens == 0; rows];
+        loop {
+            let mut next = vec![self.im_end; rows];
+            for r in 0..rows {
+                if done[r] {
+                    continue;
+                }
+                let id = argmax(&logits[r]);
+                if self.stop_ids.contains(&(id as u32)) {
+                    out[r].stopped = true;
+                    done[r] = true;
+                    continue;
+                }
+                out[r]
+                    .token_probs
+                    .push(log_softmax_at(&logits[r], id).exp());
+                out[r].tokens.push(id as u32);
+                next[r] = id as u32;
+                done[r] = out[r].tokens.len() == max_new_tokens;
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            // Finished rows are fed an end token; what follows it is never read.
+            logits = self.model.step(&mut cache, &next)?;
+        }
+        for g in &mut out {
+            g.text = self.tokenizer.decode(&g.tokens)?;
+        }
+        Ok(out.into_iter().zip(scores).collect())
+    }
+
+    /// Log-probability scores of each label right after each prompt (see [`Teacher::classify`]);
+    /// labels that take several tokens to tell apart are scored by looking ahead on a copy of
+    /// the batch's cache.
+    fn label_scores(
+        &self,
+        first: &[Vec<f32>],
+        cache: &KvCache,
+        labels: &[&str],
+    ) -> Result<Vec<Vec<f32>>> {
         let variants: Vec<Vec<Vec<u32>>> = labels
             .iter()
             .map(|l| {
@@ -341,7 +424,8 @@ impl Teacher {
                 Ok(seqs)
             })
             .collect::<Result<_>>()?;
-        let mut scores = Vec::with_capacity(labels.len());
+        let norms: Vec<f32> = first.iter().map(|l| log_sum_exp(l)).collect();
+        let mut scores = vec![Vec::with_capacity(labels.len()); first.len()];
         for (i, seqs) in variants.iter().enumerate() {
             let others: Vec<&Vec<u32>> = variants
                 .iter()
@@ -349,41 +433,29 @@ impl Teacher {
                 .filter(|(j, _)| *j != i)
                 .flat_map(|(_, s)| s)
                 .collect();
-            let mut logps = Vec::new();
+            let mut logps = vec![Vec::new(); first.len()];
             for seq in seqs {
-                let k = distinguishing_len(seq, &others);
-                logps.push(self.prefix_logprob(logits, prompt_len, &seq[..k])?);
+                let prefix = &seq[..distinguishing_len(seq, &others)];
+                let ahead = if prefix.len() > 1 {
+                    self.model
+                        .look_ahead(&mut cache.clone(), &prefix[..prefix.len() - 1])?
+                } else {
+                    Vec::new()
+                };
+                for (r, row) in first.iter().enumerate() {
+                    let mut total = row[prefix[0] as usize] - norms[r];
+                    for (j, &next) in prefix[1..].iter().enumerate() {
+                        total += log_softmax_at(&ahead[r][j], next as usize);
+                    }
+                    logps[r].push(total);
+                }
             }
-            scores.push(log_sum_exp(&logps));
+            for (r, l) in logps.iter().enumerate() {
+                scores[r].push(log_sum_exp(l));
+            }
         }
         Ok(scores)
     }
-
-    /// Log-probability of `prefix` following the prompt, given the logits after the prompt. Extra
-    /// tokens are scored on a copy of the model so the main KV cache is left as it is.
-    fn prefix_logprob(&self, logits: &[f32], prompt_len: usize, prefix: &[u32]) -> Result<f32> {
-        let mut total = log_softmax_at(logits, prefix[0] as usize);
-        if prefix.len() > 1 {
-            let mut model = self.model.clone();
-            for (j, pair) in prefix.windows(2).enumerate() {
-                let next = forward(&mut model, &self.device, &[pair[0]], prompt_len + j)?;
-                total += log_softmax_at(&next, pair[1] as usize);
-            }
-        }
-        Ok(total)
-    }
-}
-
-/// Feeds `ids` at position `pos` and returns the logits for the next token.
-fn forward(model: &mut ModelWeights, device: &Device, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
-    let ctx = || format!("teacher forward of {} tokens at position {pos}", ids.len());
-    let input = Tensor::new(ids, device)
-        .and_then(|t| t.unsqueeze(0))
-        .ctx(ctx)?;
-    model
-        .forward(&input, pos)
-        .and_then(|l| l.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>())
-        .ctx(ctx)
 }
 
 pub(crate) fn check_labels(labels: &[&str]) -> Result<()> {

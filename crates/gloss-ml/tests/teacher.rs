@@ -95,3 +95,40 @@ fn labels_are_validated() {
     assert!(t.classify("text", &[]).is_err());
     assert!(t.classify("text", &["Yes", "yes"]).is_err());
 }
+
+#[test]
+fn a_batch_answers_as_each_prompt_does_alone() {
+    let mut t = teacher();
+    let users = [
+        "Text: I loved it, a wonderful film.\n\nWhich label fits this text: positive or negative? Answer with the label only.",
+        "Text: Dull.\n\nWhich label fits this text: positive or negative? Answer with the label only.",
+        "Text: The plot made no sense and the acting was wooden from start to finish.\n\nWhich label fits this text: positive or negative? Answer with the label only.",
+    ];
+    let system = "Reply with exactly one label from the list and nothing else.";
+    let batch = t.classify_batch(system, &users, SENTIMENT).unwrap();
+    assert_eq!(batch.len(), 3);
+    for (user, together) in users.iter().zip(&batch) {
+        let alone = t.classify_prompted(system, user, SENTIMENT).unwrap();
+        assert_eq!(together.text, alone.text);
+        assert_eq!(together.label, alone.label);
+        assert_eq!(together.tokens, alone.tokens);
+        for (a, b) in together.probabilities.iter().zip(&alone.probabilities) {
+            assert!((a - b).abs() < 1e-3, "{together:?} {alone:?}");
+        }
+    }
+    // Labels that share their first token are scored by looking ahead, in the batch too.
+    let close = ["not spam", "not sure"];
+    let batch = t.classify_batch(system, &users[..2], &close).unwrap();
+    let alone = t.classify_prompted(system, users[1], &close).unwrap();
+    assert!((batch[1].probabilities[0] - alone.probabilities[0]).abs() < 1e-3);
+
+    let text = "Marie Curie worked in Paris.";
+    let user = gloss_ml::teacher::prompt::extract_user(text, &["PERSON", "LOC"]);
+    let items = [(user.as_str(), text), ("Say hello.", "hello")];
+    let batch = t.extract_batch(None, &items, &["PERSON", "LOC"]).unwrap();
+    let alone = t
+        .extract_prompted(None, &user, text, &["PERSON", "LOC"])
+        .unwrap();
+    assert_eq!(batch[0].text, alone.text);
+    assert_eq!(batch[0].entities.len(), alone.entities.len());
+}

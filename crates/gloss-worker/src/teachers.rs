@@ -92,6 +92,10 @@ pub struct Prompt {
     pub max_chars: usize,
 }
 
+/// Questions an in-process LLM teacher answers in one batch unless the job says otherwise
+/// (measured in crates/gloss-ml/BENCH.md).
+pub const DEFAULT_BATCH: usize = 8;
+
 /// Characters of a text an LLM teacher reads unless the job says otherwise.
 pub const DEFAULT_MAX_CHARS: usize = 2000;
 
@@ -155,23 +159,36 @@ impl Backend {
             .map_err(|_| gloss_ml::Error::InvalidInput("the teacher's lock was poisoned".into()))
     }
 
-    fn classify(&self, system: &str, user: &str, labels: &[&str]) -> gloss_ml::Result<LabelAnswer> {
+    /// One batch for the in-process model; one request per user turn for a server (the caller
+    /// sends a server one at a time, several in flight).
+    fn classify(
+        &self,
+        system: &str,
+        users: &[&str],
+        labels: &[&str],
+    ) -> gloss_ml::Result<Vec<LabelAnswer>> {
         match self {
-            Backend::Local(t) => Self::local(t)?.classify_prompted(system, user, labels),
-            Backend::Remote(t, _) => t.classify_prompted(system, user, labels),
+            Backend::Local(t) => Self::local(t)?.classify_batch(system, users, labels),
+            Backend::Remote(t, _) => users
+                .iter()
+                .map(|user| t.classify_prompted(system, user, labels))
+                .collect(),
         }
     }
 
+    /// Entities for each (user turn, text), batched as [`Backend::classify`] is.
     fn extract(
         &self,
         system: Option<&str>,
-        user: &str,
-        text: &str,
+        items: &[(&str, &str)],
         labels: &[&str],
-    ) -> gloss_ml::Result<EntityAnswer> {
+    ) -> gloss_ml::Result<Vec<EntityAnswer>> {
         match self {
-            Backend::Local(t) => Self::local(t)?.extract_prompted(system, user, text, labels),
-            Backend::Remote(t, _) => t.extract_prompted(system, user, text, labels),
+            Backend::Local(t) => Self::local(t)?.extract_batch(system, items, labels),
+            Backend::Remote(t, _) => items
+                .iter()
+                .map(|(user, text)| t.extract_prompted(system, user, text, labels))
+                .collect(),
         }
     }
 }
@@ -182,6 +199,8 @@ pub struct LlmTeacher {
     /// What the cache keys on for the model: the GGUF directory's digest, or the server's URL
     /// and model name.
     identity: String,
+    /// Questions the in-process model answers in one batch.
+    batch: usize,
     prompt: Prompt,
     labels: Vec<String>,
     cache: AnswerCache,
@@ -257,6 +276,7 @@ impl LlmTeacher {
             prompt,
             labels: labels.to_vec(),
             cache: AnswerCache::new(cache_dir),
+            batch: DEFAULT_BATCH,
         })
     }
 
@@ -324,12 +344,25 @@ impl LlmTeacher {
             prompt,
             labels: labels.to_vec(),
             cache: AnswerCache::new(cache_dir),
+            batch: DEFAULT_BATCH,
         })
     }
 
     /// The prompt in use (recorded with the job's result).
     pub fn prompt(&self) -> &Prompt {
         &self.prompt
+    }
+
+    /// The same teacher answering `batch` questions at a time (in-process models only; at
+    /// least 1).
+    pub fn with_batch(mut self, batch: usize) -> LlmTeacher {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// Questions the in-process model answers in one batch.
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 
     /// The task's labels the teacher answers about.
@@ -362,44 +395,58 @@ impl LlmTeacher {
         let done = AtomicUsize::new(0);
         let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let next = AtomicUsize::new(0);
-        let one = |i: usize| -> Result<()> {
-            let (text, asked) = texts[i];
-            let text = self.prompt.clip(text);
-            let asked = match self.prompt.ask {
-                Ask::Decision => Some(labels[asked]),
-                _ => None,
-            };
-            let key = self.cache_key(text, asked);
-            let outcome = match self.cache.get(&key) {
-                Some(hit) => {
-                    cached.fetch_add(1, Ordering::Relaxed);
-                    hit.outcome(self.prompt.ask, &self.labels)
-                }
-                None => {
-                    let entry = match self.ask(text, &labels, asked) {
-                        Ok((entry, n)) => {
-                            tokens.fetch_add(n, Ordering::Relaxed);
-                            entry
+        // A unit of work is a run of `per_unit` questions: one batch for the in-process model,
+        // one request for a server (several units in flight at once).
+        let (per_unit, workers) = match &self.backend {
+            Backend::Local(_) => (self.batch, 1),
+            Backend::Remote(_, n) => (1, (*n).clamp(1, texts.len().max(1))),
+        };
+        let units = texts.len().div_ceil(per_unit);
+        let one = |unit: usize| -> Result<()> {
+            let range = unit * per_unit..((unit + 1) * per_unit).min(texts.len());
+            let mut misses = Vec::new();
+            for i in range.clone() {
+                let (text, asked) = texts[i];
+                let text = self.prompt.clip(text);
+                let asked = match self.prompt.ask {
+                    Ask::Decision => Some(labels[asked]),
+                    _ => None,
+                };
+                let key = self.cache_key(text, asked);
+                match self.cache.get(&key) {
+                    Some(hit) => {
+                        cached.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut slot) = slots[i].lock() {
+                            *slot = Some(hit.outcome(self.prompt.ask, &self.labels));
                         }
-                        Err(gloss_ml::Error::BadResponse { message, .. }) => {
-                            Cached::malformed(message)
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    self.cache.put(&key, &entry);
-                    entry.outcome(self.prompt.ask, &self.labels)
+                    }
+                    None => misses.push((i, text, asked, key)),
                 }
-            };
-            if let Ok(mut slot) = slots[i].lock() {
-                *slot = Some(outcome);
             }
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if !misses.is_empty() {
+                let questions: Vec<(&str, Option<&str>)> =
+                    misses.iter().map(|(_, t, a, _)| (*t, *a)).collect();
+                let entries = match self.ask(&questions, &labels) {
+                    Ok((entries, n)) => {
+                        tokens.fetch_add(n, Ordering::Relaxed);
+                        entries
+                    }
+                    Err(gloss_ml::Error::BadResponse { message, .. }) => misses
+                        .iter()
+                        .map(|_| Cached::malformed(message.clone()))
+                        .collect(),
+                    Err(e) => return Err(e.into()),
+                };
+                for ((i, _, _, key), entry) in misses.iter().zip(entries) {
+                    self.cache.put(key, &entry);
+                    if let Ok(mut slot) = slots[*i].lock() {
+                        *slot = Some(entry.outcome(self.prompt.ask, &self.labels));
+                    }
+                }
+            }
+            let n = done.fetch_add(range.len(), Ordering::Relaxed) + range.len();
             progress(n, cached.load(Ordering::Relaxed));
             Ok(())
-        };
-        let workers = match &self.backend {
-            Backend::Local(_) => 1,
-            Backend::Remote(_, n) => (*n).clamp(1, texts.len().max(1)),
         };
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -409,7 +456,7 @@ impl LlmTeacher {
                         break;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= texts.len() {
+                    if i >= units {
                         break;
                     }
                     if let Err(e) = one(i) {
@@ -439,37 +486,62 @@ impl LlmTeacher {
         })
     }
 
-    /// One question to the model (`asked`: the label of a yes/no question), with the tokens it
-    /// processed.
+    /// Questions to the model, (text, the label of a yes/no question), in one batch; returns
+    /// the answers with the tokens processed.
     fn ask(
         &self,
-        text: &str,
+        questions: &[(&str, Option<&str>)],
         labels: &[&str],
-        asked: Option<&str>,
-    ) -> gloss_ml::Result<(Cached, usize)> {
+    ) -> gloss_ml::Result<(Vec<Cached>, usize)> {
         let system = self.prompt.system();
-        Ok(match self.prompt.ask {
-            Ask::Decision => {
-                let user = render_decide(&self.prompt.template, text, asked.unwrap_or_default());
-                let a =
-                    self.backend
-                        .classify(system.unwrap_or_default(), &user, &DECIDE_ANSWERS)?;
-                (a.tokens, Cached::from_label(a))
-            }
-            Ask::Label => {
-                let user = render_classify(&self.prompt.template, text, labels);
-                let a = self
-                    .backend
-                    .classify(system.unwrap_or_default(), &user, labels)?;
-                (a.tokens, Cached::from_label(a))
+        let template = self.prompt.template.as_str();
+        let (entries, tokens): (Vec<Cached>, Vec<usize>) = match self.prompt.ask {
+            Ask::Label | Ask::Decision => {
+                let (users, answers): (Vec<String>, &[&str]) = match self.prompt.ask {
+                    Ask::Label => (
+                        questions
+                            .iter()
+                            .map(|(text, _)| render_classify(template, text, labels))
+                            .collect(),
+                        labels,
+                    ),
+                    _ => (
+                        questions
+                            .iter()
+                            .map(|(text, label)| {
+                                render_decide(template, text, label.unwrap_or_default())
+                            })
+                            .collect(),
+                        &DECIDE_ANSWERS,
+                    ),
+                };
+                let users: Vec<&str> = users.iter().map(String::as_str).collect();
+                self.backend
+                    .classify(system.unwrap_or_default(), &users, answers)?
+                    .into_iter()
+                    .map(|a| (a.tokens, Cached::from_label(a)))
+                    .map(|(n, c)| (c, n))
+                    .unzip()
             }
             Ask::Entities => {
-                let user = render_extract(&self.prompt.template, text, labels);
-                let a = self.backend.extract(system, &user, text, labels)?;
-                (a.tokens, Cached::from_entities(a))
+                let users: Vec<String> = questions
+                    .iter()
+                    .map(|(text, _)| render_extract(template, text, labels))
+                    .collect();
+                let items: Vec<(&str, &str)> = users
+                    .iter()
+                    .zip(questions)
+                    .map(|(u, (text, _))| (u.as_str(), *text))
+                    .collect();
+                self.backend
+                    .extract(system, &items, labels)?
+                    .into_iter()
+                    .map(|a| (a.tokens, Cached::from_entities(a)))
+                    .map(|(n, c)| (c, n))
+                    .unzip()
             }
-        })
-        .map(|(tokens, cached)| (cached, tokens))
+        };
+        Ok((entries, tokens.iter().sum()))
     }
 
     fn cache_key(&self, text: &str, asked: Option<&str>) -> String {

@@ -108,6 +108,8 @@ struct Settings {
     learning_rate: Option<f64>,
     /// LLM teachers: characters of each text they read (long documents are cut to fit).
     max_chars: usize,
+    /// In-process LLM teachers: questions answered in one batch.
+    llm_batch: usize,
     /// Curves: the numbers of gold train records to train on (all of them are always added).
     sizes: Vec<usize>,
     /// Label descriptions for the similarity teacher, in label order.
@@ -133,6 +135,7 @@ impl Default for Settings {
             learning_rate: None,
             sizes: vec![100, 250, 500, 1000],
             max_chars: crate::teachers::DEFAULT_MAX_CHARS,
+            llm_batch: crate::teachers::DEFAULT_BATCH,
             descriptions: Vec::new(),
             teacher: String::new(),
             prompt: String::new(),
@@ -363,15 +366,18 @@ impl Context {
                 .map(|p| p.with_max_chars(settings.max_chars))
         };
         if let Some(name) = model.strip_prefix("llm:") {
-            return Ok(Some(LlmTeacher::local(
-                &self.device(),
-                &self.models_dir,
-                name,
-                &settings.sha256,
-                prompt()?,
-                &self.cache_dir,
-                &task.labels,
-            )?));
+            return Ok(Some(
+                LlmTeacher::local(
+                    &self.device(),
+                    &self.models_dir,
+                    name,
+                    &settings.sha256,
+                    prompt()?,
+                    &self.cache_dir,
+                    &task.labels,
+                )?
+                .with_batch(settings.llm_batch),
+            ));
         }
         if let Some(name) = model.strip_prefix("openai:") {
             return Ok(Some(LlmTeacher::remote(
@@ -704,6 +710,7 @@ fn ask_llm(
         "examples_per_second": total as f64 / run.seconds.max(1e-9),
         "tokens_per_second": run.tokens as f64 / run.seconds.max(1e-9),
         "tokens_per_example": run.tokens as f64 / asked,
+        "batch": teacher.batch(),
         "prompt": {
             "system": teacher.prompt().system,
             "template": teacher.prompt().template,
