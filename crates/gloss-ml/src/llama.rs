@@ -217,16 +217,6 @@ impl Llama {
         self.f32_weights
     }
 
-    /// An empty cache for `pads.len()` rows, row `r` starting with `pads[r]` pad columns.
-    fn empty_cache(&self, pads: Vec<usize>) -> KvCache {
-        KvCache {
-            k: Vec::new(),
-            v: Vec::new(),
-            pads,
-            len: 0,
-        }
-    }
-
     /// Runs the prompts (left-padded into one batch) and returns each row's next-token logits
     /// and the cache to go on from.
     pub fn prefill(&self, prompts: &[Vec<u32>]) -> Result<(Vec<Vec<f32>>, KvCache)> {
@@ -235,7 +225,12 @@ impl Llama {
             return Err(Error::InvalidInput("llama: an empty prompt".into()));
         }
         let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
-        let mut cache = self.empty_cache(pads);
+        let mut cache = KvCache {
+            k: Vec::new(),
+            v: Vec::new(),
+            pads,
+            len: 0,
+        };
         let block: Vec<Vec<u32>> = prompts
             .iter()
             .map(|p| {

@@ -495,39 +495,31 @@ impl LlmTeacher {
     ) -> gloss_ml::Result<(Vec<Cached>, usize)> {
         let system = self.prompt.system();
         let template = self.prompt.template.as_str();
-        let (entries, tokens): (Vec<Cached>, Vec<usize>) = match self.prompt.ask {
+        let user = |(text, asked): &(&str, Option<&str>)| match self.prompt.ask {
+            Ask::Label => render_classify(template, text, labels),
+            Ask::Decision => render_decide(template, text, asked.unwrap_or_default()),
+            Ask::Entities => render_extract(template, text, labels),
+        };
+        let users: Vec<String> = questions.iter().map(user).collect();
+        let mut tokens = 0;
+        let mut count = |n: usize| tokens += n;
+        let entries: Vec<Cached> = match self.prompt.ask {
             Ask::Label | Ask::Decision => {
-                let (users, answers): (Vec<String>, &[&str]) = match self.prompt.ask {
-                    Ask::Label => (
-                        questions
-                            .iter()
-                            .map(|(text, _)| render_classify(template, text, labels))
-                            .collect(),
-                        labels,
-                    ),
-                    _ => (
-                        questions
-                            .iter()
-                            .map(|(text, label)| {
-                                render_decide(template, text, label.unwrap_or_default())
-                            })
-                            .collect(),
-                        &DECIDE_ANSWERS,
-                    ),
+                let answers = match self.prompt.ask {
+                    Ask::Decision => &DECIDE_ANSWERS[..],
+                    _ => labels,
                 };
                 let users: Vec<&str> = users.iter().map(String::as_str).collect();
                 self.backend
                     .classify(system.unwrap_or_default(), &users, answers)?
                     .into_iter()
-                    .map(|a| (a.tokens, Cached::from_label(a)))
-                    .map(|(n, c)| (c, n))
-                    .unzip()
+                    .map(|a| {
+                        count(a.tokens);
+                        Cached::from_label(a)
+                    })
+                    .collect()
             }
             Ask::Entities => {
-                let users: Vec<String> = questions
-                    .iter()
-                    .map(|(text, _)| render_extract(template, text, labels))
-                    .collect();
                 let items: Vec<(&str, &str)> = users
                     .iter()
                     .zip(questions)
@@ -536,12 +528,14 @@ impl LlmTeacher {
                 self.backend
                     .extract(system, &items, labels)?
                     .into_iter()
-                    .map(|a| (a.tokens, Cached::from_entities(a)))
-                    .map(|(n, c)| (c, n))
-                    .unzip()
+                    .map(|a| {
+                        count(a.tokens);
+                        Cached::from_entities(a)
+                    })
+                    .collect()
             }
         };
-        Ok((entries, tokens.iter().sum()))
+        Ok((entries, tokens))
     }
 
     fn cache_key(&self, text: &str, asked: Option<&str>) -> String {
