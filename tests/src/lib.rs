@@ -438,6 +438,16 @@ pub async fn seed_choice_gold(client: &Client, n: usize) {
     assert_eq!(answered, n);
 }
 
+/// A labelled span in code points; the coordinator fills in its tokens and text.
+pub fn span(start: u32, end: u32, label: &str) -> gloss_proto::v1::Span {
+    gloss_proto::v1::Span {
+        start,
+        end,
+        label: label.into(),
+        ..Default::default()
+    }
+}
+
 /// Creates task `task` (`PROJECT/TASK`) over `dataset` with `labels` (overlap 1).
 pub async fn create_task(
     client: &Client,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use gloss_client::Client;
 use gloss_core::config::Overrides;
 use gloss_proto::v1::*;
-use gloss_tests::{import, jsonl, start_group, start_node, Faults, Node};
+use gloss_tests::{import, jsonl, span, start_group, start_node, Faults, Node};
 
 const TEXTS: &[&str] = &[
     "Alice Smith flew to Paris on Monday.",
@@ -41,15 +41,6 @@ async fn seeded_node() -> Node {
         .await
         .unwrap();
     node
-}
-
-fn span(start: u32, end: u32, label: &str) -> Span {
-    Span {
-        start,
-        end,
-        label: label.into(),
-        ..Span::default()
-    }
 }
 
 fn answer(task: &str, who: &str, seq: u64, id: &str, spans: Vec<Span>) -> Answer {

@@ -441,6 +441,62 @@ test("a binary task shows whether the model accepts or rejects the proposed labe
   await ctx.close();
 });
 
+test("relations are drawn by mouse and keyboard over pre-set spans, undone, and survive a network cut", async () => {
+  const { ctx, page } = await signIn("alice");
+  await page.click("tr[data-task='demo/relations'] a");
+  await page.waitForSelector(".editor mark.span");
+  // "Maria Lopes joined Northwind Labs in Porto as head of research." with its spans pre-set.
+  assert.equal(await currentSeq(page), "1");
+  assert.deepEqual(await page.locator("mark.span").allTextContents(), ["Maria LopesPERSON", "Northwind LabsORG", "PortoPLACE"]);
+  await page.keyboard.press("r");
+  await page.waitForSelector("[data-testid=mode][data-mode=relations]");
+  // Mouse: head Maria Lopes, child Northwind Labs, 1 = WORKS_AT.
+  await page.click("mark.span[data-span='0']");
+  await page.click("mark.span[data-span='1']");
+  assert.equal(await page.locator("mark.span.head").count(), 1);
+  assert.equal(await page.locator("mark.span.child").count(), 1);
+  await page.keyboard.press("1");
+  await page.waitForSelector("svg.arcs path[data-arc]");
+  // The network goes away while drawing; the rest is done by keyboard.
+  await ctx.route("**/api/**", (route) => route.abort("internetdisconnected"));
+  // The keyboard focus follows the last span picked: Northwind Labs.
+  await page.keyboard.press("h");
+  await page.keyboard.press("ArrowRight"); // Porto
+  await page.keyboard.press("c");
+  await page.keyboard.press("2"); // BASED_IN
+  await page.waitForFunction(() => document.querySelectorAll("svg.arcs path[data-arc]").length === 2);
+  await shot(page, "relations-arcs");
+  // z takes back the last relation; drawing it again brings it back.
+  await page.keyboard.press("z");
+  await page.waitForFunction(() => document.querySelectorAll("[data-testid=relations] .label").length === 1);
+  await page.keyboard.press("h");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.press("ArrowRight");
+  await page.keyboard.press("c");
+  assert.equal(await page.locator("mark.span.head").count(), 1, "a head is picked");
+  // Head and child are the same span: no relation to itself.
+  await page.keyboard.press("2");
+  assert.equal(await page.locator("[data-testid=relations] .label").count(), 1);
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("ArrowLeft");
+  await page.keyboard.press("h");
+  await page.keyboard.press("ArrowRight");
+  await page.keyboard.press("c");
+  await page.keyboard.press("2");
+  assert.deepEqual(await page.locator("[data-testid=relations] .label").allTextContents(), ["Maria Lopes → Northwind Labs · WORKS_AT ✕", "Northwind Labs → Porto · BASED_IN ✕"]);
+  await decide(page, "a");
+  await page.waitForFunction(() => document.getElementById("net").dataset.offline === "true");
+  assert.equal((await pendingState(page)).pending, 1, "the answer waits in the outbox");
+  await ctx.unroute("**/api/**");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0", null, { timeout: 30000 });
+  const lines = gloss.exportAnswers("demo/relations");
+  assert.equal(lines.length, 1, "stored once");
+  const cover = (s) => Array.from(lines[0].text).slice(s.start, s.end).join("");
+  const drawn = lines[0].relations.map((r) => `${cover(r.head_span)} ${r.label} ${cover(r.child_span)}`).sort();
+  assert.deepEqual(drawn, ["Maria Lopes WORKS_AT Northwind Labs", "Northwind Labs BASED_IN Porto"]);
+  await ctx.close();
+});
+
 test("the dashboard shows a task's jobs, its student's score and the curve job's learning curve", async () => {
   // A task whose gold records follow a code word; alice answers every example through the API.
   const file = join(gloss.dir, "codes.jsonl");

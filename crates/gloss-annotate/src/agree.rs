@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gloss_proto::v1::{AgreementReport, Answer, Decision, Interface, LabelAgreement, Span, Task};
 
-use crate::check::is_span_interface;
+use crate::check::{is_span_interface, relation_keys};
 
 /// Mean, over items with at least two ratings, of the share of rating pairs that agree.
 ///
@@ -275,22 +275,30 @@ fn categorical(label: String, overlap: u32, items: &[Vec<Rating>]) -> LabelAgree
         fleiss_kappa: fleiss,
         krippendorff_alpha: krippendorff_alpha_nominal(&multi),
         span_f1: None,
+        relation_f1: None,
     }
 }
 
 fn span_report(task: &Task, rated: &[Vec<&Answer>]) -> (LabelAgreement, Vec<LabelAgreement>) {
     let multi: Vec<&Vec<&Answer>> = rated.iter().filter(|answers| answers.len() >= 2).collect();
+    let relations = task.interface() == Interface::Relations;
     let figures = |label: Option<&str>| -> LabelAgreement {
         let keep = |s: &&Span| label.is_none_or(|l| s.label == l);
+        // An item's ratings agree when the spans (and, overall, the relations) are the same.
         let sets: Vec<Vec<String>> = multi
             .iter()
             .map(|answers| {
                 answers
                     .iter()
                     .map(|a| {
-                        let set: BTreeSet<(u32, u32, &str)> =
+                        let spans: BTreeSet<(u32, u32, &str)> =
                             a.spans.iter().filter(keep).map(span_key).collect();
-                        serde_json::to_string(&set).unwrap_or_default()
+                        let rels: BTreeSet<(&str, [u32; 4])> = if label.is_none() {
+                            relation_keys(a).collect()
+                        } else {
+                            BTreeSet::new()
+                        };
+                        serde_json::to_string(&(spans, rels)).unwrap_or_default()
                     })
                     .collect()
             })
@@ -299,25 +307,47 @@ fn span_report(task: &Task, rated: &[Vec<&Answer>]) -> (LabelAgreement, Vec<Labe
             label: label.unwrap_or_default().to_owned(),
             items: multi.len() as u64,
             percent_agreement: pairwise_percent_agreement(&sets),
-            span_f1: mean_pair_f1(&multi, label),
+            span_f1: mean_pair_f1(&multi, |a| span_keys(a, label)),
+            relation_f1: (relations && label.is_none())
+                .then(|| mean_pair_f1(&multi, |a| relation_match_keys(a, None)))
+                .flatten(),
             ..Default::default()
         }
     };
     let overall = figures(None);
-    let labels = task.labels.iter().map(|l| figures(Some(l))).collect();
+    let mut labels: Vec<LabelAgreement> = task.labels.iter().map(|l| figures(Some(l))).collect();
+    if relations {
+        labels.extend(task.relation_labels.iter().map(|l| LabelAgreement {
+            label: l.clone(),
+            items: multi.len() as u64,
+            relation_f1: mean_pair_f1(&multi, |a| relation_match_keys(a, Some(l))),
+            ..Default::default()
+        }));
+    }
     (overall, labels)
 }
 
-/// Mean over annotator pairs of the F1 pooled over the items both rated; pairs that marked no
-/// span at all (of `label`, when given) are skipped.
-fn mean_pair_f1(items: &[&Vec<&Answer>], label: Option<&str>) -> Option<f64> {
-    let keys = |a: &'_ Answer| -> Vec<(u32, u32, String)> {
-        a.spans
-            .iter()
-            .filter(|s| label.is_none_or(|l| s.label == l))
-            .map(|s| (s.start, s.end, s.label.clone()))
-            .collect()
-    };
+/// An answer's spans (of `label`, when given) as match keys.
+fn span_keys(a: &Answer, label: Option<&str>) -> Vec<String> {
+    a.spans
+        .iter()
+        .filter(|s| label.is_none_or(|l| s.label == l))
+        .map(|s| format!("{}\0{}\0{}", s.start, s.end, s.label))
+        .collect()
+}
+
+/// An answer's relations (of `label`, when given) as match keys: the two ends' offsets and the
+/// relation label.
+fn relation_match_keys(a: &Answer, label: Option<&str>) -> Vec<String> {
+    relation_keys(a)
+        .filter(|(l, _)| label.is_none_or(|want| *l == want))
+        .map(|(l, [hs, he, cs, ce])| format!("{hs}\0{he}\0{cs}\0{ce}\0{l}"))
+        .collect()
+}
+
+/// Mean over annotator pairs of the F1 pooled over the items both rated; pairs where neither
+/// marked anything `keys` counts are skipped.
+fn mean_pair_f1(items: &[&Vec<&Answer>], keys: impl Fn(&Answer) -> Vec<String>) -> Option<f64> {
     let mut pooled: BTreeMap<(&str, &str), (u64, u64, u64)> = BTreeMap::new();
     for answers in items {
         for (i, x) in answers.iter().enumerate() {
@@ -327,10 +357,7 @@ fn mean_pair_f1(items: &[&Vec<&Answer>], label: Option<&str>) -> Option<f64> {
                 } else {
                     (y, x)
                 };
-                let (m, a, b) = match_counts(
-                    keys(x).iter().map(|(s, e, l)| (*s, *e, l.as_str())),
-                    keys(y).iter().map(|(s, e, l)| (*s, *e, l.as_str())),
-                );
+                let (m, a, b) = match_counts(keys(x).iter(), keys(y).iter());
                 let entry = pooled
                     .entry((x.annotator.as_str(), y.annotator.as_str()))
                     .or_default();
@@ -345,11 +372,8 @@ fn mean_pair_f1(items: &[&Vec<&Answer>], label: Option<&str>) -> Option<f64> {
     mean(&scores)
 }
 
-fn match_counts<'a>(
-    a: impl Iterator<Item = (u32, u32, &'a str)>,
-    b: impl Iterator<Item = (u32, u32, &'a str)>,
-) -> (u64, u64, u64) {
-    let mut left: BTreeMap<(u32, u32, &str), u64> = BTreeMap::new();
+fn match_counts<K: Ord>(a: impl Iterator<Item = K>, b: impl Iterator<Item = K>) -> (u64, u64, u64) {
+    let mut left: BTreeMap<K, u64> = BTreeMap::new();
     let mut size_a = 0;
     for key in a {
         *left.entry(key).or_default() += 1;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gloss_proto::v1::{Answer, Decision, DisagreementPolicy, Interface, Span, Task};
+use gloss_proto::v1::{Answer, Decision, DisagreementPolicy, Interface, Relation, Span, Task};
 
 use crate::tokenize::{
     char_len, nearest, slice_chars, token_ending_at, token_starting_at, tokenize,
@@ -32,7 +32,7 @@ impl FieldError {
 pub(crate) fn is_span_interface(interface: Interface) -> bool {
     matches!(
         interface,
-        Interface::Ner | Interface::NerCorrect | Interface::Spans
+        Interface::Ner | Interface::NerCorrect | Interface::Spans | Interface::Relations
     )
 }
 
@@ -61,6 +61,12 @@ pub fn check_scheme(task: &Task, answer: &Answer) -> Result<(), FieldError> {
         }
     };
     let interface = Interface::try_from(task.interface).unwrap_or(Interface::Unspecified);
+    if interface != Interface::Relations && !answer.relations.is_empty() {
+        return Err(FieldError::new(
+            "relations",
+            "must be empty: only a relations task has relations",
+        ));
+    }
     match interface {
         Interface::Unspecified => Err(FieldError::new(
             "interface",
@@ -80,7 +86,81 @@ pub fn check_scheme(task: &Task, answer: &Answer) -> Result<(), FieldError> {
             must_be_empty(answer, "a span task", true, false)?;
             check_spans(task, answer, interface, decision)
         }
+        Interface::Relations => {
+            must_be_empty(answer, "a relations task", true, false)?;
+            check_spans(task, answer, interface, decision)?;
+            check_relations(task, &answer.spans, &answer.relations, decision)
+        }
     }
+}
+
+/// Checks relations between `spans` by index: both ends exist and differ, the label is one of the
+/// task's relation labels, and no relation repeats another. Used for answers and suggestions.
+pub fn check_relations(
+    task: &Task,
+    spans: &[Span],
+    relations: &[Relation],
+    decision: Decision,
+) -> Result<(), FieldError> {
+    if decision != Decision::Accept && !relations.is_empty() {
+        return Err(FieldError::new(
+            "relations",
+            format!(
+                "must be empty when the decision is {}; got {} relation(s)",
+                decision_word(decision),
+                relations.len()
+            ),
+        ));
+    }
+    for (i, r) in relations.iter().enumerate() {
+        for (end, index) in [("head", r.head), ("child", r.child)] {
+            if index as usize >= spans.len() {
+                return Err(FieldError::new(
+                    format!("relations[{i}].{end}"),
+                    format!(
+                        "span {index} does not exist; the answer has {} span(s)",
+                        spans.len()
+                    ),
+                ));
+            }
+        }
+        if r.head == r.child {
+            return Err(FieldError::new(
+                format!("relations[{i}]"),
+                format!(
+                    "relates spans[{}] ({}) to itself",
+                    r.head,
+                    describe(&spans[r.head as usize])
+                ),
+            ));
+        }
+        if !task.relation_labels.contains(&r.label) {
+            let reason = if task.relation_labels.is_empty() {
+                format!("unknown relation label {:?}; the task has none", r.label)
+            } else {
+                format!(
+                    "unknown relation label {:?}; the task's relation labels are {}",
+                    r.label,
+                    task.relation_labels.join(", ")
+                )
+            };
+            return Err(FieldError::new(format!("relations[{i}].label"), reason));
+        }
+    }
+    let mut order: Vec<usize> = (0..relations.len()).collect();
+    let key = |r: &Relation| (r.head, r.child, r.label.clone());
+    order.sort_by_key(|&i| (key(&relations[i]), i));
+    if let Some(pair) = order
+        .windows(2)
+        .find(|p| key(&relations[p[0]]) == key(&relations[p[1]]))
+    {
+        let (i, j) = (pair[0].max(pair[1]), pair[0].min(pair[1]));
+        return Err(FieldError::new(
+            format!("relations[{i}]"),
+            format!("duplicates relations[{j}]"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks `answer` like [`check_scheme`] and, for span interfaces, against the tokens of `text`;
@@ -128,10 +208,35 @@ pub fn check_answer(task: &Task, text: &str, answer: &mut Answer) -> Result<(), 
         span.token_end = tokens[last].id;
         span.text = slice_chars(text, span.start, span.end);
     }
-    answer
-        .spans
-        .sort_by(|a, b| (a.start, a.end, &a.label).cmp(&(b.start, b.end, &b.label)));
+    sort_spans(&mut answer.spans, &mut answer.relations);
     Ok(())
+}
+
+/// Sorts `spans` by (start, end, label) and keeps `relations` pointing at the same spans, then
+/// sorts the relations by (head, child, label): one canonical form per answer.
+pub fn sort_spans(spans: &mut Vec<Span>, relations: &mut [Relation]) {
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&spans[a], &spans[b]);
+        (a.start, a.end, &a.label).cmp(&(b.start, b.end, &b.label))
+    });
+    let mut new_index = vec![0u32; spans.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new as u32;
+    }
+    let mut old: Vec<Option<Span>> = std::mem::take(spans).into_iter().map(Some).collect();
+    spans.extend(order.iter().filter_map(|&i| old[i].take()));
+    for r in relations.iter_mut() {
+        // Indices were checked; one out of range is left as it is rather than panicking.
+        if let (Some(&h), Some(&c)) = (
+            new_index.get(r.head as usize),
+            new_index.get(r.child as usize),
+        ) {
+            r.head = h;
+            r.child = c;
+        }
+    }
+    relations.sort_by(|a, b| (a.head, a.child, &a.label).cmp(&(b.head, b.child, &b.label)));
 }
 
 /// The label proposed for a binary decision on a record: its top-level `"label"` string when
@@ -158,7 +263,7 @@ pub fn disagreement(task: &Task, answers: &[&Answer]) -> Option<Vec<String>> {
         return Some(Vec::new());
     }
     // Each answer as label -> what it says about that label; an absent label says nothing.
-    let views: Vec<BTreeMap<&str, BTreeSet<(u32, u32)>>> = answers
+    let views: Vec<BTreeMap<&str, BTreeSet<[u32; 4]>>> = answers
         .iter()
         .map(|a| label_view(task.interface(), a))
         .collect();
@@ -179,14 +284,19 @@ pub fn disagreement(task: &Task, answers: &[&Answer]) -> Option<Vec<String>> {
     (!disputed.is_empty()).then_some(disputed)
 }
 
-/// What an answer says per label: presence for labels and choices, the (start, end) set for spans.
-fn label_view(interface: Interface, answer: &Answer) -> BTreeMap<&str, BTreeSet<(u32, u32)>> {
-    let mut view: BTreeMap<&str, BTreeSet<(u32, u32)>> = BTreeMap::new();
+/// What an answer says per label: presence for labels and choices, the (start, end) set for
+/// spans, and for relation labels the (head start, head end, child start, child end) set (a task's
+/// relation labels never share a name with its span labels).
+fn label_view(interface: Interface, answer: &Answer) -> BTreeMap<&str, BTreeSet<[u32; 4]>> {
+    let mut view: BTreeMap<&str, BTreeSet<[u32; 4]>> = BTreeMap::new();
     if is_span_interface(interface) {
         for span in &answer.spans {
             view.entry(span.label.as_str())
                 .or_default()
-                .insert((span.start, span.end));
+                .insert([span.start, span.end, 0, 0]);
+        }
+        for (label, ends) in relation_keys(answer) {
+            view.entry(label).or_default().insert(ends);
         }
     } else if interface == Interface::Binary {
         view.entry(answer.label.as_str()).or_default();
@@ -196,6 +306,19 @@ fn label_view(interface: Interface, answer: &Answer) -> BTreeMap<&str, BTreeSet<
         }
     }
     view
+}
+
+/// Each relation of an answer as (label, [head start, head end, child start, child end]); a
+/// relation whose ends do not exist is left out.
+pub(crate) fn relation_keys(answer: &Answer) -> impl Iterator<Item = (&str, [u32; 4])> {
+    answer.relations.iter().filter_map(|r| {
+        let head = answer.spans.get(r.head as usize)?;
+        let child = answer.spans.get(r.child as usize)?;
+        Some((
+            r.label.as_str(),
+            [head.start, head.end, child.start, child.end],
+        ))
+    })
 }
 
 fn unknown_label(task: &Task, label: &str) -> String {

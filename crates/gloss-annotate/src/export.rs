@@ -100,7 +100,7 @@ pub fn prodigy_line(
             set("options", Value::Array(options));
             set("accept", json!(answer.choices));
         }
-        Interface::Ner | Interface::NerCorrect | Interface::Spans => {
+        Interface::Ner | Interface::NerCorrect | Interface::Spans | Interface::Relations => {
             let tokens = tokenize(&text);
             let token_values: Vec<Value> = tokens
                 .iter()
@@ -113,6 +113,9 @@ pub fn prodigy_line(
                 .iter()
                 .map(|s| prodigy_span(&text, &tokens, s))
                 .collect();
+            if interface == Interface::Relations {
+                set("relations", Value::Array(prodigy_relations(answer, &spans)));
+            }
             set("tokens", Value::Array(token_values));
             set("spans", Value::Array(spans));
         }
@@ -158,9 +161,10 @@ pub fn conll_block(text: &str, spans: &[Span]) -> Result<String, ExportError> {
 /// same types on every line of every interface, and no nulls.
 ///
 /// Keys: `text`, `input_hash`, `annotator`, `answer`, `label` (binary label or the single choice,
-/// else ""), `labels` (choices), `spans` ([{start, end, label}]), `tokens` and `ner_tags` (IOB2;
-/// both empty for non-span interfaces; of overlapping spans the earlier-starting, then longer,
-/// one is tagged).
+/// else ""), `labels` (choices), `spans` ([{start, end, label}]), `relations` ([{head, child,
+/// label}], `head` and `child` indexing `spans`; empty outside relations tasks), `tokens` and
+/// `ner_tags` (IOB2; both empty for non-span interfaces; of overlapping spans the
+/// earlier-starting, then longer, one is tagged).
 pub fn hf_line(task: &Task, text: &str, input_hash_hex: &str, answer: &Answer) -> String {
     let interface = task.interface();
     let label = match interface {
@@ -172,6 +176,11 @@ pub fn hf_line(task: &Task, text: &str, input_hash_hex: &str, answer: &Answer) -
         .spans
         .iter()
         .map(|s| json!({"start": s.start, "end": s.end, "label": s.label}))
+        .collect();
+    let relations: Vec<Value> = answer
+        .relations
+        .iter()
+        .map(|r| json!({"head": r.head, "child": r.child, "label": r.label}))
         .collect();
     let (tokens, ner_tags) = if is_span_interface(interface) {
         let tokens = tokenize(text);
@@ -188,6 +197,7 @@ pub fn hf_line(task: &Task, text: &str, input_hash_hex: &str, answer: &Answer) -
         "label": label,
         "labels": answer.choices,
         "spans": spans,
+        "relations": relations,
         "tokens": tokens,
         "ner_tags": ner_tags,
     })
@@ -223,6 +233,30 @@ fn prodigy_span(text: &str, tokens: &[Token], span: &Span) -> Value {
         "token_end": token_end,
         "text": covered,
     })
+}
+
+/// Relations as Prodigy writes them: `head` and `child` are the last token of each end's span,
+/// `head_span` and `child_span` the spans themselves (without their text), then the label.
+fn prodigy_relations(answer: &Answer, spans: &[Value]) -> Vec<Value> {
+    answer
+        .relations
+        .iter()
+        .filter_map(|r| {
+            let end = |i: u32| -> Option<Value> {
+                let mut span = spans.get(i as usize)?.clone();
+                span.as_object_mut()?.remove("text");
+                Some(span)
+            };
+            let (head_span, child_span) = (end(r.head)?, end(r.child)?);
+            Some(json!({
+                "head": head_span["token_end"],
+                "child": child_span["token_end"],
+                "head_span": head_span,
+                "child_span": child_span,
+                "label": r.label,
+            }))
+        })
+        .collect()
 }
 
 /// IOB2 tags for `tokens` from non-overlapping `spans`: a span tags every token it touches, and
@@ -267,6 +301,7 @@ fn view_id(interface: Interface) -> &'static str {
         Interface::Choice | Interface::MultiChoice => "choice",
         Interface::Ner | Interface::NerCorrect => "ner_manual",
         Interface::Spans => "spans_manual",
+        Interface::Relations => "relations",
         Interface::Unspecified => "text",
     }
 }
@@ -578,6 +613,7 @@ mod tests {
             ("label", "str"),
             ("labels", "list"),
             ("spans", "list"),
+            ("relations", "list"),
             ("tokens", "list"),
             ("ner_tags", "list"),
         ]
@@ -679,5 +715,54 @@ mod tests {
         assert_eq!(map["ner_tags"], json!(["B-A", "I-A", "O", "B-C", "O"]));
         // Every span stays in `spans`.
         assert_eq!(map["spans"].as_array().unwrap().len(), 4);
+    }
+
+    fn relations_answer() -> (Task, Answer) {
+        let mut t = task(Interface::Relations, &["PER", "LOC"]);
+        t.relation_labels = vec!["VISITED".into()];
+        let a = Answer {
+            spans: vec![span(0, 13, "PER"), span(22, 27, "LOC")],
+            relations: vec![gloss_proto::v1::Relation {
+                head: 0,
+                child: 1,
+                label: "VISITED".into(),
+            }],
+            ..answer(Decision::Accept)
+        };
+        (t, a)
+    }
+
+    #[test]
+    fn prodigy_relations_line() {
+        let (t, a) = relations_answer();
+        let map = parse(&prodigy_line(&t, &json!({"text": TEXT}).to_string(), HASH, &a).unwrap());
+        assert_eq!(map["_view_id"], json!("relations"));
+        assert_eq!(map["spans"].as_array().unwrap().len(), 2);
+        assert_eq!(map["tokens"].as_array().unwrap().len(), 5);
+        // Prodigy points a relation at the last token of each span.
+        assert_eq!(
+            map["relations"],
+            json!([{
+                "head": 1,
+                "child": 3,
+                "head_span": {"start": 0, "end": 13, "token_start": 0, "token_end": 1, "label": "PER"},
+                "child_span": {"start": 22, "end": 27, "token_start": 3, "token_end": 3, "label": "LOC"},
+                "label": "VISITED",
+            }])
+        );
+    }
+
+    #[test]
+    fn hf_relations_index_the_spans() {
+        let (t, a) = relations_answer();
+        let map = parse(&hf_line(&t, TEXT, HASH, &a));
+        assert_eq!(
+            map["relations"],
+            json!([{"head": 0, "child": 1, "label": "VISITED"}])
+        );
+        assert_eq!(
+            map["ner_tags"],
+            json!(["B-PER", "I-PER", "O", "B-LOC", "O"])
+        );
     }
 }

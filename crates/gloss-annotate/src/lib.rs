@@ -17,7 +17,10 @@ pub use agree::{
     agreement_report, cohen_kappa, f1_score, fleiss_kappa, krippendorff_alpha_nominal,
     pairwise_percent_agreement, span_f1,
 };
-pub use check::{check_answer, check_scheme, disagreement, proposed_label, FieldError};
+pub use check::{
+    check_answer, check_relations, check_scheme, disagreement, proposed_label, sort_spans,
+    FieldError,
+};
 pub use export::{conll_block, hf_line, prodigy_line, ExportError};
 pub use tokenize::{char_len, snap_span, tokenize};
 

@@ -148,6 +148,15 @@ fn to_answer(
                 ..Span::default()
             })
             .collect(),
+        relations: a
+            .relations
+            .iter()
+            .map(|r| gloss_proto::v1::Relation {
+                head: u32::try_from(r.head).unwrap_or(u32::MAX),
+                child: u32::try_from(r.child).unwrap_or(u32::MAX),
+                label: r.label.clone(),
+            })
+            .collect(),
         ..Answer::default()
     };
     gloss_annotate::check_answer(task, &record.text, &mut answer)

@@ -1,10 +1,14 @@
 //! The built-in demo project `gloss up --demo` loads into an empty data directory: a handful of
 //! short news-style sentences, and two tasks over them (sections to pick, entities to mark by
-//! two annotators each) to try the import, feed, review and export paths on, and demo users
-//! to sign in to the web app with.
+//! two annotators each) to try the import, feed, review and export paths on; a few staff-news
+//! sentences with a relations task whose people, organisations and places are pre-set as
+//! suggestions, so annotators only draw who works where and what is based where; and demo
+//! users to sign in to the web app with. Every sentence was written for the demo.
 
 use bytes::Bytes;
-use gloss_proto::v1::{ImportFormat, ImportHeader, ImportSummary, Interface, Task};
+use gloss_proto::v1::{
+    ImportFormat, ImportHeader, ImportSummary, Interface, Span, Suggestion, Task,
+};
 
 use crate::access::Actor;
 use crate::error::ServiceError;
@@ -38,6 +42,80 @@ const HEADLINES: &str = r#"{"text": "Central bank holds interest rates steady fo
 {"text": "Start-up raises funds to build cheaper heat pumps", "meta": {"section": "business"}}
 "#;
 
+/// Name of the demo's relations dataset and task.
+pub const RELATIONS_DATASET: &str = "staff-news";
+pub const RELATIONS_TASK: &str = "relations";
+
+/// Staff-news sentences and the spans pre-set on each: (covered text, label), each text's first
+/// occurrence.
+const STAFF_NEWS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "Maria Lopes joined Northwind Labs in Porto as head of research.",
+        &[
+            ("Maria Lopes", "PERSON"),
+            ("Northwind Labs", "ORG"),
+            ("Porto", "PLACE"),
+        ],
+    ),
+    (
+        "Harbour Bank opened a second office in Cork.",
+        &[("Harbour Bank", "ORG"), ("Cork", "PLACE")],
+    ),
+    (
+        "Tom Okafor leaves Greenfield Energy after nine years.",
+        &[("Tom Okafor", "PERSON"), ("Greenfield Energy", "ORG")],
+    ),
+    (
+        "Anna Berg and Luis Ortega both work for Quarry Analytics in Leeds.",
+        &[
+            ("Anna Berg", "PERSON"),
+            ("Luis Ortega", "PERSON"),
+            ("Quarry Analytics", "ORG"),
+            ("Leeds", "PLACE"),
+        ],
+    ),
+    (
+        "The Lakeside Clinic in Bergen hired Priya Nair as its new director.",
+        &[
+            ("Lakeside Clinic", "ORG"),
+            ("Bergen", "PLACE"),
+            ("Priya Nair", "PERSON"),
+        ],
+    ),
+];
+
+/// The staff-news sentences as JSONL.
+fn staff_news_jsonl() -> String {
+    STAFF_NEWS
+        .iter()
+        .map(|(text, _)| serde_json::json!({ "text": text }).to_string() + "\n")
+        .collect()
+}
+
+/// The pre-set spans of sentence `seq` (1-based, import order), in code points.
+fn staff_news_spans(seq: u64) -> Vec<Span> {
+    let Some((text, spans)) = usize::try_from(seq)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| STAFF_NEWS.get(i))
+    else {
+        return Vec::new();
+    };
+    spans
+        .iter()
+        .filter_map(|(covered, label)| {
+            let byte = text.find(covered)?;
+            let start = text[..byte].chars().count() as u32;
+            Some(Span {
+                start,
+                end: start + covered.chars().count() as u32,
+                label: (*label).into(),
+                ..Span::default()
+            })
+        })
+        .collect()
+}
+
 /// Loads the demo project when no project exists yet. Returns the import summary when it did.
 pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceError> {
     if !service.list_projects().await?.is_empty() {
@@ -52,19 +130,30 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
             "demo-project".into(),
         )
         .await?;
-    let header = ImportHeader {
-        project: PROJECT.into(),
-        dataset: DATASET.into(),
-        format: ImportFormat::Jsonl as i32,
-        create_dataset: true,
-        source_name: "built-in demo".into(),
-        ..ImportHeader::default()
-    };
+    let header = header_for_demo();
     let data = futures::stream::iter([Ok(Bytes::from_static(HEADLINES.as_bytes()))]);
     let summary = service.import(system, header, data).await?;
+    let staff = ImportHeader {
+        dataset: RELATIONS_DATASET.into(),
+        ..header_for_demo()
+    };
+    let data = futures::stream::iter([Ok(Bytes::from(staff_news_jsonl()))]);
+    service.import(system, staff, data).await?;
     for task in demo_tasks() {
         service.create_task(system, task).await?;
     }
+    let suggestions = (1..=STAFF_NEWS.len() as u64)
+        .map(|seq| Suggestion {
+            seq,
+            spans: staff_news_spans(seq),
+            score: 1.0,
+            source: "demo".into(),
+            ..Suggestion::default()
+        })
+        .collect();
+    service
+        .set_suggestions(system, PROJECT, RELATIONS_TASK, suggestions)
+        .await?;
     for (name, role) in USERS {
         let role = crate::users::parse_role(role)?;
         match service
@@ -78,7 +167,20 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
     Ok(Some(summary))
 }
 
-/// The demo's tasks: one section per headline, and entities with two annotators each.
+/// The header of the demo's imports (the headlines; others change the dataset).
+fn header_for_demo() -> ImportHeader {
+    ImportHeader {
+        project: PROJECT.into(),
+        dataset: DATASET.into(),
+        format: ImportFormat::Jsonl as i32,
+        create_dataset: true,
+        source_name: "built-in demo".into(),
+        ..ImportHeader::default()
+    }
+}
+
+/// The demo's tasks: one section per headline, entities with two annotators each, and relations
+/// between the staff-news sentences' pre-set spans.
 fn demo_tasks() -> Vec<Task> {
     let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
     let mut sections = Task {
@@ -102,5 +204,40 @@ fn demo_tasks() -> Vec<Task> {
         ..Task::default()
     };
     entities.set_interface(Interface::Ner);
-    vec![sections, entities]
+    let mut relations = Task {
+        project: PROJECT.into(),
+        name: RELATIONS_TASK.into(),
+        labels: labels(&["PERSON", "ORG", "PLACE"]),
+        relation_labels: labels(&["WORKS_AT", "BASED_IN"]),
+        source_dataset: RELATIONS_DATASET.into(),
+        instructions: "Draw who works at which organisation, and where each organisation is \
+                       based. Press r for relation mode."
+            .into(),
+        ..Task::default()
+    };
+    relations.set_interface(Interface::Relations);
+    vec![sections, entities, relations]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_set_spans_cover_their_text() {
+        for (i, (text, spans)) in STAFF_NEWS.iter().enumerate() {
+            let found = staff_news_spans(i as u64 + 1);
+            assert_eq!(found.len(), spans.len(), "{text}");
+            for (span, (covered, label)) in found.iter().zip(spans.iter()) {
+                let got: String = text
+                    .chars()
+                    .skip(span.start as usize)
+                    .take((span.end - span.start) as usize)
+                    .collect();
+                assert_eq!((got.as_str(), span.label.as_str()), (*covered, *label));
+            }
+        }
+        assert!(staff_news_spans(0).is_empty());
+        assert!(staff_news_spans(99).is_empty());
+    }
 }

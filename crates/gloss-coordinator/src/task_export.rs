@@ -40,7 +40,7 @@ impl Service {
         };
         let span_task = matches!(
             t.interface(),
-            Interface::Ner | Interface::NerCorrect | Interface::Spans
+            Interface::Ner | Interface::NerCorrect | Interface::Spans | Interface::Relations
         );
         if format == ExportFormat::Conll && !span_task {
             return Err(ServiceError::InvalidArgument(format!(
@@ -48,7 +48,9 @@ impl Service {
                 t.interface().as_str_name()
             )));
         }
-        if format == ExportFormat::Spacy && t.interface() == Interface::Spans {
+        if format == ExportFormat::Spacy
+            && matches!(t.interface(), Interface::Spans | Interface::Relations)
+        {
             return Err(ServiceError::InvalidArgument(format!(
                 "format: a spaCy DocBin holds entities (ner, ner-correct) or cats (binary, choice, multi-choice); task {project}/{task} is {}",
                 t.interface().as_str_name()

@@ -33,7 +33,7 @@ pub fn normalize_task(mut t: Task) -> Result<Task, ServiceError> {
     gloss_state::check_name("task", &t.name).map_err(|r| invalid(format!("name: {r}")))?;
     if t.interface() == Interface::Unspecified {
         return Err(invalid(
-            "interface: choose binary, choice, multi_choice, ner, ner_correct or spans",
+            "interface: choose binary, choice, multi_choice, ner, ner_correct, spans or relations",
         ));
     }
     if t.source_dataset.is_empty() {
@@ -55,6 +55,7 @@ pub fn normalize_task(mut t: Task) -> Result<Task, ServiceError> {
             return Err(invalid(format!("labels[{i}]: {l:?} is listed twice")));
         }
     }
+    check_relation_labels(&t)?;
     if t.overlap == 0 {
         t.overlap = 1;
     }
@@ -76,7 +77,7 @@ pub fn normalize_task(mut t: Task) -> Result<Task, ServiceError> {
         t.set_disagreement(DisagreementPolicy::Any);
     }
     for (i, l) in t.review_labels.iter().enumerate() {
-        if !t.labels.contains(l) {
+        if !t.labels.contains(l) && !t.relation_labels.contains(l) {
             return Err(invalid(format!(
                 "review_labels[{i}]: {l:?} is not one of the task's labels"
             )));
@@ -114,8 +115,49 @@ pub fn normalize_task(mut t: Task) -> Result<Task, ServiceError> {
     Ok(t)
 }
 
+/// A relations task needs relation labels, printable, distinct and apart from its span labels
+/// (agreement and review name both kinds in one list); no other task may have any.
+fn check_relation_labels(t: &Task) -> Result<(), ServiceError> {
+    let labels = &t.relation_labels;
+    if t.interface() != Interface::Relations {
+        if !labels.is_empty() {
+            return Err(invalid(
+                "relation_labels: only a relations task has relation labels",
+            ));
+        }
+        return Ok(());
+    }
+    if labels.is_empty() || labels.len() > MAX_LABELS {
+        return Err(invalid(format!(
+            "relation_labels: a relations task needs 1-{MAX_LABELS} relation labels, got {}",
+            labels.len()
+        )));
+    }
+    for (i, l) in labels.iter().enumerate() {
+        if l.trim().is_empty() || l.len() > MAX_LABEL_LEN || l.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "relation_labels[{i}]: {l:?} must be 1-{MAX_LABEL_LEN} bytes of printable text"
+            )));
+        }
+        if labels[..i].contains(l) {
+            return Err(invalid(format!(
+                "relation_labels[{i}]: {l:?} is listed twice"
+            )));
+        }
+        if t.labels.contains(l) {
+            return Err(invalid(format!(
+                "relation_labels[{i}]: {l:?} is also a span label; use distinct names"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn is_span_interface(i: Interface) -> bool {
-    matches!(i, Interface::Ner | Interface::NerCorrect | Interface::Spans)
+    matches!(
+        i,
+        Interface::Ner | Interface::NerCorrect | Interface::Spans | Interface::Relations
+    )
 }
 
 impl Service {
@@ -264,18 +306,20 @@ impl Service {
                     t.labels.join(", ")
                 )));
             }
-            if s.spans.is_empty() {
+            if s.spans.is_empty() && s.relations.is_empty() {
                 continue;
             }
             let text = self.example_text(&t, s.seq).await?;
             let mut probe = Answer {
                 decision: gloss_proto::v1::Decision::Accept as i32,
                 spans: std::mem::take(&mut s.spans),
+                relations: std::mem::take(&mut s.relations),
                 ..Answer::default()
             };
             gloss_annotate::check_answer(&t, &text, &mut probe)
                 .map_err(|e| invalid(format!("suggestions[{i}] (example {}): {e}", s.seq)))?;
             s.spans = probe.spans;
+            s.relations = probe.relations;
         }
         let body = command::Body::SetSuggestions(SetSuggestions {
             project: project.into(),

@@ -249,8 +249,18 @@ fn prodigy_bad_records_are_reported_and_the_rest_read() {
         ),
         (
             r#"{"text":"a b","answer":"accept","relations":[{"head":0,"child":1,"label":"R"}]}"#,
+            Some("relations[0].head_span"),
+            "is missing or not an object",
+        ),
+        (
+            r#"{"text":"a b","answer":"accept","spans":[{"start":0,"end":1,"label":"X"}],"relations":[{"head_span":{"start":0,"end":1},"child_span":{"start":2,"end":3},"label":"R"}]}"#,
+            Some("relations[0].child_span"),
+            "2..3 is not one of the line's spans",
+        ),
+        (
+            r#"{"text":"a b","answer":"accept","relations":{}}"#,
             Some("relations"),
-            "not relations",
+            "expected an array, found an object",
         ),
         (r#"{"text": "unterminated}"#, None, "not valid JSON: "),
         (
@@ -481,6 +491,7 @@ fn label_studio_export_with_several_annotators() {
                         span(17, 22, "LOC"),
                         span(17, 22, "GPE"),
                     ],
+                    relations: vec![],
                 },
                 Annotation {
                     annotator: "bob@example.com".into(),
@@ -824,4 +835,27 @@ fn label_studio_broken_array_ends_the_stream() {
         );
     }
     assert!(records(ls_items(b" [ ] ")).is_empty());
+}
+
+#[test]
+fn prodigy_relations_name_their_spans() {
+    let line = r#"{"text":"Ann met Bob","answer":"accept","_annotator_id":"rel-ann","spans":[{"start":0,"end":3,"label":"PER","token_start":0,"token_end":0},{"start":8,"end":11,"label":"PER","token_start":2,"token_end":2}],"relations":[{"head":2,"child":0,"head_span":{"start":8,"end":11,"token_start":2,"token_end":2,"label":"PER"},"child_span":{"start":0,"end":3,"token_start":0,"token_end":0,"label":"PER"},"label":"MET"}]}"#;
+    let items: Vec<_> = prodigy::read(line.as_bytes(), Limits::default())
+        .map(Result::unwrap)
+        .collect();
+    let AnnotatedItem::Record(record) = &items[0] else {
+        panic!("{items:?}");
+    };
+    let a = &record.annotations[0];
+    assert_eq!(a.spans.len(), 2);
+    assert_eq!(
+        a.relations,
+        [gloss_import::annotations::Relation {
+            head: 1,
+            child: 0,
+            label: "MET".into(),
+        }]
+    );
+    // The relations belong to the answer, not to the stored example.
+    assert!(!record.json.contains("relations"), "{}", record.json);
 }

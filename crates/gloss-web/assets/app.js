@@ -325,6 +325,7 @@ async function annotateView(project, name) {
       label: parts.label,
       choices: parts.choices,
       spans: parts.spans,
+      relations: parts.relations,
       time_spent_ms: Math.round(performance.now() - st.shownAt),
     };
     const entry = { id: answer.answer_id, path: `${base}/answers`, body: { answer } };
@@ -391,6 +392,8 @@ async function annotateView(project, name) {
 
 function keysHelp(task) {
   if (task.interface === "INTERFACE_BINARY") return "a accept · x reject · space ignore · backspace undo";
+  if (task.interface === "INTERFACE_RELATIONS")
+    return "spans: 1-9 pick a label, then select text · r relation mode: click or arrows+h the head, click or arrows+c the child, 1-9 names the relation · z takes back a change · a/Enter accept · x reject · space ignore · backspace undo";
   if (isSpanTask(task))
     return "1-9 pick a label, then select text with the mouse · or arrows move, shift+arrows extend, 1-9 labels the selection · click or Delete removes a span · a/Enter accept · x reject · space ignore · backspace undo";
   if (task.interface === "INTERFACE_MULTI_CHOICE") return "1-9 toggle a label · a/Enter accept · x reject · space ignore · backspace undo";
@@ -424,12 +427,20 @@ async function reviewView(project, name) {
       h("span", { class: `label ${labelClass(task, s.label)}${diff.spans[i].has(S.spanKey(s)) ? " diff" : ""}` }, `${s.text || S.sliceCodePoints(items[idx].text, s.start, s.end)} · ${s.label}`),
     );
     const choices = (a.choices || []).map((c) => h("span", { class: `label ${labelClass(task, c)}${diff.choices[i].has(c) ? " diff" : ""}` }, c));
+    const spanName = (k) => {
+      const s = (a.spans || [])[k];
+      return s ? s.text || S.sliceCodePoints(items[idx].text, s.start, s.end) : "?";
+    };
+    const relations = (a.relations || []).map((r) =>
+      h("span", { class: `label rel${diff.relations[i].has(S.relationKey(a, r)) ? " diff" : ""}` }, `${spanName(r.head)} → ${spanName(r.child)} · ${r.label}`),
+    );
     return h(
       "div",
       { class: "version", "data-answer": a.answer_id },
       h("div", { class: "meta" }, h("kbd", {}, String(i + 1)), h("strong", {}, a.annotator)),
       h("div", { class: `decision${diff.decisionsDiffer ? " diff" : ""}` }, a.decision.replace("DECISION_", "").toLowerCase(), a.label ? ` ${a.label}` : ""),
       h("div", { class: "labels" }, choices, spans),
+      relations.length ? h("div", { class: "labels", "data-testid": "relations" }, relations) : null,
     );
   }
 
@@ -484,7 +495,7 @@ async function reviewView(project, name) {
     }
     if (e.key === "e") {
       const ex = { seq: it.seq, text: it.text, tokens: it.tokens };
-      editing = new Editor(task, ex, (decision, p) => resolve({ edited: { decision, label: p.label, choices: p.choices, spans: p.spans } }), it.answers[0]);
+      editing = new Editor(task, ex, (decision, p) => resolve({ edited: { decision, label: p.label, choices: p.choices, spans: p.spans, relations: p.relations } }), it.answers[0]);
       render();
       return true;
     }

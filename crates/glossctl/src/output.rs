@@ -115,6 +115,7 @@ fn agreement_row(l: &LabelAgreement) -> Vec<String> {
         metric(l.fleiss_kappa),
         metric(l.krippendorff_alpha),
         metric(l.span_f1),
+        metric(l.relation_f1),
     ]
 }
 
@@ -350,6 +351,7 @@ impl Output {
                 "FLEISS",
                 "ALPHA",
                 "SPAN F1",
+                "RELATION F1",
             ],
             rows,
         );

@@ -17,12 +17,15 @@ pub enum TaskCmd {
         /// Source dataset in the same project.
         #[arg(long)]
         dataset: String,
-        /// binary, choice, multi-choice, ner, ner-correct or spans.
+        /// binary, choice, multi-choice, ner, ner-correct, spans or relations.
         #[arg(long)]
         interface: String,
-        /// The label scheme, comma-separated.
+        /// The label scheme, comma-separated (span labels for a relations task).
         #[arg(long, value_delimiter = ',', required = true)]
         labels: Vec<String>,
+        /// Relations tasks: the labels a relation may carry, comma-separated (required there).
+        #[arg(long, value_delimiter = ',')]
+        relation_labels: Vec<String>,
         /// Distinct annotators per example.
         #[arg(long, default_value_t = 1)]
         overlap: u32,
@@ -95,7 +98,9 @@ pub enum TaskCmd {
     },
     /// Attach a model's or teacher's suggestions from a JSONL file, one per line:
     /// {"seq": 3, "labels": ["POS"], "spans": [{"start": 0, "end": 5, "label": "ORG"}],
-    /// "score": 0.42, "source": "teacher"}. The uncertainty ordering serves low scores first.
+    /// "score": 0.42, "source": "teacher"}; relations tasks may add "relations": [{"head": 0,
+    /// "child": 1, "label": "WORKS_AT"}] (indices into "spans"). The uncertainty ordering serves
+    /// low scores first.
     Suggest {
         task: String,
         file: std::path::PathBuf,
@@ -117,8 +122,9 @@ fn parse_interface(s: &str) -> Result<Interface> {
         "ner" => Interface::Ner,
         "ner-correct" => Interface::NerCorrect,
         "spans" => Interface::Spans,
+        "relations" => Interface::Relations,
         other => bail!(
-            "unknown interface {other:?}; use binary, choice, multi-choice, ner, ner-correct or spans"
+            "unknown interface {other:?}; use binary, choice, multi-choice, ner, ner-correct, spans or relations"
         ),
     })
 }
@@ -155,6 +161,7 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
             dataset,
             interface,
             labels,
+            relation_labels,
             overlap,
             pool,
             ordering,
@@ -174,6 +181,7 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
                 project,
                 name,
                 labels,
+                relation_labels,
                 source_dataset: dataset,
                 overlap,
                 pool,
@@ -319,7 +327,7 @@ fn parse_suggestion(line: &str) -> Result<Suggestion> {
         bail!("expected a JSON object");
     };
     for key in obj.keys() {
-        if !["seq", "labels", "spans", "score", "source"].contains(&key.as_str()) {
+        if !["seq", "labels", "spans", "relations", "score", "source"].contains(&key.as_str()) {
             bail!("unknown field `{key}`");
         }
     }
@@ -368,6 +376,32 @@ fn parse_suggestion(line: &str) -> Result<Suggestion> {
             .collect::<Result<_>>()?,
         Some(_) => bail!("field `spans`: expected an array"),
     };
+    let relations = match obj.get("relations") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let index = |k: &str| {
+                    r.get(k)
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("field `relations[{i}].{k}`: expected a span index")
+                        })
+                };
+                Ok(Relation {
+                    head: index("head")?,
+                    child: index("child")?,
+                    label: strings(
+                        &format!("relations[{i}].label"),
+                        r.get("label").unwrap_or(&Value::Null),
+                    )?,
+                })
+            })
+            .collect::<Result<_>>()?,
+        Some(_) => bail!("field `relations`: expected an array"),
+    };
     let score = match obj.get("score") {
         None => 0.0,
         Some(v) => v
@@ -382,6 +416,7 @@ fn parse_suggestion(line: &str) -> Result<Suggestion> {
         seq,
         labels,
         spans,
+        relations,
         score,
         source,
     })

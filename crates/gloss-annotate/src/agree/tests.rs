@@ -458,3 +458,93 @@ fn empty_report() {
     assert_eq!(report.labels.len(), 1);
     assert_eq!(report.labels[0].percent_agreement, None);
 }
+
+fn relations(who: &str, spans_: &[(u32, u32, &str)], rels: &[(u32, u32, &str)]) -> Answer {
+    Answer {
+        relations: rels
+            .iter()
+            .map(|&(head, child, label)| gloss_proto::v1::Relation {
+                head,
+                child,
+                label: label.into(),
+            })
+            .collect(),
+        ..spans(who, spans_)
+    }
+}
+
+#[test]
+fn relation_report_by_hand() {
+    let mut t = task(Interface::Relations, &["PER", "ORG"], 2);
+    t.relation_labels = strings(&["WORKS_AT", "KNOWS"]);
+    // "Ann works at Acme with Bob": Ann 0..3, Acme 13..17, Bob 23..26.
+    let people = [(0, 3, "PER"), (13, 17, "ORG"), (23, 26, "PER")];
+    let items = vec![
+        vec![
+            // ann: Ann WORKS_AT Acme, Bob WORKS_AT Acme, Ann KNOWS Bob.
+            relations(
+                "ann",
+                &people,
+                &[(0, 1, "WORKS_AT"), (2, 1, "WORKS_AT"), (0, 2, "KNOWS")],
+            ),
+            // bob: the same spans listed in another order; Ann WORKS_AT Acme, Bob KNOWS Ann.
+            relations(
+                "bob",
+                &[(23, 26, "PER"), (0, 3, "PER"), (13, 17, "ORG")],
+                &[(1, 2, "WORKS_AT"), (0, 1, "KNOWS")],
+            ),
+        ],
+        vec![
+            relations(
+                "ann",
+                &[(0, 3, "PER"), (13, 17, "ORG")],
+                &[(0, 1, "WORKS_AT")],
+            ),
+            relations(
+                "bob",
+                &[(0, 3, "PER"), (13, 17, "ORG")],
+                &[(0, 1, "WORKS_AT")],
+            ),
+        ],
+    ];
+    let report = agreement_report(&t, &items);
+    let overall = report.overall.unwrap();
+    assert_eq!(overall.items, 2);
+    // Relations, pooled over both items: 1 + 1 matches of (3 + 1) and (2 + 1) relations.
+    close(overall.relation_f1, 2.0 * 2.0 / 7.0, 1e-12);
+    // Spans agree exactly on both items.
+    close(overall.span_f1, 1.0, 1e-12);
+    // Item 1's relations differ, so only item 2 agrees as a whole.
+    close(overall.percent_agreement, 0.5, 1e-12);
+    let by_label: BTreeMap<&str, &LabelAgreement> = report
+        .labels
+        .iter()
+        .map(|l| (l.label.as_str(), l))
+        .collect();
+    assert_eq!(
+        report
+            .labels
+            .iter()
+            .map(|l| l.label.as_str())
+            .collect::<Vec<_>>(),
+        ["PER", "ORG", "WORKS_AT", "KNOWS"]
+    );
+    // WORKS_AT: 2 matches of (2 + 1) + (1 + 1) = 4/5; KNOWS: the direction differs, 0 of 2.
+    close(by_label["WORKS_AT"].relation_f1, 4.0 / 5.0, 1e-12);
+    close(by_label["KNOWS"].relation_f1, 0.0, 1e-12);
+    assert_eq!(by_label["WORKS_AT"].span_f1, None);
+    close(by_label["PER"].span_f1, 1.0, 1e-12);
+    assert_eq!(by_label["PER"].relation_f1, None);
+}
+
+#[test]
+fn span_tasks_carry_no_relation_figure() {
+    let t = task(Interface::Ner, &["PER"], 2);
+    let items = vec![vec![
+        spans("ann", &[(0, 3, "PER")]),
+        spans("bob", &[(0, 3, "PER")]),
+    ]];
+    let report = agreement_report(&t, &items);
+    assert_eq!(report.overall.unwrap().relation_f1, None);
+    assert_eq!(report.labels.len(), 1);
+}

@@ -495,3 +495,148 @@ fn per_label_policy_only_counts_review_labels() {
         Some(vec!["LOC".to_owned(), "ORG".to_owned()])
     );
 }
+
+fn relations_task() -> Task {
+    Task {
+        relation_labels: vec!["WORKS_AT".into(), "KNOWS".into()],
+        ..task(Interface::Relations, &["PER", "ORG"])
+    }
+}
+
+fn with_relations(spans: &[(u32, u32, &str)], relations: &[(u32, u32, &str)]) -> Answer {
+    Answer {
+        relations: relations
+            .iter()
+            .map(|&(head, child, label)| Relation {
+                head,
+                child,
+                label: label.into(),
+            })
+            .collect(),
+        ..with_spans(Decision::Accept, spans)
+    }
+}
+
+#[test]
+fn relation_answers() {
+    let t = relations_task();
+    let people = [(0, 3, "PER"), (13, 17, "ORG"), (23, 26, "PER")];
+    check_scheme(
+        &t,
+        &with_relations(&people, &[(0, 1, "WORKS_AT"), (2, 0, "KNOWS")]),
+    )
+    .unwrap();
+    check_scheme(&t, &with_relations(&people, &[])).unwrap();
+
+    let cases = [
+        (
+            with_relations(&people, &[(0, 3, "WORKS_AT")]),
+            "relations[0].child",
+            "span 3 does not exist; the answer has 3 span(s)",
+        ),
+        (
+            with_relations(&people, &[(0, 1, "KNOWS"), (7, 1, "KNOWS")]),
+            "relations[1].head",
+            "span 7 does not exist; the answer has 3 span(s)",
+        ),
+        (
+            with_relations(&people, &[(2, 2, "KNOWS")]),
+            "relations[0]",
+            "relates spans[2] (23..26 PER) to itself",
+        ),
+        (
+            with_relations(&people, &[(0, 1, "OWNS")]),
+            "relations[0].label",
+            "unknown relation label \"OWNS\"; the task's relation labels are WORKS_AT, KNOWS",
+        ),
+        (
+            with_relations(
+                &people,
+                &[(0, 1, "WORKS_AT"), (2, 1, "WORKS_AT"), (0, 1, "WORKS_AT")],
+            ),
+            "relations[2]",
+            "duplicates relations[0]",
+        ),
+        (
+            // Spans of a relations task must not overlap, as in NER.
+            with_relations(&[(0, 5, "PER"), (3, 8, "ORG")], &[]),
+            "spans[1]",
+            "overlaps spans[0] (0..5 PER)",
+        ),
+    ];
+    for (answer, field, reason) in cases {
+        assert_eq!(
+            refusal(check_scheme(&t, &answer)),
+            (field.into(), reason.into())
+        );
+    }
+
+    let rejected = Answer {
+        decision: Decision::Reject as i32,
+        ..with_relations(&[], &[(0, 1, "KNOWS")])
+    };
+    let (field, reason) = refusal(check_scheme(&t, &rejected));
+    assert_eq!(field, "relations");
+    assert!(reason.contains("REJECT"), "{reason}");
+}
+
+#[test]
+fn relations_only_on_relations_tasks() {
+    let t = task(Interface::Ner, &["PER"]);
+    let answer = with_relations(&[(0, 3, "PER"), (4, 7, "PER")], &[(0, 1, "KNOWS")]);
+    let (field, reason) = refusal(check_scheme(&t, &answer));
+    assert_eq!(field, "relations");
+    assert!(reason.contains("only a relations task"), "{reason}");
+}
+
+#[test]
+fn sorting_spans_keeps_relations_on_the_same_spans() {
+    let t = relations_task();
+    let text = "Ann works at Acme with Bob";
+    // Listed out of order: Bob, Acme, Ann.
+    let mut answer = with_relations(
+        &[(23, 26, "PER"), (13, 17, "ORG"), (0, 3, "PER")],
+        &[(2, 1, "WORKS_AT"), (0, 1, "WORKS_AT"), (0, 2, "KNOWS")],
+    );
+    check_answer(&t, text, &mut answer).unwrap();
+    let texts: Vec<&str> = answer.spans.iter().map(|s| s.text.as_str()).collect();
+    assert_eq!(texts, ["Ann", "Acme", "Bob"]);
+    let rels: Vec<(&str, &str, &str)> = answer
+        .relations
+        .iter()
+        .map(|r| {
+            (
+                answer.spans[r.head as usize].text.as_str(),
+                answer.spans[r.child as usize].text.as_str(),
+                r.label.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rels,
+        [
+            ("Ann", "Acme", "WORKS_AT"),
+            ("Bob", "Ann", "KNOWS"),
+            ("Bob", "Acme", "WORKS_AT")
+        ]
+    );
+}
+
+#[test]
+fn relations_disagree_when_they_differ() {
+    let t = relations_task();
+    let people = [(0, 3, "PER"), (13, 17, "ORG"), (23, 26, "PER")];
+    let a = with_relations(&people, &[(0, 1, "WORKS_AT")]);
+    let same = with_relations(&people, &[(0, 1, "WORKS_AT")]);
+    assert_eq!(disagreement(&t, &[&a, &same]), None);
+    let other = with_relations(&people, &[(0, 1, "WORKS_AT"), (2, 1, "WORKS_AT")]);
+    assert_eq!(
+        disagreement(&t, &[&a, &other]),
+        Some(vec!["WORKS_AT".to_string()])
+    );
+    let reversed = with_relations(&people, &[(1, 0, "WORKS_AT")]);
+    assert_eq!(
+        disagreement(&t, &[&a, &reversed]),
+        Some(vec!["WORKS_AT".to_string()])
+    );
+}

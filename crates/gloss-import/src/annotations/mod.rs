@@ -48,6 +48,18 @@ pub struct Annotation {
     pub choices: Vec<String>,
     /// Span interfaces (NER): the entities.
     pub spans: Vec<Span>,
+    /// Relations interface: relations between `spans`, by index.
+    pub relations: Vec<Relation>,
+}
+
+/// A directed, labelled relation between two spans of the same annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    /// Index of the head span in the annotation's `spans`.
+    pub head: usize,
+    /// Index of the child span.
+    pub child: usize,
+    pub label: String,
 }
 
 /// One example with every answer the source holds for it.

@@ -21,8 +21,9 @@
 //! options; `spans` are the entities, each with a `label`. Span offsets are Python string
 //! indices, that is code points, as in Gloss, so they are taken as they are; `token_start` and
 //! `token_end` are ignored (Gloss snaps spans to its own tokens), and a span's `text`, when
-//! present, must be the text it covers. Non-empty `relations` are refused: Gloss has no
-//! relation answers, and dropping them silently would lose work.
+//! present, must be the text it covers. `relations` (as `rel.manual` writes them) name their ends
+//! by `head_span` and `child_span`, each of which must be one of the line's `spans` (by start and
+//! end); a task that is not a relations task refuses an answer with relations.
 //!
 //! **Source id.** `prodigy-<_task_hash>-<annotator>` (without the annotator when there is
 //! none), else `prodigy-line-<n>`, so importing the same file twice records each answer once.
@@ -38,7 +39,7 @@ use serde_json::{Map, Value};
 
 use super::offsets::{quote, slice_chars};
 use super::scan::without_members;
-use super::{AnnotatedItem, AnnotatedRecord, Annotation, Decision, Span};
+use super::{AnnotatedItem, AnnotatedRecord, Annotation, Decision, Relation, Span};
 use crate::jsonl::{kind, problem, validate, Problem};
 use crate::source::{Line, LineReader, Source};
 use crate::{too_large, utf8_reason, ImportError, Limits, RecordError};
@@ -191,12 +192,8 @@ fn annotation(line: u64, map: &Map<String, Value>, text: &str) -> Result<Annotat
             return Err(problem("_task_hash", reason));
         }
     };
-    if let Some(relations) = map.get("relations") {
-        if relations.as_array().is_none_or(|r| !r.is_empty()) {
-            let reason = "Gloss imports labels, choices and spans, not relations";
-            return Err(problem("relations", reason));
-        }
-    }
+    let spans = spans(map, text)?;
+    let relations = relations(map, &spans)?;
     Ok(Annotation {
         annotator,
         source_id,
@@ -207,8 +204,56 @@ fn annotation(line: u64, map: &Map<String, Value>, text: &str) -> Result<Annotat
             .unwrap_or_default()
             .to_owned(),
         choices: choices(map)?,
-        spans: spans(map, text)?,
+        spans,
+        relations,
     })
+}
+
+/// `relations` as `rel.manual` writes them: each names its ends by `head_span` and `child_span`
+/// (matched to the line's `spans` by start and end) and carries a `label`. Prodigy's `head` and
+/// `child` token indices are ignored, as token indices are for spans.
+fn relations(map: &Map<String, Value>, spans: &[Span]) -> Result<Vec<Relation>, Problem> {
+    let relations = match map.get("relations") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(r)) => r,
+        Some(other) => {
+            let reason = format!("expected an array, found {}", kind(other));
+            return Err(problem("relations", reason));
+        }
+    };
+    relations
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let end = |key: &str| -> Result<usize, Problem> {
+                let field = format!("relations[{i}].{key}");
+                let Some(span) = r.get(key).filter(|s| s.is_object()) else {
+                    return Err(problem(field, "is missing or not an object"));
+                };
+                let (Some(start), Some(stop)) = (
+                    span.get("start").and_then(Value::as_u64),
+                    span.get("end").and_then(Value::as_u64),
+                ) else {
+                    return Err(problem(field, "needs numeric start and end"));
+                };
+                spans
+                    .iter()
+                    .position(|s| s.start == start && s.end == stop)
+                    .ok_or_else(|| {
+                        let reason = format!("{start}..{stop} is not one of the line's spans");
+                        problem(field, reason)
+                    })
+            };
+            let Some(label) = r.get("label").and_then(Value::as_str) else {
+                return Err(problem(format!("relations[{i}].label"), "is missing"));
+            };
+            Ok(Relation {
+                head: end("head_span")?,
+                child: end("child_span")?,
+                label: label.to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// `_annotator_id`, else `_session_id`, else empty.

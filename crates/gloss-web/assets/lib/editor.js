@@ -5,11 +5,15 @@
 // at once; multi-choice toggles, then a or Enter accepts). Spans: number key picks the label for
 // mouse selections, or labels the keyboard selection (arrow keys move, shift+arrows extend);
 // Delete removes the span under the cursor; click a span to remove it; a or Enter accepts.
+// Relations tasks add a relation mode (r toggles it): click a span or move to it with the arrow
+// keys and press h for the head and c for the child (a click picks the head, then the child),
+// then a number key gives the relation its label; arcs are drawn over the text. Click a relation
+// in the list to remove it; z takes back the last change to spans or relations.
 
 import * as S from "./spans.js";
 import { h, mount } from "./views.js";
 
-const SPAN_INTERFACES = ["INTERFACE_NER", "INTERFACE_NER_CORRECT", "INTERFACE_SPANS"];
+const SPAN_INTERFACES = ["INTERFACE_NER", "INTERFACE_NER_CORRECT", "INTERFACE_SPANS", "INTERFACE_RELATIONS"];
 
 export const isSpanTask = (task) => SPAN_INTERFACES.includes(task.interface);
 
@@ -30,6 +34,11 @@ export class Editor {
     this.multi = task.interface === "INTERFACE_MULTI_CHOICE";
     this.spanTask = isSpanTask(task);
     this.allowOverlap = task.interface === "INTERFACE_SPANS";
+    this.relTask = task.interface === "INTERFACE_RELATIONS";
+    this.relMode = false;
+    this.pick = { head: null, child: null }; // span keys picked in relation mode
+    this.relFocus = 0; // span index the arrow keys are on in relation mode
+    this.history = []; // earlier {spans, relations}, for z
     this.activeLabel = 0;
     this.cursor = 0;
     this.sel = null; // {anchor} when the keyboard is selecting
@@ -39,11 +48,14 @@ export class Editor {
     if (from) {
       this.choices = new Set(from.choices || []);
       this.spans = this.#spansFrom(from.spans, false);
+      this.relations = S.relationsFrom(from.spans, from.relations);
     } else {
       this.choices = new Set(sugg && !this.spanTask && task.interface !== "INTERFACE_BINARY" ? sugg.labels : []);
       this.suggestedChoices = new Set(this.choices);
       this.spans = this.spanTask && sugg ? this.#spansFrom(sugg.spans, true) : [];
+      this.relations = this.relTask && sugg ? S.relationsFrom(sugg.spans, sugg.relations) : [];
     }
+    this.relations = S.keepRelations(this.relations, this.spans);
     this.tokens = tokens;
     this.el = h("div", { class: "editor", "data-seq": example.seq });
     this.render();
@@ -63,7 +75,14 @@ export class Editor {
       label: this.ex.label || "",
       choices: [...this.choices],
       spans: this.spans.map((s) => ({ start: s.start, end: s.end, label: s.label })),
+      relations: S.relationIndices(this.relations, this.spans),
     };
+  }
+
+  /** Remembers spans and relations before a change, for z. */
+  #save() {
+    this.history.push({ spans: this.spans, relations: this.relations });
+    if (this.history.length > 100) this.history.shift();
   }
 
   decide(decision) {
@@ -76,11 +95,15 @@ export class Editor {
     if (t.instructions) parts.push(h("p", { class: "muted" }, t.instructions));
     if (t.interface === "INTERFACE_BINARY") {
       parts.push(h("div", { class: "labels" }, h("span", { class: "proposed" }, this.ex.label || t.labels[0])));
+    } else if (this.relMode) {
+      parts.push(this.#relationBar());
     } else {
       parts.push(this.#labelBar());
     }
+    if (this.relTask) parts.push(this.#modeLine());
     parts.push(this.spanTask ? this.#spanText() : h("div", { class: "example", "data-testid": "text" }, this.ex.text));
     if (this.spanTask && this.spans.length) parts.push(this.#spanList());
+    if (this.relTask && this.relations.length) parts.push(this.#relationList());
     const sugg = this.ex.suggestion;
     if (sugg && (sugg.source || sugg.score)) {
       // On a binary task a suggestion accepts the proposed label (it lists it) or rejects it.
@@ -97,6 +120,86 @@ export class Editor {
       );
     }
     mount(this.el, parts);
+    if (this.relTask) requestAnimationFrame(() => this.#drawArcs());
+  }
+
+  #modeLine() {
+    const picked = (k) => (k ? S.sliceCodePoints(this.ex.text, ...k.split(":").map(Number)) : "…");
+    const text = this.relMode
+      ? `relation mode (r leaves): head ${picked(this.pick.head)} → child ${picked(this.pick.child)}; then 1-9 names the relation`
+      : "span mode (r switches to relations)";
+    return h("p", { class: "muted mode", "data-testid": "mode", "data-mode": this.relMode ? "relations" : "spans" }, text);
+  }
+
+  #relationBar() {
+    const labels = this.task.relation_labels || [];
+    return h(
+      "div",
+      { class: "labels relation-labels" },
+      labels.map((l, i) =>
+        h("span", { class: "label rel", "data-relation-label": l, onclick: () => this.#relNumber(i) }, i < 9 ? h("kbd", {}, String(i + 1)) : null, " ", l),
+      ),
+    );
+  }
+
+  #relationList() {
+    const name = (k) => S.sliceCodePoints(this.ex.text, ...k.split(":").map(Number));
+    return h(
+      "div",
+      { class: "labels", "data-testid": "relations" },
+      this.relations.map((r, i) =>
+        h(
+          "span",
+          { class: "label rel", title: "click to remove", "data-relation": `${r.head}>${r.child}:${r.label}`, onclick: () => this.#removeRelation(i) },
+          `${name(r.head)} → ${name(r.child)} · ${r.label} ✕`,
+        ),
+      ),
+    );
+  }
+
+  /** Arcs from each head span over the text to its child span, with an arrow and the label. */
+  #drawArcs() {
+    const box = this.el.querySelector("[data-testid=text]");
+    if (!box || !box.isConnected) return;
+    box.querySelector("svg.arcs")?.remove();
+    if (!this.relations.length) return;
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "arcs");
+    svg.setAttribute("data-testid", "arcs");
+    const origin = box.getBoundingClientRect();
+    svg.setAttribute("width", String(box.scrollWidth));
+    svg.setAttribute("height", String(box.scrollHeight));
+    const spot = (key) => {
+      const i = this.spans.findIndex((s) => S.spanPlace(s) === key);
+      const mark = box.querySelector(`mark[data-span="${i}"]`);
+      if (!mark) return null;
+      const r = mark.getBoundingClientRect();
+      return { x: r.left - origin.left + r.width / 2, y: r.top - origin.top };
+    };
+    this.relations.forEach((rel, n) => {
+      const a = spot(rel.head);
+      const b = spot(rel.child);
+      if (!a || !b) return;
+      const lift = 14 + 6 * (n % 3);
+      const top = Math.min(a.y, b.y) - lift;
+      const path = document.createElementNS(ns, "path");
+      path.setAttribute("d", `M ${a.x} ${a.y} C ${a.x} ${top}, ${b.x} ${top}, ${b.x} ${b.y}`);
+      path.setAttribute("class", "arc");
+      path.setAttribute("data-arc", `${rel.head}>${rel.child}:${rel.label}`);
+      svg.append(path);
+      const head = document.createElementNS(ns, "path");
+      head.setAttribute("d", `M ${b.x - 4} ${b.y - 7} L ${b.x} ${b.y} L ${b.x + 4} ${b.y - 7}`);
+      head.setAttribute("class", "arc");
+      svg.append(head);
+      const label = document.createElementNS(ns, "text");
+      label.setAttribute("x", String((a.x + b.x) / 2));
+      label.setAttribute("y", String(top + 4));
+      label.setAttribute("class", "arc-label");
+      label.textContent = rel.label;
+      svg.append(label);
+    });
+    box.prepend(svg);
   }
 
   #labelBar() {
@@ -133,7 +236,7 @@ export class Editor {
 
   #spanText() {
     const t = this.task;
-    const box = h("div", { class: "example", "data-testid": "text" });
+    const box = h("div", { class: this.relTask ? "example rel" : "example", "data-testid": "text" });
     const selLo = this.sel ? Math.min(this.sel.anchor, this.cursor) : -1;
     const selHi = this.sel ? Math.max(this.sel.anchor, this.cursor) : -2;
     let i = 0;
@@ -150,10 +253,13 @@ export class Editor {
       gap(this.tokens[i].start);
       if (k >= 0 && this.spans[k].token_start === i) {
         const s = this.spans[k];
+        const place = S.spanPlace(s);
+        const picked = this.relMode && (place === this.pick.head ? " head" : place === this.pick.child ? " child" : "");
+        const focused = this.relMode && k === this.relFocus ? " focus" : "";
         const mark = h("mark", {
-          class: `span ${labelClass(t, s.label)}${s.suggested ? " suggested" : ""}`,
+          class: `span ${labelClass(t, s.label)}${s.suggested ? " suggested" : ""}${picked || ""}${focused}`,
           "data-span": k,
-          title: `${s.label}: click to remove`,
+          title: this.relMode ? `${s.label}: click to pick as head, then child` : `${s.label}: click to remove`,
         });
         for (let j = s.token_start; j <= s.token_end; j++) {
           if (j > s.token_start) mark.append(text.slice(this.tokens[j - 1].end, this.tokens[j].start).join(""));
@@ -205,19 +311,87 @@ export class Editor {
       }
     }
     const mark = e.target.closest && e.target.closest("mark.span");
-    if (mark) this.#remove(Number(mark.dataset.span));
+    if (mark && this.relMode) this.#pickSpan(Number(mark.dataset.span), null);
+    else if (mark) this.#remove(Number(mark.dataset.span));
   }
 
   #label(range, label) {
     if (!range) return;
+    this.#save();
     this.spans = S.addSpan(this.spans, { ...range, label, suggested: false }, this.allowOverlap);
+    this.relations = S.keepRelations(this.relations, this.spans);
     this.sel = null;
     this.render();
   }
 
   #remove(i) {
+    this.#save();
     this.spans = S.removeSpan(this.spans, i);
+    this.relations = S.keepRelations(this.relations, this.spans);
     this.render();
+  }
+
+  /** Picks span `i` as the head or the child (`end`), or, with `end` null, whichever is next. */
+  #pickSpan(i, end) {
+    const s = this.spans[i];
+    if (!s) return;
+    const place = S.spanPlace(s);
+    const which = end || (this.pick.head === null || this.pick.child !== null ? "head" : "child");
+    if (which === "head") this.pick = { head: place, child: null };
+    else if (place !== this.pick.head) this.pick = { ...this.pick, child: place };
+    this.relFocus = i;
+    this.render();
+  }
+
+  #relNumber(i) {
+    const label = (this.task.relation_labels || [])[i];
+    if (label === undefined || !this.pick.head || !this.pick.child) return;
+    this.#save();
+    this.relations = S.addRelation(this.relations, { head: this.pick.head, child: this.pick.child, label });
+    this.pick = { head: null, child: null };
+    this.render();
+  }
+
+  #removeRelation(i) {
+    this.#save();
+    this.relations = this.relations.filter((_, j) => j !== i);
+    this.render();
+  }
+
+  #undoEdit() {
+    const last = this.history.pop();
+    if (!last) return;
+    this.spans = last.spans;
+    this.relations = last.relations;
+    this.pick = { head: null, child: null };
+    this.render();
+  }
+
+  /** Keys of relation mode; returns true when the key was handled. */
+  #relationKey(e) {
+    const k = e.key;
+    if (/^[1-9]$/.test(k)) {
+      this.#relNumber(Number(k) - 1);
+      return true;
+    }
+    if (k === "ArrowLeft" || k === "ArrowRight") {
+      if (this.spans.length) {
+        this.relFocus = Math.max(0, Math.min(this.spans.length - 1, this.relFocus + (k === "ArrowLeft" ? -1 : 1)));
+        this.render();
+      }
+      return true;
+    }
+    if (k === "h" || k === "c") {
+      this.#pickSpan(this.relFocus, k === "h" ? "head" : "child");
+      return true;
+    }
+    if (k === "Escape") {
+      if (this.pick.head) this.pick = { head: null, child: null };
+      else this.relMode = false;
+      this.render();
+      return true;
+    }
+    return false;
   }
 
   #number(i) {
@@ -243,6 +417,18 @@ export class Editor {
   /** Handles a key; returns true when it was the editor's. */
   key(e) {
     const k = e.key;
+    if (this.relTask && k === "r") {
+      this.relMode = !this.relMode;
+      this.pick = { head: null, child: null };
+      this.relFocus = Math.min(this.relFocus, Math.max(0, this.spans.length - 1));
+      this.render();
+      return true;
+    }
+    if (this.spanTask && k === "z") {
+      this.#undoEdit();
+      return true;
+    }
+    if (this.relMode && this.#relationKey(e)) return true;
     if (/^[1-9]$/.test(k) && this.task.interface !== "INTERFACE_BINARY") {
       this.#number(Number(k) - 1);
       return true;

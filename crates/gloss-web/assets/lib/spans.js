@@ -74,6 +74,48 @@ export function sliceCodePoints(text, start, end) {
 
 const spanKey = (s) => `${s.start}:${s.end}:${s.label}`;
 
+/** Where a span is ("start:end"): relations name their ends by place, so they survive re-sorting. */
+export const spanPlace = (s) => `${s.start}:${s.end}`;
+
+/** Relations by index into `spans` (as the server sends them) to relations by span place. */
+export function relationsFrom(spans, relations) {
+  const out = [];
+  for (const r of relations || []) {
+    const head = (spans || [])[r.head];
+    const child = (spans || [])[r.child];
+    if (head && child) out.push({ head: spanPlace(head), child: spanPlace(child), label: r.label });
+  }
+  return out;
+}
+
+/** The relations whose two ends are still among `spans`. */
+export function keepRelations(relations, spans) {
+  const places = new Set(spans.map(spanPlace));
+  return relations.filter((r) => places.has(r.head) && places.has(r.child));
+}
+
+/** Adds a relation unless it exists or relates a span to itself; returns a new array. */
+export function addRelation(relations, rel) {
+  if (rel.head === rel.child) return relations;
+  if (relations.some((r) => r.head === rel.head && r.child === rel.child && r.label === rel.label)) return relations;
+  return [...relations, rel];
+}
+
+/** Relations by span place to relations by index into `spans`, for the answer. */
+export function relationIndices(relations, spans) {
+  const index = new Map(spans.map((s, i) => [spanPlace(s), i]));
+  return relations
+    .filter((r) => index.has(r.head) && index.has(r.child))
+    .map((r) => ({ head: index.get(r.head), child: index.get(r.child), label: r.label }));
+}
+
+/** A relation of an answer as a comparable key: the two ends' places and the label. */
+const relationKey = (a, r) => {
+  const head = (a.spans || [])[r.head];
+  const child = (a.spans || [])[r.child];
+  return head && child ? `${spanPlace(head)}>${spanPlace(child)}:${r.label}` : "";
+};
+
 /**
  * What differs between answers, for the reviewer: for each answer, the span keys and choice
  * labels that not every answer shares, plus whether the decisions differ.
@@ -86,12 +128,15 @@ export function differences(answers) {
   };
   const spanCounts = count((a) => (a.spans || []).map(spanKey));
   const choiceCounts = count((a) => a.choices || []);
+  const relKeys = (a) => (a.relations || []).map((r) => relationKey(a, r));
+  const relationCounts = count(relKeys);
   const n = answers.length;
   return {
     decisionsDiffer: new Set(answers.map((a) => a.decision)).size > 1,
     spans: answers.map((a) => new Set((a.spans || []).map(spanKey).filter((k) => spanCounts.get(k) < n))),
     choices: answers.map((a) => new Set((a.choices || []).filter((c) => choiceCounts.get(c) < n))),
+    relations: answers.map((a) => new Set(relKeys(a).filter((k) => relationCounts.get(k) < n))),
   };
 }
 
-export { spanKey };
+export { spanKey, relationKey };

@@ -2,7 +2,19 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { addSpan, codePointOffset, differences, removeSpan, sliceCodePoints, snapToTokens, tokenRange } from "../../assets/lib/spans.js";
+import {
+  addRelation,
+  addSpan,
+  codePointOffset,
+  differences,
+  keepRelations,
+  relationIndices,
+  relationsFrom,
+  removeSpan,
+  sliceCodePoints,
+  snapToTokens,
+  tokenRange,
+} from "../../assets/lib/spans.js";
 
 // "Alice Smith flew to Paris." as the server tokenises it (code points).
 const TOKENS = [
@@ -65,4 +77,35 @@ test("differences mark what not every annotator chose", () => {
   assert.deepEqual([...d.spans[1]], []);
   assert.deepEqual([...d.choices[1]], ["B"]);
   assert.equal(differences([a, { ...b, decision: "DECISION_REJECT" }]).decisionsDiffer, true);
+});
+
+test("relations follow their spans by place through sorting, and die with them", () => {
+  const alice = { start: 0, end: 11, label: "PER" };
+  const paris = { start: 20, end: 25, label: "LOC" };
+  // As the server sends them: indices into the answer's spans.
+  const rels = relationsFrom([alice, paris], [{ head: 0, child: 1, label: "FLEW_TO" }]);
+  assert.deepEqual(rels, [{ head: "0:11", child: "20:25", label: "FLEW_TO" }]);
+  // A new span sorts before both; the indices sent back move with it.
+  const spans = addSpan([alice, paris], { start: 12, end: 16, label: "LOC" }, false);
+  assert.deepEqual(relationIndices(rels, spans), [{ head: 0, child: 2, label: "FLEW_TO" }]);
+  // Replacing Paris by an overlapping span drops the relation that pointed at it.
+  const replaced = addSpan(spans, { start: 17, end: 25, label: "LOC" }, false);
+  assert.deepEqual(keepRelations(rels, replaced), []);
+  assert.deepEqual(keepRelations(rels, removeSpan(spans, 0)), []);
+});
+
+test("a relation to itself or a repeated relation is not added", () => {
+  const one = addRelation([], { head: "0:5", child: "6:11", label: "R" });
+  assert.equal(one.length, 1);
+  assert.equal(addRelation(one, { head: "0:5", child: "6:11", label: "R" }), one);
+  assert.equal(addRelation(one, { head: "0:5", child: "0:5", label: "R" }), one);
+  assert.equal(addRelation(one, { head: "6:11", child: "0:5", label: "R" }).length, 2, "the other direction is another relation");
+});
+
+test("differences mark relations not every annotator drew, whatever the span order", () => {
+  const a = { decision: "DECISION_ACCEPT", spans: [{ start: 0, end: 5, label: "PER" }, { start: 6, end: 9, label: "ORG" }], relations: [{ head: 0, child: 1, label: "WORKS_AT" }] };
+  const b = { decision: "DECISION_ACCEPT", spans: [{ start: 6, end: 9, label: "ORG" }, { start: 0, end: 5, label: "PER" }], relations: [{ head: 1, child: 0, label: "WORKS_AT" }, { head: 0, child: 1, label: "OWNS" }] };
+  const d = differences([a, b]);
+  assert.deepEqual([...d.relations[0]], []);
+  assert.deepEqual([...d.relations[1]], ["6:9>0:5:OWNS"]);
 });

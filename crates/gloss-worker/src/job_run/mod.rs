@@ -567,6 +567,12 @@ fn target(task: &Task) -> Result<Target> {
         Interface::MultiChoice => Target::Labels { multi: true },
         Interface::Binary => Target::Decisions,
         Interface::Ner | Interface::NerCorrect | Interface::Spans => Target::Entities,
+        Interface::Relations => bail!(
+            "{}/{} is a relations task; jobs train, evaluate and predict on binary, choice, \
+             multi-choice, ner, ner-correct and spans tasks, not on relations yet",
+            task.project,
+            task.name
+        ),
         Interface::Unspecified => bail!(
             "{}/{} has no known interface, so no job can run on it",
             task.project,
