@@ -64,8 +64,28 @@ async fn auto_trains_the_tiny_and_the_encoder_student_and_keeps_the_better_on_de
     );
 
     // The encoder student on its own: trained, stored with its encoder, evaluated, predicting.
-    let r = ok(&run_films_job(&s, JobKind::Train, "encoder", &config).await);
+    let job = run_films_job(&s, JobKind::Train, "encoder", &config).await;
+    let r = ok(&job);
     assert_eq!(r["model"], "films/polarity/encoder");
+    // Both head widths were trained on the embeddings; the log gives both dev scores and the
+    // result names the one kept.
+    let head = r["candidates"][0]["head"].as_str().unwrap_or_default();
+    let logs: Vec<String> = s
+        .job_logs(&job.id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    let choice = logs
+        .iter()
+        .find(|l| l.starts_with("encoder head: kept the"))
+        .unwrap_or_else(|| panic!("{logs:?}"));
+    assert!(choice.contains(&format!("the {head} one")), "{choice}");
+    assert!(
+        choice.contains("linear gold-dev:accuracy") && choice.contains("hidden-64"),
+        "{choice}"
+    );
     let stored = s.get_model("films/polarity/encoder", 0).await.unwrap();
     assert!(stored.selection.starts_with("asked for encoder"));
     let name = format!("films/polarity/encoder@{}", stored.version);

@@ -4,7 +4,7 @@
 //! | kind | tasks | model |
 //! | --- | --- | --- |
 //! | `tiny` | choice, multi-choice, binary | hash-embedding CNN over the text, no pretrained weights |
-//! | `encoder` | choice, multi-choice, binary | a head over a base encoder's sentence embeddings |
+//! | `encoder` | choice, multi-choice, binary | a linear or one-hidden-layer head (the better on dev) over a base encoder's sentence embeddings |
 //! | `tiny-tagger` | ner, ner-correct, spans | the tiny CNN tagging BIO per word |
 //! | `encoder-tagger` | ner, ner-correct, spans | a head tagging a base encoder's word pieces |
 //!
@@ -305,7 +305,13 @@ pub fn train_job(ctx: &Context, task: &Task, settings: &Settings, spec: &JobSpec
         "selection": selection,
         "candidates": trained
             .iter()
-            .map(|c| json!({"kind": c.kind.name(), c.kind.dev_metric(): c.dev_score}))
+            .map(|c| {
+                let mut v = json!({"kind": c.kind.name(), c.kind.dev_metric(): c.dev_score});
+                if let Some(head) = head_of(c) {
+                    v["head"] = json!(head);
+                }
+                v
+            })
             .collect::<Vec<_>>(),
         "artifact_sha256": stored.artifact_sha256,
         "artifact_bytes": stored.artifact_bytes,
@@ -528,26 +534,53 @@ fn train_one(
                 let t: Vec<&str> = set.iter().map(|g| g.text.as_str()).collect();
                 Ok(encoder.embed(&t, 32)?)
             };
-            let mut c = HeadConfig::new(labels, encoder.dim());
-            c.multi_label = multi;
-            c.hidden = 64;
-            c.seed = settings.seed;
-            c.encoder = settings.encoder.clone();
-            let model = HeadStudent::new(c, &device)?;
             let (train_vecs, dev_vecs) = (embed(train_set)?, embed(dev_set)?);
-            let outcome = if target == Target::Decisions {
-                let train_set = zip(train_vecs, decisions(train_set));
-                let dev_set = zip(dev_vecs, decisions(dev_set));
-                train_decisions(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
-            } else if multi {
-                let train_set = zip(train_vecs, label_sets(train_set));
-                let dev_set = zip(dev_vecs, label_sets(dev_set));
-                train(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
-            } else {
-                let train_set = zip(train_vecs, first(train_set));
-                let dev_set = zip(dev_vecs, first(dev_set));
-                train(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
-            };
+            // The texts are embedded once; each head width is then a few seconds of training,
+            // and the one with the better dev score is kept (the narrower on ties).
+            let mut best: Option<(HeadStudent, TrainOutcome)> = None;
+            let mut tried = Vec::new();
+            for hidden in HEAD_WIDTHS {
+                let mut c = HeadConfig::new(labels.clone(), encoder.dim());
+                c.multi_label = multi;
+                c.hidden = hidden;
+                c.seed = settings.seed;
+                c.encoder = settings.encoder.clone();
+                let model = HeadStudent::new(c, &device)?;
+                let outcome = if target == Target::Decisions {
+                    let train_set = zip(train_vecs.clone(), decisions(train_set));
+                    let dev_set = zip(dev_vecs.clone(), decisions(dev_set));
+                    train_decisions(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
+                } else if multi {
+                    let train_set = zip(train_vecs.clone(), label_sets(train_set));
+                    let dev_set = zip(dev_vecs.clone(), label_sets(dev_set));
+                    train(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
+                } else {
+                    let train_set = zip(train_vecs.clone(), first(train_set));
+                    let dev_set = zip(dev_vecs.clone(), first(dev_set));
+                    train(&model, &train_set, &dev_set, &config, &ctx.cancel, on_epoch)?
+                };
+                tried.push(format!(
+                    "{} {metric} {:.4}",
+                    head_name(hidden),
+                    outcome.best_dev_score
+                ));
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, b)| outcome.best_dev_score > b.best_dev_score)
+                {
+                    best = Some((model, outcome));
+                }
+            }
+            let (model, outcome) = best.context("no head width to train")?;
+            ctx.report(
+                0.95 * (index as f64 + 1.0) / of as f64,
+                vec![],
+                vec![format!(
+                    "encoder head: kept the {} one ({})",
+                    head_name(model.config().hidden),
+                    tried.join("; ")
+                )],
+            );
             model.save(dir)?;
             stored().write(dir)?;
             outcome
@@ -582,6 +615,30 @@ fn train_one(
         }
     };
     Ok(outcome)
+}
+
+/// Head widths an encoder student tries, narrowest first: a linear head (logistic regression on
+/// the sentence embeddings) and one ReLU layer of 64. On a few hundred gold records the linear
+/// head often generalises better; on larger or multi-label sets the hidden layer can win, so the
+/// dev score decides (crates/gloss-ml/BENCH.md).
+const HEAD_WIDTHS: [usize; 2] = [0, 64];
+
+/// The head an encoder candidate kept ("linear" or "hidden-N"), from its stored config.
+fn head_of(c: &Candidate) -> Option<String> {
+    if c.kind != StudentKind::Encoder {
+        return None;
+    }
+    let raw = std::fs::read(c.dir.join("config.json")).ok()?;
+    let config: HeadConfig = serde_json::from_slice(&raw).ok()?;
+    Some(head_name(config.hidden))
+}
+
+fn head_name(hidden: usize) -> String {
+    if hidden == 0 {
+        "linear".into()
+    } else {
+        format!("hidden-{hidden}")
+    }
 }
 
 fn zip<A, B>(a: Vec<A>, b: Vec<B>) -> Vec<(A, B)> {
