@@ -53,6 +53,7 @@ check "bad import exits non-zero" fails ctl dataset import news/raw "$work/bad.j
 check "bad import names the line" contains "line 2, field \`text\`" ctl dataset import news/raw "$work/bad.jsonl"
 check "unknown server exits non-zero" fails "$BIN/glossctl" --server 127.0.0.1:1 project list
 check "demo tasks created" contains "demo/entities" ctl task list demo
+check "demo relations task lists its relation labels" contains "relations WORKS_AT,BASED_IN" ctl task list demo
 check "task create" contains "news/cls" ctl task create news/cls --dataset raw --interface choice --labels POS,NEG --overlap 1
 check "task create names the bad field" contains "labels[1]" ctl task create news/bad --dataset raw --interface choice --labels POS,POS
 check "grpcurl next examples" contains '"seq": "1"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"project":"news","task":"cls","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples

@@ -292,7 +292,15 @@ impl Output {
                         .to_lowercase(),
                     t.source_dataset.clone(),
                     t.overlap.to_string(),
-                    t.labels.join(","),
+                    if t.relation_labels.is_empty() {
+                        t.labels.join(",")
+                    } else {
+                        format!(
+                            "{}; relations {}",
+                            t.labels.join(","),
+                            t.relation_labels.join(",")
+                        )
+                    },
                     if t.state() == TaskState::Closed {
                         "closed"
                     } else {
