@@ -96,6 +96,22 @@ pub struct Prompt {
 /// (measured in crates/gloss-ml/BENCH.md).
 pub const DEFAULT_BATCH: usize = 8;
 
+/// The same for entity questions, whose answers are generated token by token: each step reads
+/// every weight once whatever the number of rows, so more rows per step pay off (16 rows gave
+/// 1.36× the new tokens/s of 8, and 32 rows 1.62×, in crates/gloss-ml/BENCH.md). The key/value cache
+/// grows with the rows (about 46 KB per token per row for SmolLM2-135M), so 16 keeps a batch of
+/// long prompts under about 600 MB. Label and yes/no questions are mostly prompt, where 8 rows
+/// already do most of what batching can.
+pub const DEFAULT_GENERATION_BATCH: usize = 16;
+
+/// The batch an in-process teacher uses for `ask` when the job does not set `llm_batch`.
+pub fn default_batch(ask: Ask) -> usize {
+    match ask {
+        Ask::Entities => DEFAULT_GENERATION_BATCH,
+        Ask::Label | Ask::Decision => DEFAULT_BATCH,
+    }
+}
+
 /// Characters of a text an LLM teacher reads unless the job says otherwise.
 pub const DEFAULT_MAX_CHARS: usize = 2000;
 
@@ -679,6 +695,13 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_answers_get_larger_batches_than_label_questions() {
+        assert_eq!(default_batch(Ask::Entities), DEFAULT_GENERATION_BATCH);
+        assert_eq!(default_batch(Ask::Label), DEFAULT_BATCH);
+        assert_eq!(default_batch(Ask::Decision), DEFAULT_BATCH);
+    }
 
     #[test]
     fn prompts_default_and_overrides_must_place_the_text() {

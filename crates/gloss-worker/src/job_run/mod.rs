@@ -108,8 +108,9 @@ struct Settings {
     learning_rate: Option<f64>,
     /// LLM teachers: characters of each text they read (long documents are cut to fit).
     max_chars: usize,
-    /// In-process LLM teachers: questions answered in one batch.
-    llm_batch: usize,
+    /// In-process LLM teachers: questions answered in one batch (default: see
+    /// [`crate::teachers::default_batch`]).
+    llm_batch: Option<usize>,
     /// Curves: the numbers of gold train records to train on (all of them are always added).
     sizes: Vec<usize>,
     /// Label descriptions for the similarity teacher, in label order.
@@ -135,7 +136,7 @@ impl Default for Settings {
             learning_rate: None,
             sizes: vec![100, 250, 500, 1000],
             max_chars: crate::teachers::DEFAULT_MAX_CHARS,
-            llm_batch: crate::teachers::DEFAULT_BATCH,
+            llm_batch: None,
             descriptions: Vec::new(),
             teacher: String::new(),
             prompt: String::new(),
@@ -376,7 +377,11 @@ impl Context {
                     &self.cache_dir,
                     &task.labels,
                 )?
-                .with_batch(settings.llm_batch),
+                .with_batch(
+                    settings
+                        .llm_batch
+                        .unwrap_or_else(|| crate::teachers::default_batch(ask)),
+                ),
             ));
         }
         if let Some(name) = model.strip_prefix("openai:") {
