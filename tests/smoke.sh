@@ -73,6 +73,13 @@ check "grpcurl submit spans" contains '"text": "One"' "$GRPCURL" -plaintext "${A
 check "task export conll" contains "$(printf 'One\tB-PER')" ctl task export news/ents --format conll
 check "task export hf (ner)" ctl task export news/ents --format hf -o "$work/ents.hf.jsonl"
 check "task export hf (choice)" ctl task export news/cls --format hf -o "$work/cls.hf.jsonl"
+check "task create relations" contains "news/rels" ctl task create news/rels --dataset raw --interface relations --labels THING --relation-labels LINKS
+check "task create relations needs relation labels" contains "relation_labels" ctl task create news/rels2 --dataset raw --interface relations --labels THING
+check "grpcurl next on the relations task" contains '"seq": "1"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"project":"news","task":"rels","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples
+check "grpcurl relation to a missing span names the field" contains 'relations[0].child' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"r-0","project":"news","task":"rels","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":0,"end":3,"label":"THING"}],"relations":[{"head":0,"child":1,"label":"LINKS"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "grpcurl submit relations" contains '"label": "LINKS"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"answer":{"answerId":"r-1","project":"news","task":"rels","seq":"1","annotator":"ann","decision":"DECISION_ACCEPT","spans":[{"start":9,"end":12,"label":"THING"},{"start":0,"end":3,"label":"THING"}],"relations":[{"head":1,"child":0,"label":"LINKS"}]}}' 127.0.0.1:$GRPC gloss.v1.FeedService/SubmitAnswer
+check "task export prodigy (relations)" contains '"head_span"' ctl task export news/rels
+check "task export hf (relations)" ctl task export news/rels --format hf -o "$work/rels.hf.jsonl"
 if python3 -c 'import datasets' >/dev/null 2>&1; then
   hf_load() { HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 HF_HOME="$work/hf" python3 -c '
 import sys, datasets
@@ -82,6 +89,12 @@ assert row[sys.argv[2]] == sys.argv[3], row
 print(ds.num_rows, "rows;", sorted(ds.features))' "$@"; }
   check "HF datasets reads the ner export as is" hf_load "$work/ents.hf.jsonl" annotator ann
   check "HF datasets reads the choice export as is" hf_load "$work/cls.hf.jsonl" label POS
+  check "HF datasets reads the relations export as is" env HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 HF_HOME="$work/hf" python3 -c '
+import sys, datasets
+row = datasets.load_dataset("json", data_files=sys.argv[1], split="train")[0]
+rel = row["relations"][0]
+assert (rel["head"], rel["child"], rel["label"]) == (0, 1, "LINKS"), row
+assert [s["start"] for s in row["spans"]] == [0, 9], row' "$work/rels.hf.jsonl"
 fi
 printf '{"seq": 2, "labels": ["NEG"], "score": 0.3, "source": "teacher"}\n' >"$work/sugg.jsonl"
 check "task suggest" contains "stored 1 suggestion" ctl task suggest news/cls "$work/sugg.jsonl"
