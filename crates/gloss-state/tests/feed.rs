@@ -205,6 +205,52 @@ fn validation_errors_name_the_field() {
 }
 
 #[test]
+fn the_state_machine_refuses_bad_relations_by_field_and_records_nothing() {
+    // Commands straight to the state machine, as a replica applies them, with no coordinator
+    // check in front: the replicated check alone must refuse them.
+    let d = db();
+    seed_dataset(&d.db, 1);
+    let mut t = task(Interface::Relations, 1, Ordering::Sequential);
+    t.relation_labels = vec!["LINKS".into()];
+    create(&d.db, t);
+    next(&d.db, 10, "a", 1).unwrap();
+    let span = |start, end| Span {
+        start,
+        end,
+        label: "POS".into(),
+        ..Span::default()
+    };
+    let relations = |head, child, label: &str| Answer {
+        answer_id: format!("r-{head}-{child}-{label}"),
+        project: "p".into(),
+        task: "t".into(),
+        seq: 1,
+        annotator: "a".into(),
+        decision: Decision::Accept as i32,
+        spans: vec![span(0, 1), span(2, 3)],
+        relations: vec![Relation {
+            head,
+            child,
+            label: label.into(),
+        }],
+        ..Answer::default()
+    };
+    for (answer, field) in [
+        (relations(0, 2, "LINKS"), "relations[0].child"),
+        (relations(1, 1, "LINKS"), "relations[0]`"),
+        (relations(0, 1, "OWNS"), "relations[0].label"),
+    ] {
+        let e = submit(&d.db, 20, answer, false).unwrap_err();
+        assert_eq!(e.code, "invalid_argument", "{e:?}");
+        assert!(e.message.contains(field), "{field}: {e:?}");
+    }
+    assert_eq!(record(&d.db).answers, 0);
+    let stored = submit(&d.db, 30, relations(0, 1, "LINKS"), false).unwrap();
+    assert!(!stored.duplicate);
+    assert_eq!(record(&d.db).answers, 1);
+}
+
+#[test]
 fn the_pool_admits_only_its_members_and_groups() {
     let d = db();
     seed_dataset(&d.db, 2);
