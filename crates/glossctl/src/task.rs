@@ -320,6 +320,23 @@ pub async fn run(client: &Client, out: Output, to: Option<&str>, cmd: TaskCmd) -
 }
 
 /// One suggestion from a JSONL line; errors name the field.
+/// The optional array field `key` of `obj` (`what` it should be, for the error), each element
+/// read by `item` (given its index).
+fn list<T>(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    what: &str,
+    item: impl Fn(usize, &serde_json::Value) -> Result<T>,
+) -> Result<Vec<T>> {
+    match obj.get(key) {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().enumerate().map(|(i, v)| item(i, v)).collect()
+        }
+        Some(_) => bail!("field `{key}`: expected {what}"),
+    }
+}
+
 fn parse_suggestion(line: &str) -> Result<Suggestion> {
     use serde_json::Value;
     let v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not JSON: {e}"))?;
@@ -340,68 +357,39 @@ fn parse_suggestion(line: &str) -> Result<Suggestion> {
             .map(str::to_string)
             .ok_or_else(|| anyhow::anyhow!("field `{field}`: expected a string"))
     };
-    let labels = match obj.get("labels") {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, l)| strings(&format!("labels[{i}]"), l))
-            .collect::<Result<_>>()?,
-        Some(_) => bail!("field `labels`: expected an array of strings"),
+    // `v[key]` as a u32, or an error naming `path.key` and what it should be.
+    let number = |v: &Value, path: &str, key: &str, what: &str| -> Result<u32> {
+        v.get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| anyhow::anyhow!("field `{path}.{key}`: expected {what}"))
     };
-    let spans = match obj.get("spans") {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let num = |k: &str| {
-                    s.get(k)
-                        .and_then(Value::as_u64)
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("field `spans[{i}].{k}`: expected an offset")
-                        })
-                };
-                Ok(Span {
-                    start: num("start")?,
-                    end: num("end")?,
-                    label: strings(
-                        &format!("spans[{i}].label"),
-                        s.get("label").unwrap_or(&Value::Null),
-                    )?,
-                    ..Span::default()
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => bail!("field `spans`: expected an array"),
+    let label_of = |v: &Value, path: &str| -> Result<String> {
+        strings(
+            &format!("{path}.label"),
+            v.get("label").unwrap_or(&Value::Null),
+        )
     };
-    let relations = match obj.get("relations") {
-        None => Vec::new(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let index = |k: &str| {
-                    r.get(k)
-                        .and_then(Value::as_u64)
-                        .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("field `relations[{i}].{k}`: expected a span index")
-                        })
-                };
-                Ok(Relation {
-                    head: index("head")?,
-                    child: index("child")?,
-                    label: strings(
-                        &format!("relations[{i}].label"),
-                        r.get("label").unwrap_or(&Value::Null),
-                    )?,
-                })
-            })
-            .collect::<Result<_>>()?,
-        Some(_) => bail!("field `relations`: expected an array"),
-    };
+    let labels = list(obj, "labels", "an array of strings", |i, l| {
+        strings(&format!("labels[{i}]"), l)
+    })?;
+    let spans = list(obj, "spans", "an array", |i, s| {
+        let path = format!("spans[{i}]");
+        Ok(Span {
+            start: number(s, &path, "start", "an offset")?,
+            end: number(s, &path, "end", "an offset")?,
+            label: label_of(s, &path)?,
+            ..Span::default()
+        })
+    })?;
+    let relations = list(obj, "relations", "an array", |i, r| {
+        let path = format!("relations[{i}]");
+        Ok(Relation {
+            head: number(r, &path, "head", "a span index")?,
+            child: number(r, &path, "child", "a span index")?,
+            label: label_of(r, &path)?,
+        })
+    })?;
     let score = match obj.get("score") {
         None => 0.0,
         Some(v) => v
@@ -498,5 +486,26 @@ mod tests {
         );
         assert!(err(r#"{"seq": 1, "lables": []}"#).contains("`lables`"));
         assert!(err("[1]").contains("object"));
+        assert!(
+            err(r#"{"seq": 1, "labels": "A"}"#).contains("`labels`: expected an array of strings")
+        );
+        let s = parse_suggestion(
+            r#"{"seq": 2, "spans": [{"start": 0, "end": 3, "label": "P"}, {"start": 4, "end": 7, "label": "O"}], "relations": [{"head": 0, "child": 1, "label": "AT"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.relations,
+            [Relation {
+                head: 0,
+                child: 1,
+                label: "AT".into()
+            }]
+        );
+        assert!(
+            err(r#"{"seq": 1, "relations": [{"head": 0, "label": "AT"}]}"#)
+                .contains("`relations[0].child`: expected a span index")
+        );
+        assert!(err(r#"{"seq": 1, "relations": [{"head": 0, "child": 1}]}"#)
+            .contains("`relations[0].label`"));
     }
 }
