@@ -54,6 +54,9 @@ check "bad import names the line" contains "line 2, field \`text\`" ctl dataset 
 check "unknown server exits non-zero" fails "$BIN/glossctl" --server 127.0.0.1:1 project list
 check "demo tasks created" contains "demo/entities" ctl task list demo
 check "demo relations task lists its relation labels" contains "relations WORKS_AT,BASED_IN" ctl task list demo
+check "demo image data loaded" contains "demo/shapes" ctl dataset list demo
+check "demo image-choice task created" contains "demo/shape-colour" ctl task list demo
+check "demo image export gives the images back inline" contains '"image":"data:image/png;base64,' ctl dataset export demo/shapes
 check "task create" contains "news/cls" ctl task create news/cls --dataset raw --interface choice --labels POS,NEG --overlap 1
 check "task create names the bad field" contains "labels[1]" ctl task create news/bad --dataset raw --interface choice --labels POS,POS
 check "grpcurl next examples" contains '"seq": "1"' "$GRPCURL" -plaintext "${AUTH[@]}" -d '{"project":"news","task":"cls","annotator":"ann","count":1}' 127.0.0.1:$GRPC gloss.v1.FeedService/NextExamples

@@ -382,6 +382,15 @@ async fn every_route_checks_the_callers_role_and_the_tasks_pool() {
             answer("a-ann"),
             200,
         ),
+        // The route checks access first; this text example has no image to serve.
+        ("ann", "GET", format!("{base}/examples/1/image"), None, 404),
+        (
+            "outsider",
+            "GET",
+            format!("{base}/examples/1/image"),
+            None,
+            403,
+        ),
         ("ann", "GET", format!("{base}/review"), None, 403),
         ("ann", "GET", format!("{base}/progress"), None, 403),
         ("ann", "GET", "/api/dashboard".into(), None, 403),

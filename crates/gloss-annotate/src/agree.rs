@@ -1,10 +1,11 @@
 //! Inter-annotator agreement: percent agreement, Cohen's and Fleiss' kappa, Krippendorff's alpha
-//! (nominal) and span F1, and the per-task report built from them.
+//! (nominal), span F1 and box F1, and the per-task report built from them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use gloss_proto::v1::{AgreementReport, Answer, Decision, Interface, LabelAgreement, Span, Task};
 
+use crate::boxes::box_counts;
 use crate::check::{is_span_interface, relation_keys};
 
 /// Mean, over items with at least two ratings, of the share of rating pairs that agree.
@@ -137,6 +138,8 @@ pub fn agreement_report(task: &Task, items: &[Vec<Answer>]) -> AgreementReport {
     let interface = task.interface();
     let (overall, labels) = if is_span_interface(interface) {
         span_report(task, &rated)
+    } else if interface == Interface::ImageBoxes {
+        box_report(task, &rated)
     } else {
         categorical_report(task, interface, &rated)
     };
@@ -276,6 +279,7 @@ fn categorical(label: String, overlap: u32, items: &[Vec<Rating>]) -> LabelAgree
         krippendorff_alpha: krippendorff_alpha_nominal(&multi),
         span_f1: None,
         relation_f1: None,
+        box_f1: None,
     }
 }
 
@@ -304,14 +308,11 @@ fn span_report(task: &Task, rated: &[Vec<&Answer>]) -> (LabelAgreement, Vec<Labe
             })
             .collect();
         LabelAgreement {
-            label: label.unwrap_or_default().to_owned(),
-            items: multi.len() as u64,
-            percent_agreement: pairwise_percent_agreement(&sets),
             span_f1: mean_pair_f1(&multi, |a| span_keys(a, label)),
             relation_f1: (relations && label.is_none())
                 .then(|| mean_pair_f1(&multi, |a| relation_match_keys(a, None)))
                 .flatten(),
-            ..Default::default()
+            ..compared(label, &sets)
         }
     };
     let overall = figures(None);
@@ -345,9 +346,61 @@ fn relation_match_keys(a: &Answer, label: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The figures of `label` (overall when `None`) every comparison-based report shares: the items
+/// rated twice or more and the percent agreement of their ratings, encoded in `sets`.
+fn compared(label: Option<&str>, sets: &[Vec<String>]) -> LabelAgreement {
+    LabelAgreement {
+        label: label.unwrap_or_default().to_owned(),
+        items: sets.len() as u64,
+        percent_agreement: pairwise_percent_agreement(sets),
+        ..Default::default()
+    }
+}
+
+/// Box F1 at an intersection over union of 0.5, overall and per label, and percent agreement
+/// of items whose boxes all match.
+fn box_report(task: &Task, rated: &[Vec<&Answer>]) -> (LabelAgreement, Vec<LabelAgreement>) {
+    let multi: Vec<&Vec<&Answer>> = rated.iter().filter(|answers| answers.len() >= 2).collect();
+    let figures = |label: Option<&str>| -> LabelAgreement {
+        // Whether two ratings agree is not transitive under overlap matching, so an item's
+        // ratings are grouped by agreement with its first rating.
+        let sets: Vec<Vec<String>> = multi
+            .iter()
+            .map(|answers| {
+                answers
+                    .iter()
+                    .map(|a| {
+                        let (m, x, y) = box_counts(answers[0], a, label);
+                        let same = a.decision == answers[0].decision && x == y && m == x;
+                        if same { "same" } else { a.annotator.as_str() }.to_owned()
+                    })
+                    .collect()
+            })
+            .collect();
+        LabelAgreement {
+            box_f1: mean_pair_f1_by(&multi, |a, b| box_counts(a, b, label)),
+            ..compared(label, &sets)
+        }
+    };
+    let overall = figures(None);
+    let labels = task.labels.iter().map(|l| figures(Some(l))).collect();
+    (overall, labels)
+}
+
 /// Mean over annotator pairs of the F1 pooled over the items both rated; pairs where neither
 /// marked anything `keys` counts are skipped.
 fn mean_pair_f1(items: &[&Vec<&Answer>], keys: impl Fn(&Answer) -> Vec<String>) -> Option<f64> {
+    mean_pair_f1_by(items, |x, y| {
+        match_counts(keys(x).into_iter(), keys(y).into_iter())
+    })
+}
+
+/// [`mean_pair_f1`] with the (matches, size of one, size of the other) of a pair given by
+/// `counts`.
+fn mean_pair_f1_by(
+    items: &[&Vec<&Answer>],
+    counts: impl Fn(&Answer, &Answer) -> (u64, u64, u64),
+) -> Option<f64> {
     let mut pooled: BTreeMap<(&str, &str), (u64, u64, u64)> = BTreeMap::new();
     for answers in items {
         for (i, x) in answers.iter().enumerate() {
@@ -357,7 +410,7 @@ fn mean_pair_f1(items: &[&Vec<&Answer>], keys: impl Fn(&Answer) -> Vec<String>) 
                 } else {
                     (y, x)
                 };
-                let (m, a, b) = match_counts(keys(x).iter(), keys(y).iter());
+                let (m, a, b) = counts(x, y);
                 let entry = pooled
                     .entry((x.annotator.as_str(), y.annotator.as_str()))
                     .or_default();

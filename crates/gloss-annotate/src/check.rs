@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gloss_proto::v1::{Answer, Decision, DisagreementPolicy, Interface, Relation, Span, Task};
 
+use crate::boxes::{check_boxes, same_boxes};
 use crate::tokenize::{
     char_len, nearest, slice_chars, token_ending_at, token_starting_at, tokenize,
 };
@@ -67,6 +68,12 @@ pub fn check_scheme(task: &Task, answer: &Answer) -> Result<(), FieldError> {
             "must be empty: only a relations task has relations",
         ));
     }
+    if interface != Interface::ImageBoxes && !answer.boxes.is_empty() {
+        return Err(FieldError::new(
+            "boxes",
+            "must be empty: only an image-boxes task has boxes",
+        ));
+    }
     match interface {
         Interface::Unspecified => Err(FieldError::new(
             "interface",
@@ -91,7 +98,20 @@ pub fn check_scheme(task: &Task, answer: &Answer) -> Result<(), FieldError> {
             check_spans(task, answer, interface, decision)?;
             check_relations(task, &answer.spans, &answer.relations, decision)
         }
+        Interface::ImageBoxes => {
+            must_be_empty(answer, "an image-boxes task", true, true)?;
+            check_boxes(task, answer, decision)
+        }
+        Interface::ImageChoice => {
+            must_be_empty(answer, "an image-choice task", false, true)?;
+            check_choices(task, answer, Interface::Choice, decision)
+        }
     }
+}
+
+/// Whether the task's examples are images.
+pub fn is_image_interface(interface: Interface) -> bool {
+    matches!(interface, Interface::ImageBoxes | Interface::ImageChoice)
 }
 
 /// Checks relations between `spans` by index: both ends exist and differ, the label is one of the
@@ -267,7 +287,15 @@ pub fn disagreement(task: &Task, answers: &[&Answer]) -> Option<Vec<String>> {
         .iter()
         .map(|a| label_view(task.interface(), a))
         .collect();
-    let all_labels: BTreeSet<&str> = views.iter().flat_map(|v| v.keys().copied()).collect();
+    let mut all_labels: BTreeSet<&str> = views.iter().flat_map(|v| v.keys().copied()).collect();
+    let image_boxes = task.interface() == Interface::ImageBoxes;
+    if image_boxes {
+        all_labels.extend(
+            answers
+                .iter()
+                .flat_map(|a| a.boxes.iter().map(|b| b.label.as_str())),
+        );
+    }
     let per_label = task.disagreement() == DisagreementPolicy::PerLabel;
     let counts = |label: &str| {
         !per_label || task.review_labels.is_empty() || task.review_labels.iter().any(|r| r == label)
@@ -276,6 +304,10 @@ pub fn disagreement(task: &Task, answers: &[&Answer]) -> Option<Vec<String>> {
         .into_iter()
         .filter(|label| counts(label))
         .filter(|label| {
+            if image_boxes {
+                // Boxes are never drawn to the pixel twice: the same box is one that overlaps.
+                return rest.iter().any(|a| !same_boxes(first, a, label));
+            }
             let first = views[0].get(label);
             views[1..].iter().any(|v| v.get(label) != first)
         })
@@ -321,7 +353,7 @@ pub(crate) fn relation_keys(answer: &Answer) -> impl Iterator<Item = (&str, [u32
     })
 }
 
-fn unknown_label(task: &Task, label: &str) -> String {
+pub(crate) fn unknown_label(task: &Task, label: &str) -> String {
     if task.labels.is_empty() {
         format!("unknown label {label:?}; the task has no labels")
     } else {
@@ -470,7 +502,7 @@ pub(crate) fn describe(span: &Span) -> String {
     format!("{}..{} {}", span.start, span.end, span.label)
 }
 
-fn decision_word(decision: Decision) -> &'static str {
+pub(crate) fn decision_word(decision: Decision) -> &'static str {
     match decision {
         Decision::Accept => "ACCEPT",
         Decision::Reject => "REJECT",

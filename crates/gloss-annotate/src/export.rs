@@ -1,9 +1,9 @@
 //! Export lines: Prodigy-compatible JSONL, CoNLL IOB2 blocks and flat Hugging Face JSONL.
 
-use gloss_proto::v1::{Answer, Decision, Interface, Span, Task, Token};
+use gloss_proto::v1::{Answer, BoundingBox as ImageBox, Decision, Interface, Span, Task, Token};
 use serde_json::{json, Value};
 
-use crate::check::{describe, is_span_interface};
+use crate::check::{describe, is_image_interface, is_span_interface};
 use crate::tokenize::{slice_chars, token_ending_at, token_starting_at, tokenize};
 
 /// Why a record or answer could not be exported.
@@ -51,12 +51,13 @@ pub fn prodigy_line(
         Ok(_) => return Err(ExportError::NotAnObject),
         Err(e) => return Err(ExportError::InvalidJson(e.to_string())),
     };
+    let interface = task.interface();
     let text = match record.get("text") {
         Some(Value::String(text)) => text.clone(),
+        _ if is_image_interface(interface) => String::new(),
         _ => return Err(ExportError::MissingText),
     };
     let input_hash = prodigy_hash(input_hash_hex)?;
-    let interface = task.interface();
     let binary_label = if interface == Interface::Binary {
         answer.label.as_str()
     } else {
@@ -91,7 +92,7 @@ pub fn prodigy_line(
     set("answer", json!(decision_name(answer)));
     match interface {
         Interface::Binary => set("label", json!(answer.label)),
-        Interface::Choice | Interface::MultiChoice => {
+        Interface::Choice | Interface::MultiChoice | Interface::ImageChoice => {
             let options: Vec<Value> = task
                 .labels
                 .iter()
@@ -119,9 +120,91 @@ pub fn prodigy_line(
             set("tokens", Value::Array(token_values));
             set("spans", Value::Array(spans));
         }
+        Interface::ImageBoxes => {
+            set(
+                "spans",
+                Value::Array(answer.boxes.iter().map(prodigy_box).collect()),
+            );
+        }
         Interface::Unspecified => {}
     }
     Ok(Value::Object(record).to_string())
+}
+
+/// A box the way Prodigy's image interface writes a rectangle: its corners as `points`, and
+/// `x`, `y`, `width`, `height`.
+fn prodigy_box(b: &ImageBox) -> Value {
+    let (x0, y0, x1, y1) = (b.x, b.y, b.x + b.width, b.y + b.height);
+    json!({
+        "label": b.label,
+        "type": "rect",
+        "points": [[x0, y0], [x0, y1], [x1, y1], [x1, y0]],
+        "x": b.x,
+        "y": b.y,
+        "width": b.width,
+        "height": b.height,
+        "center": [x0 + b.width / 2.0, y0 + b.height / 2.0],
+    })
+}
+
+/// An image of a COCO document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CocoImage {
+    /// The image's file name: the record's path, or `<digest>.<ext>` for an inline image.
+    pub file_name: String,
+    pub width: u32,
+    pub height: u32,
+    /// The example's position in its dataset.
+    pub seq: u64,
+}
+
+/// One COCO object-detection document (`images`, `annotations`, `categories`) for an
+/// image-boxes task: an image per example, an annotation per box of each answer (its annotator
+/// named), a category per label in the task's order. Ids count from 1.
+pub fn coco_document(task: &Task, items: &[(CocoImage, Vec<Answer>)]) -> String {
+    let categories: Vec<Value> = task
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| json!({"id": i + 1, "name": l, "supercategory": ""}))
+        .collect();
+    let mut images = Vec::with_capacity(items.len());
+    let mut annotations = Vec::new();
+    for (i, (image, answers)) in items.iter().enumerate() {
+        let image_id = i + 1;
+        images.push(json!({
+            "id": image_id,
+            "file_name": image.file_name,
+            "width": image.width,
+            "height": image.height,
+            "seq": image.seq,
+        }));
+        for answer in answers {
+            for b in &answer.boxes {
+                let Some(category) = task.labels.iter().position(|l| *l == b.label) else {
+                    continue; // checked when answered; a label since removed has no category
+                };
+                let (x1, y1) = (b.x + b.width, b.y + b.height);
+                annotations.push(json!({
+                    "id": annotations.len() + 1,
+                    "image_id": image_id,
+                    "category_id": category + 1,
+                    "bbox": [b.x, b.y, b.width, b.height],
+                    "area": b.width * b.height,
+                    "iscrowd": 0,
+                    "segmentation": [[b.x, b.y, x1, b.y, x1, y1, b.x, y1]],
+                    "annotator": answer.annotator,
+                }));
+            }
+        }
+    }
+    json!({
+        "info": {"description": format!("{}/{}", task.project, task.name)},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    })
+    .to_string()
 }
 
 /// A CoNLL block for `text`: one `TOKEN\tTAG` line per token with IOB2 tags, then a blank line.
@@ -164,14 +247,30 @@ pub fn conll_block(text: &str, spans: &[Span]) -> Result<String, ExportError> {
 /// else ""), `labels` (choices), `spans` ([{start, end, label}]), `relations` ([{head, child,
 /// label}], `head` and `child` indexing `spans`; empty outside relations tasks), `tokens` and
 /// `ner_tags` (IOB2; both empty for non-span interfaces; of overlapping spans the
-/// earlier-starting, then longer, one is tagged).
-pub fn hf_line(task: &Task, text: &str, input_hash_hex: &str, answer: &Answer) -> String {
+/// earlier-starting, then longer, one is tagged), `image` (the record's image as exported: a data
+/// URI or the file's path; "" for text) and `boxes` ([{x, y, width, height, label}]).
+pub fn hf_line(
+    task: &Task,
+    text: &str,
+    image: &str,
+    input_hash_hex: &str,
+    answer: &Answer,
+) -> String {
     let interface = task.interface();
     let label = match interface {
         Interface::Binary => answer.label.clone(),
-        Interface::Choice if answer.choices.len() == 1 => answer.choices[0].clone(),
+        Interface::Choice | Interface::ImageChoice if answer.choices.len() == 1 => {
+            answer.choices[0].clone()
+        }
         _ => String::new(),
     };
+    let boxes: Vec<Value> = answer
+        .boxes
+        .iter()
+        .map(
+            |b| json!({"x": b.x, "y": b.y, "width": b.width, "height": b.height, "label": b.label}),
+        )
+        .collect();
     let spans: Vec<Value> = answer
         .spans
         .iter()
@@ -200,6 +299,8 @@ pub fn hf_line(task: &Task, text: &str, input_hash_hex: &str, answer: &Answer) -
         "relations": relations,
         "tokens": tokens,
         "ner_tags": ner_tags,
+        "image": image,
+        "boxes": boxes,
     })
     .to_string()
 }
@@ -302,6 +403,8 @@ fn view_id(interface: Interface) -> &'static str {
         Interface::Ner | Interface::NerCorrect => "ner_manual",
         Interface::Spans => "spans_manual",
         Interface::Relations => "relations",
+        Interface::ImageBoxes => "image_manual",
+        Interface::ImageChoice => "choice",
         Interface::Unspecified => "text",
     }
 }
@@ -616,6 +719,8 @@ mod tests {
             ("relations", "list"),
             ("tokens", "list"),
             ("ner_tags", "list"),
+            ("image", "str"),
+            ("boxes", "list"),
         ]
         .iter()
         .map(|&(k, v)| (k.to_owned(), v))
@@ -650,9 +755,22 @@ mod tests {
                 },
             ),
             (Interface::Spans, answer(Decision::Ignore)),
+            (
+                Interface::ImageBoxes,
+                Answer {
+                    boxes: vec![ImageBox {
+                        x: 1.0,
+                        y: 2.0,
+                        width: 3.0,
+                        height: 4.0,
+                        label: "A".into(),
+                    }],
+                    ..answer(Decision::Accept)
+                },
+            ),
         ];
         for (interface, a) in cases {
-            let line = hf_line(&task(interface, &["A", "B"]), TEXT, HASH, &a);
+            let line = hf_line(&task(interface, &["A", "B"]), TEXT, "", HASH, &a);
             assert_eq!(hf_keys(&line), expected, "{interface:?}: {line}");
         }
     }
@@ -664,7 +782,7 @@ mod tests {
             choices: vec!["B".into()],
             ..answer(Decision::Accept)
         };
-        let map = parse(&hf_line(&choice, "x", HASH, &a));
+        let map = parse(&hf_line(&choice, "x", "", HASH, &a));
         assert_eq!(map["label"], json!("B"));
         assert_eq!(map["labels"], json!(["B"]));
         assert_eq!(map["input_hash"], json!(HASH));
@@ -677,14 +795,17 @@ mod tests {
             choices: vec!["B".into()],
             ..answer(Decision::Accept)
         };
-        assert_eq!(parse(&hf_line(&multi, "x", HASH, &a))["label"], json!(""));
+        assert_eq!(
+            parse(&hf_line(&multi, "x", "", HASH, &a))["label"],
+            json!("")
+        );
 
         let ner = task(Interface::Ner, &["PER", "LOC"]);
         let a = Answer {
             spans: vec![span(0, 13, "PER"), span(22, 27, "LOC")],
             ..answer(Decision::Accept)
         };
-        let map = parse(&hf_line(&ner, TEXT, HASH, &a));
+        let map = parse(&hf_line(&ner, TEXT, "", HASH, &a));
         assert_eq!(
             map["tokens"],
             json!(["Angela", "Merkel", "visited", "Paris", "."])
@@ -711,7 +832,7 @@ mod tests {
             ],
             ..answer(Decision::Accept)
         };
-        let map = parse(&hf_line(&t, TEXT, HASH, &a));
+        let map = parse(&hf_line(&t, TEXT, "", HASH, &a));
         assert_eq!(map["ner_tags"], json!(["B-A", "I-A", "O", "B-C", "O"]));
         // Every span stays in `spans`.
         assert_eq!(map["spans"].as_array().unwrap().len(), 4);
@@ -755,7 +876,7 @@ mod tests {
     #[test]
     fn hf_relations_index_the_spans() {
         let (t, a) = relations_answer();
-        let map = parse(&hf_line(&t, TEXT, HASH, &a));
+        let map = parse(&hf_line(&t, TEXT, "", HASH, &a));
         assert_eq!(
             map["relations"],
             json!([{"head": 0, "child": 1, "label": "VISITED"}])
@@ -763,6 +884,84 @@ mod tests {
         assert_eq!(
             map["ner_tags"],
             json!(["B-PER", "I-PER", "O", "B-LOC", "O"])
+        );
+    }
+
+    #[test]
+    fn prodigy_image_line_has_rectangles_with_points() {
+        let t = task(Interface::ImageBoxes, &["CAT", "DOG"]);
+        let a = Answer {
+            boxes: vec![ImageBox {
+                x: 10.0,
+                y: 20.0,
+                width: 30.0,
+                height: 40.0,
+                label: "DOG".into(),
+            }],
+            ..answer(Decision::Accept)
+        };
+        let record = r#"{"image":"data:image/png;base64,AAAA","width":64,"height":48}"#;
+        let map = parse(&prodigy_line(&t, record, HASH, &a).unwrap());
+        assert_eq!(map["_view_id"], json!("image_manual"));
+        assert_eq!(map["image"], json!("data:image/png;base64,AAAA"));
+        let span = &map["spans"][0];
+        assert_eq!(span["label"], json!("DOG"));
+        assert_eq!(
+            span["points"],
+            json!([[10.0, 20.0], [10.0, 60.0], [40.0, 60.0], [40.0, 20.0]])
+        );
+        assert_eq!(
+            (&span["x"], &span["width"], &span["type"]),
+            (&json!(10.0), &json!(30.0), &json!("rect"))
+        );
+        assert!(!map.contains_key("tokens"));
+    }
+
+    #[test]
+    fn coco_document_numbers_images_annotations_and_categories() {
+        let t = task(Interface::ImageBoxes, &["CAT", "DOG"]);
+        let boxed = |who: &str, label: &str, x: f64| Answer {
+            annotator: who.into(),
+            boxes: vec![ImageBox {
+                x,
+                y: 1.0,
+                width: 2.0,
+                height: 3.0,
+                label: label.into(),
+            }],
+            ..answer(Decision::Accept)
+        };
+        let image = |name: &str, seq| CocoImage {
+            file_name: name.into(),
+            width: 10,
+            height: 8,
+            seq,
+        };
+        let doc: Value = serde_json::from_str(&coco_document(
+            &t,
+            &[
+                (image("a.png", 0), vec![boxed("ann", "DOG", 4.0)]),
+                (
+                    image("b.png", 3),
+                    vec![boxed("ann", "CAT", 0.0), answer(Decision::Reject)],
+                ),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(
+            doc["categories"][1],
+            json!({"id": 2, "name": "DOG", "supercategory": ""})
+        );
+        assert_eq!(doc["images"][1]["id"], json!(2));
+        assert_eq!(doc["images"][1]["file_name"], json!("b.png"));
+        let anns = doc["annotations"].as_array().unwrap();
+        assert_eq!(anns.len(), 2);
+        assert_eq!(anns[0]["category_id"], json!(2));
+        assert_eq!(anns[0]["bbox"], json!([4.0, 1.0, 2.0, 3.0]));
+        assert_eq!(anns[0]["area"], json!(6.0));
+        assert_eq!(
+            (&anns[1]["id"], &anns[1]["image_id"]),
+            (&json!(2), &json!(2))
         );
     }
 }

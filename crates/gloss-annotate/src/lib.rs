@@ -9,6 +9,7 @@
 //! networking crates.
 
 mod agree;
+mod boxes;
 mod check;
 mod export;
 mod tokenize;
@@ -17,11 +18,12 @@ pub use agree::{
     agreement_report, cohen_kappa, f1_score, fleiss_kappa, krippendorff_alpha_nominal,
     pairwise_percent_agreement, span_f1,
 };
+pub use boxes::{check_box_bounds, check_boxes, iou, matched_boxes, IOU_MATCH};
 pub use check::{
-    check_answer, check_relations, check_scheme, disagreement, proposed_label, sort_spans,
-    FieldError,
+    check_answer, check_relations, check_scheme, disagreement, is_image_interface, proposed_label,
+    sort_spans, FieldError,
 };
-pub use export::{conll_block, hf_line, prodigy_line, ExportError};
+pub use export::{coco_document, conll_block, hf_line, prodigy_line, CocoImage, ExportError};
 pub use tokenize::{char_len, snap_span, tokenize};
 
 /// Builders shared by the unit tests of every module.

@@ -411,6 +411,7 @@ impl Service {
         }
         let limits = Limits {
             max_record_bytes: self.settings.max_record_bytes,
+            max_image_bytes: self.settings.max_image_bytes,
         };
         let checked = {
             let (db, task, header) = (self.state_db(), task.clone(), header.clone());

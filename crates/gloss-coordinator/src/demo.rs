@@ -2,8 +2,10 @@
 //! short news-style sentences, and two tasks over them (sections to pick, entities to mark by
 //! two annotators each) to try the import, feed, review and export paths on; a few staff-news
 //! sentences with a relations task whose people, organisations and places are pre-set as
-//! suggestions, so annotators only draw who works where and what is based where; and demo
-//! users to sign in to the web app with. Every sentence was written for the demo.
+//! suggestions, so annotators only draw who works where and what is based where; a few images
+//! of coloured squares and circles, drawn here, with a task to box the shapes and one to name
+//! their colour; and demo users to sign in to the web app with. Every sentence was written and
+//! every image drawn for the demo.
 
 use bytes::Bytes;
 use gloss_proto::v1::{
@@ -84,6 +86,96 @@ const STAFF_NEWS: &[(&str, &[(&str, &str)])] = &[
     ),
 ];
 
+/// Name of the demo's image dataset, its box task and its choice task.
+pub const SHAPES_DATASET: &str = "shapes";
+pub const SHAPES_TASK: &str = "shapes";
+pub const COLOUR_TASK: &str = "shape-colour";
+/// Size of the demo's images in pixels.
+pub const SHAPES_SIZE: (u32, u32) = (240, 160);
+
+/// A shape on a demo image: square or circle, its bounding box's top-left corner and side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub circle: bool,
+    pub x: u32,
+    pub y: u32,
+    pub side: u32,
+}
+
+const fn sq(x: u32, y: u32, side: u32) -> Shape {
+    Shape {
+        circle: false,
+        x,
+        y,
+        side,
+    }
+}
+
+const fn ci(x: u32, y: u32, side: u32) -> Shape {
+    Shape {
+        circle: true,
+        x,
+        y,
+        side,
+    }
+}
+
+/// Each demo image: the colour of its shapes and where they are.
+pub const SHAPES: &[(&str, &[Shape])] = &[
+    ("RED", &[sq(20, 30, 60), ci(140, 50, 70)]),
+    ("GREEN", &[ci(30, 20, 50), sq(120, 80, 50), sq(180, 20, 40)]),
+    ("BLUE", &[sq(90, 40, 80)]),
+    ("RED", &[ci(20, 90, 50), ci(100, 20, 60), sq(170, 90, 50)]),
+    ("GREEN", &[sq(40, 40, 90), ci(160, 40, 60)]),
+    ("BLUE", &[ci(80, 30, 100)]),
+    ("RED", &[sq(10, 10, 40), sq(70, 60, 40), ci(150, 80, 60)]),
+    ("BLUE", &[ci(20, 40, 70), sq(130, 30, 90)]),
+];
+
+/// Draws one demo image as a PNG: a pale background with its shapes filled in their colour.
+pub fn shapes_png(colour: &str, shapes: &[Shape]) -> Vec<u8> {
+    let rgb = match colour {
+        "RED" => [200, 40, 40],
+        "GREEN" => [40, 160, 60],
+        _ => [40, 80, 200],
+    };
+    let (w, h) = SHAPES_SIZE;
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([245, 243, 235]));
+    for s in shapes {
+        let r = f64::from(s.side) / 2.0;
+        let (cx, cy) = (f64::from(s.x) + r, f64::from(s.y) + r);
+        for y in s.y..(s.y + s.side).min(h) {
+            for x in s.x..(s.x + s.side).min(w) {
+                let (dx, dy) = (f64::from(x) + 0.5 - cx, f64::from(y) + 0.5 - cy);
+                if !s.circle || dx * dx + dy * dy <= r * r {
+                    img.put_pixel(x, y, image::Rgb(rgb));
+                }
+            }
+        }
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encoding a PNG in memory cannot fail");
+    out.into_inner()
+}
+
+/// The demo images as JSONL records with the images inline.
+fn shapes_jsonl() -> String {
+    SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, (colour, shapes))| {
+            let png = shapes_png(colour, shapes);
+            serde_json::json!({
+                "image": gloss_import::image::data_uri("image/png", &png),
+                "meta": {"file": format!("shapes-{}.png", i + 1)},
+            })
+            .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
 /// The staff-news sentences as JSONL.
 fn staff_news_jsonl() -> String {
     STAFF_NEWS
@@ -139,6 +231,12 @@ pub async fn load(service: &Service) -> Result<Option<ImportSummary>, ServiceErr
     };
     let data = futures::stream::iter([Ok(Bytes::from(staff_news_jsonl()))]);
     service.import(system, staff, data).await?;
+    let shapes = ImportHeader {
+        dataset: SHAPES_DATASET.into(),
+        ..header_for_demo()
+    };
+    let data = futures::stream::iter([Ok(Bytes::from(shapes_jsonl()))]);
+    service.import(system, shapes, data).await?;
     for task in demo_tasks() {
         service.create_task(system, task).await?;
     }
@@ -216,12 +314,49 @@ fn demo_tasks() -> Vec<Task> {
         ..Task::default()
     };
     relations.set_interface(Interface::Relations);
-    vec![sections, entities, relations]
+    let mut boxes = Task {
+        project: PROJECT.into(),
+        name: SHAPES_TASK.into(),
+        labels: labels(&["SQUARE", "CIRCLE"]),
+        source_dataset: SHAPES_DATASET.into(),
+        overlap: 2,
+        instructions: "Draw a box around every shape: drag with the mouse, 1 or 2 picks the \
+                       label, z undoes, + and - zoom."
+            .into(),
+        ..Task::default()
+    };
+    boxes.set_interface(Interface::ImageBoxes);
+    let mut colour = Task {
+        project: PROJECT.into(),
+        name: COLOUR_TASK.into(),
+        labels: labels(&["RED", "GREEN", "BLUE"]),
+        source_dataset: SHAPES_DATASET.into(),
+        instructions: "Pick the colour of the shapes.".into(),
+        ..Task::default()
+    };
+    colour.set_interface(Interface::ImageChoice);
+    vec![sections, entities, relations, boxes, colour]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_images_are_valid_pngs_with_their_shapes_inside() {
+        let (w, h) = SHAPES_SIZE;
+        for (colour, shapes) in SHAPES {
+            let png = shapes_png(colour, shapes);
+            let img = gloss_import::image::inspect(&png, 1 << 20).unwrap();
+            assert_eq!((img.info.width, img.info.height), (w, h));
+            for s in *shapes {
+                assert!(
+                    s.x + s.side <= w && s.y + s.side <= h,
+                    "{s:?} leaves the image"
+                );
+            }
+        }
+    }
 
     #[test]
     fn pre_set_spans_cover_their_text() {

@@ -16,7 +16,74 @@ const MAX_PAGE: usize = 1000;
 
 #[derive(Deserialize)]
 struct TextOnly {
+    /// An image record may have no text.
+    #[serde(default)]
     text: String,
+}
+
+/// A stored record as it is exported: an inline image, stored apart by its digest, is put
+/// back as the data URI it came as; everything else is the stored record, byte for byte.
+pub(crate) fn exported_record(
+    db: &gloss_store::rocksdb::DB,
+    seq: u64,
+    row: &gloss_proto::v1::ExampleRow,
+) -> Result<String, ServiceError> {
+    match &row.image {
+        Some(img) if img.inline => {
+            let uri = image_data_uri(db, seq, img)?;
+            let reference = format!("\"{}\"", gloss_import::image::stored_reference(&img.digest));
+            Ok(row
+                .record_json
+                .replacen(&reference, &format!("\"{uri}\""), 1))
+        }
+        _ => Ok(row.record_json.clone()),
+    }
+}
+
+/// The record's `image` as exported: the data URI of an inline image, the path of a file.
+pub(crate) fn exported_image(
+    db: &gloss_store::rocksdb::DB,
+    seq: u64,
+    row: &gloss_proto::v1::ExampleRow,
+) -> Result<String, ServiceError> {
+    match &row.image {
+        None => Ok(String::new()),
+        Some(img) if img.inline => image_data_uri(db, seq, img),
+        Some(_) => Ok(image_field(&row.record_json)),
+    }
+}
+
+/// The `image` string of a stored record ("" when it has none).
+pub(crate) fn image_field(record_json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(record_json)
+        .ok()
+        .and_then(|v| v.get("image").and_then(|i| i.as_str()).map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The stored bytes of an example's image.
+pub(crate) fn image_bytes(
+    db: &gloss_store::rocksdb::DB,
+    seq: u64,
+    img: &gloss_proto::v1::ImageRef,
+) -> Result<Vec<u8>, ServiceError> {
+    let digest = gloss_state::images::digest_bytes(&img.digest).map_err(ServiceError::Internal)?;
+    match gloss_state::images::image_bytes(db, &digest)? {
+        Some((_, bytes)) => Ok(bytes),
+        None => Err(ServiceError::Internal(format!(
+            "the image {} of example {seq} is not stored",
+            img.digest
+        ))),
+    }
+}
+
+fn image_data_uri(
+    db: &gloss_store::rocksdb::DB,
+    seq: u64,
+    img: &gloss_proto::v1::ImageRef,
+) -> Result<String, ServiceError> {
+    let bytes = image_bytes(db, seq, img)?;
+    Ok(gloss_import::image::data_uri(&img.media_type, &bytes))
 }
 
 /// The `text` of a stored record.
@@ -147,7 +214,8 @@ impl Service {
                 })?;
             sink.set_total(record.dataset.as_ref().map_or(0, |d| d.example_count));
             for row in gloss_state::read::examples_at(&db, &snapshot, &record, None)? {
-                sink.line(&row?.1.record_json)?;
+                let (seq, row) = row?;
+                sink.line(&exported_record(&db, seq, &row)?)?;
             }
             Ok(())
         }))
@@ -191,6 +259,7 @@ impl Service {
                 input_hash: gloss_state::hash_hex(&row.input_hash),
                 text,
                 record_json: row.record_json,
+                image: row.image,
             });
         }
         let more = scan.next().is_some();

@@ -9,8 +9,9 @@ use bytes::{Buf, Bytes};
 use futures::{Stream, StreamExt};
 use gloss_import::{Format, Item, Limits, Parser};
 use gloss_proto::v1::{
-    command, command_result, BeginImport, CommitImport, ImportFormat, ImportHeader, ImportRecord,
-    ImportSummary, RecordError, StageExamples, StagedExample,
+    command, command_result, BeginImport, CommitImport, ImageChunk, ImageRef, ImportFormat,
+    ImportHeader, ImportRecord, ImportSummary, RecordError, StageExamples, StageImages,
+    StagedExample,
 };
 use tokio::sync::mpsc;
 
@@ -45,10 +46,14 @@ impl Read for ChunkReader {
 }
 
 enum Event {
+    /// Image chunks, sent before the first batch whose examples show them.
+    Images(Vec<ImageChunk>),
     Batch(Vec<StagedExample>),
     Invalid(gloss_import::RecordError),
     Fatal(String),
-    Done { records: u64 },
+    Done {
+        records: u64,
+    },
 }
 
 fn format_of(header: &ImportHeader) -> Result<Format, ServiceError> {
@@ -75,15 +80,88 @@ fn format_of(header: &ImportHeader) -> Result<Format, ServiceError> {
     }
 }
 
-fn parse(
-    reader: ChunkReader,
+/// What the parser thread needs besides the bytes.
+struct ParseSetup {
     format: Format,
     limits: Limits,
     batch: usize,
-    tx: mpsc::Sender<Event>,
-) {
+    /// Reads a record's image file from the image store, when one is configured.
+    files: Option<Box<gloss_import::ImageFiles>>,
+    /// Whether an image (by digest) is already kept by the cluster, so its bytes need not travel.
+    kept: Box<dyn Fn(&str) -> bool + Send>,
+}
+
+/// Image chunks waiting to be replicated, each image once per import.
+#[derive(Default)]
+struct PendingImages {
+    chunks: Vec<ImageChunk>,
+    bytes: usize,
+    sent: std::collections::HashSet<String>,
+}
+
+impl PendingImages {
+    /// Queues an image's chunks unless this import sent it already or the cluster keeps it;
+    /// returns a full batch of chunks to send first when adding would overfill it.
+    fn add(
+        &mut self,
+        img: &gloss_import::RecordImage,
+        kept: &dyn Fn(&str) -> bool,
+    ) -> Vec<Vec<ImageChunk>> {
+        let info = image_ref(img);
+        if !self.sent.insert(info.digest.clone()) || kept(&info.digest) {
+            return Vec::new();
+        }
+        let mut full = Vec::new();
+        let count = img.image.bytes.len().div_ceil(IMAGE_CHUNK_BYTES).max(1) as u32;
+        for (index, data) in img.image.bytes.chunks(IMAGE_CHUNK_BYTES).enumerate() {
+            if self.bytes + data.len() > MAX_BATCH_BYTES && !self.chunks.is_empty() {
+                full.push(self.take());
+            }
+            self.bytes += data.len();
+            self.chunks.push(ImageChunk {
+                image: Some(info.clone()),
+                index: index as u32,
+                count,
+                data: data.to_vec(),
+            });
+        }
+        full
+    }
+
+    fn take(&mut self) -> Vec<ImageChunk> {
+        self.bytes = 0;
+        std::mem::take(&mut self.chunks)
+    }
+}
+
+/// Largest image chunk sent: the state machine's limit.
+const IMAGE_CHUNK_BYTES: usize = gloss_state::images::MAX_IMAGE_CHUNK_BYTES;
+
+fn image_ref(img: &gloss_import::RecordImage) -> ImageRef {
+    let info = &img.image.info;
+    ImageRef {
+        digest: info.digest.clone(),
+        media_type: info.media_type.to_string(),
+        width: info.width,
+        height: info.height,
+        bytes: info.bytes,
+        inline: img.inline,
+    }
+}
+
+fn parse(reader: ChunkReader, setup: ParseSetup, tx: mpsc::Sender<Event>) {
+    let ParseSetup {
+        format,
+        limits,
+        batch,
+        files,
+        kept,
+    } = setup;
     let parser = match Parser::new(reader, format, limits) {
-        Ok(p) => p,
+        Ok(p) => match files {
+            Some(files) => p.with_image_files(files),
+            None => p,
+        },
         Err(e) => {
             let _ = tx.blocking_send(Event::Fatal(e.to_string()));
             return;
@@ -92,19 +170,32 @@ fn parse(
     let mut records = 0u64;
     let mut pending = Vec::with_capacity(batch);
     let mut pending_bytes = 0usize;
+    let mut images = PendingImages::default();
+    let send = |event: Event| tx.blocking_send(event).is_ok();
     for item in parser {
         let event = match item {
             Ok(Item::Record(r)) => {
                 records += 1;
                 pending_bytes += r.json.len();
+                if let Some(img) = &r.image {
+                    for full in images.add(img, &*kept) {
+                        if !send(Event::Images(full)) {
+                            return;
+                        }
+                    }
+                }
                 pending.push(StagedExample {
                     input_hash: r.input_hash.to_be_bytes().to_vec(),
                     record_json: r.json,
+                    image: r.image.as_ref().map(image_ref),
                 });
-                if pending.len() < batch && pending_bytes < MAX_BATCH_BYTES {
+                if pending.len() < batch && pending_bytes + images.bytes < MAX_BATCH_BYTES {
                     continue;
                 }
                 pending_bytes = 0;
+                if !images.chunks.is_empty() && !send(Event::Images(images.take())) {
+                    return;
+                }
                 Event::Batch(std::mem::replace(&mut pending, Vec::with_capacity(batch)))
             }
             Ok(Item::Invalid(e)) => {
@@ -114,14 +205,38 @@ fn parse(
             Err(e) => Event::Fatal(e.to_string()),
         };
         let fatal = matches!(event, Event::Fatal(_));
-        if tx.blocking_send(event).is_err() || fatal {
+        if !send(event) || fatal {
             return;
         }
     }
-    if !pending.is_empty() && tx.blocking_send(Event::Batch(pending)).is_err() {
+    if !images.chunks.is_empty() && !send(Event::Images(images.take())) {
+        return;
+    }
+    if !pending.is_empty() && !send(Event::Batch(pending)) {
         return;
     }
     let _ = tx.blocking_send(Event::Done { records });
+}
+
+/// Reads image files named by records from `dir`, refusing anything that resolves outside it
+/// (a symbolic link out of the store) and anything over `max_bytes`.
+fn image_files(dir: std::path::PathBuf, max_bytes: usize) -> Box<gloss_import::ImageFiles> {
+    Box::new(move |path: &str| {
+        let missing =
+            |e: std::io::Error| format!("`{path}` cannot be read from the image store: {e}");
+        let root = dir.canonicalize().map_err(missing)?;
+        let full = root.join(path).canonicalize().map_err(missing)?;
+        if !full.starts_with(&root) {
+            return Err(format!("`{path}` leads outside the image store"));
+        }
+        let len = std::fs::metadata(&full).map_err(missing)?.len();
+        if len > max_bytes as u64 {
+            return Err(format!(
+                "`{path}`: the image is {len} bytes, over the image size limit of {max_bytes} bytes"
+            ));
+        }
+        std::fs::read(&full).map_err(missing)
+    })
 }
 
 fn import_of(r: command_result::Result) -> Result<ImportRecord, ServiceError> {
@@ -232,16 +347,33 @@ impl Service {
     {
         let (chunk_tx, chunk_rx) = mpsc::channel::<Bytes>(8);
         let (event_tx, mut events) = mpsc::channel::<Event>(4);
-        let limits = Limits {
-            max_record_bytes: self.settings.max_record_bytes,
+        let max_image_bytes = self.settings.max_image_bytes;
+        let db = self.state.db();
+        let setup = ParseSetup {
+            format,
+            limits: Limits {
+                max_record_bytes: self.settings.max_record_bytes,
+                max_image_bytes,
+            },
+            batch: self.settings.import_batch,
+            files: self
+                .settings
+                .image_dir
+                .clone()
+                .map(|dir| image_files(dir, max_image_bytes)),
+            kept: Box::new(move |digest: &str| {
+                // Committed images are never removed, so one this node keeps needs no upload.
+                gloss_state::images::digest_bytes(digest)
+                    .ok()
+                    .and_then(|d| gloss_state::images::image(&db, &d).ok().flatten())
+                    .is_some_and(|rec| rec.committed && rec.verified)
+            }),
         };
-        let batch = self.settings.import_batch;
         let reader = ChunkReader {
             rx: chunk_rx,
             current: Bytes::new(),
         };
-        let parser =
-            tokio::task::spawn_blocking(move || parse(reader, format, limits, batch, event_tx));
+        let parser = tokio::task::spawn_blocking(move || parse(reader, setup, event_tx));
         let pump = tokio::spawn(async move {
             let mut bytes = 0u64;
             while let Some(chunk) = data.next().await {
@@ -260,6 +392,13 @@ impl Service {
         let mut done = false;
         while let Some(event) = events.recv().await {
             match event {
+                Event::Images(chunks) => {
+                    if summary.invalid > 0 && !header.skip_invalid {
+                        continue;
+                    }
+                    let body = command::Body::StageImages(StageImages { import_id, chunks });
+                    import_of(self.propose(actor, body, String::new()).await?)?;
+                }
                 Event::Batch(examples) => {
                     if summary.invalid > 0 && !header.skip_invalid {
                         continue; // rejected anyway: keep reading only to report every error

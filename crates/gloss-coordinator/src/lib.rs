@@ -225,6 +225,8 @@ impl Coordinator {
             service::ServiceSettings {
                 node_id: config.node_id,
                 max_record_bytes: config.max_record_bytes,
+                max_image_bytes: config.max_image_bytes,
+                image_dir: config.image_dir.clone(),
                 import_batch: config.import_batch,
                 data_dir: config.data_dir.display().to_string(),
                 join_token: config.join_token.clone(),

@@ -27,6 +27,9 @@ use crate::metrics::Metrics;
 pub struct ServiceSettings {
     pub node_id: u64,
     pub max_record_bytes: usize,
+    pub max_image_bytes: usize,
+    /// Where records' relative image paths are read from (none: only inline images).
+    pub image_dir: Option<std::path::PathBuf>,
     pub import_batch: usize,
     pub data_dir: String,
     /// Token workers must present to register (none: registration is refused).

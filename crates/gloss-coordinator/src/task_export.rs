@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::access::Actor;
 use crate::error::ServiceError;
-use crate::export::{record_text, send_lines};
+use crate::export::{exported_image, exported_record, image_field, record_text, send_lines};
 use crate::service::Service;
 
 impl Service {
@@ -48,8 +48,20 @@ impl Service {
                 t.interface().as_str_name()
             )));
         }
+        if format == ExportFormat::Coco && t.interface() != Interface::ImageBoxes {
+            return Err(ServiceError::InvalidArgument(format!(
+                "format: COCO holds boxes on images; task {project}/{task} is {}",
+                t.interface().as_str_name()
+            )));
+        }
         if format == ExportFormat::Spacy
-            && matches!(t.interface(), Interface::Spans | Interface::Relations)
+            && matches!(
+                t.interface(),
+                Interface::Spans
+                    | Interface::Relations
+                    | Interface::ImageBoxes
+                    | Interface::ImageChoice
+            )
         {
             return Err(ServiceError::InvalidArgument(format!(
                 "format: a spaCy DocBin holds entities (ner, ner-correct) or cats (binary, choice, multi-choice); task {project}/{task} is {}",
@@ -83,6 +95,7 @@ impl Service {
             let line = |answer: &Answer| -> Result<String, ServiceError> {
                 let row = row_of(answer)?;
                 let text = record_text(answer.seq, &row.record_json)?;
+                let record_json = with_image_size(exported_record(&db, answer.seq, &row)?, &row);
                 let hash = gloss_state::hash_hex(&row.input_hash);
                 let bad = |e: gloss_annotate::ExportError| {
                     ServiceError::FailedPrecondition(format!(
@@ -101,8 +114,11 @@ impl Service {
                             block.trim_end_matches('\n')
                         )
                     }
-                    ExportFormat::Hf => gloss_annotate::hf_line(&t, &text, &hash, answer),
-                    _ => gloss_annotate::prodigy_line(&t, &row.record_json, &hash, answer)
+                    ExportFormat::Hf => {
+                        let image = exported_image(&db, answer.seq, &row)?;
+                        gloss_annotate::hf_line(&t, &text, &image, &hash, answer)
+                    }
+                    _ => gloss_annotate::prodigy_line(&t, &record_json, &hash, answer)
                         .map_err(bad)?,
                 })
             };
@@ -119,10 +135,57 @@ impl Service {
                     .map_err(|e| ServiceError::FailedPrecondition(e.to_string()))?;
                 return sink.bytes(&bytes, docs.len() as u64);
             }
+            if format == ExportFormat::Coco {
+                let mut by_example: std::collections::BTreeMap<u64, Vec<Answer>> =
+                    std::collections::BTreeMap::new();
+                each_answer(&db, &snapshot, rec.task_id, gold, &mut |a| {
+                    by_example.entry(a.seq).or_default().push(a.clone());
+                    Ok(())
+                })?;
+                let mut items = Vec::with_capacity(by_example.len());
+                for (seq, answers) in by_example {
+                    let row = row_of(&answers[0])?;
+                    items.push((coco_image(seq, &row), answers));
+                }
+                let doc = gloss_annotate::coco_document(&t, &items);
+                return sink.bytes(doc.as_bytes(), items.len() as u64);
+            }
             each_answer(&db, &snapshot, rec.task_id, gold, &mut |a| {
                 sink.line(&line(a)?)
             })
         }))
+    }
+}
+
+/// An image record with the image's `width` and `height` added (unless it has its own), as
+/// Prodigy's image lines carry them.
+fn with_image_size(record_json: String, row: &gloss_proto::v1::ExampleRow) -> String {
+    let Some(img) = &row.image else {
+        return record_json;
+    };
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&record_json) else {
+        return record_json;
+    };
+    map.entry("width").or_insert(img.width.into());
+    map.entry("height").or_insert(img.height.into());
+    serde_json::Value::Object(map).to_string()
+}
+
+/// An example's image as COCO lists it: a file keeps its path as its name, an inline image is
+/// named by its digest.
+fn coco_image(seq: u64, row: &gloss_proto::v1::ExampleRow) -> gloss_annotate::CocoImage {
+    let img = row.image.clone().unwrap_or_default();
+    let file_name = if img.inline {
+        let ext = img.media_type.strip_prefix("image/").unwrap_or("img");
+        format!("{}.{}", img.digest, if ext == "jpeg" { "jpg" } else { ext })
+    } else {
+        image_field(&row.record_json)
+    };
+    gloss_annotate::CocoImage {
+        file_name,
+        width: img.width,
+        height: img.height,
+        seq,
     }
 }
 

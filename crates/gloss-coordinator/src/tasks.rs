@@ -33,7 +33,7 @@ pub fn normalize_task(mut t: Task) -> Result<Task, ServiceError> {
     gloss_state::check_name("task", &t.name).map_err(|r| invalid(format!("name: {r}")))?;
     if t.interface() == Interface::Unspecified {
         return Err(invalid(
-            "interface: choose binary, choice, multi_choice, ner, ner_correct, spans or relations",
+            "interface: choose binary, choice, multi_choice, ner, ner_correct, spans, relations, image_boxes or image_choice",
         ));
     }
     if t.source_dataset.is_empty() {
@@ -357,6 +357,23 @@ impl Service {
         )))
     }
 
+    /// The image of example `seq` of the task's source dataset and its bytes.
+    pub async fn example_image(
+        &self,
+        task: &Task,
+        seq: u64,
+    ) -> Result<(gloss_proto::v1::ImageRef, Vec<u8>), ServiceError> {
+        let row = self.example_row(task, seq).await?;
+        let Some(image) = row.image else {
+            return Err(ServiceError::NotFound(format!(
+                "example {seq} of {}/{} has no image",
+                task.project, task.source_dataset
+            )));
+        };
+        let bytes = crate::export::image_bytes(&self.state.db(), seq, &image)?;
+        Ok((image, bytes))
+    }
+
     async fn example_text(&self, task: &Task, seq: u64) -> Result<String, ServiceError> {
         let row = self.example_row(task, seq).await?;
         record_text(seq, &row.record_json)
@@ -389,6 +406,7 @@ impl Service {
             text,
             record_json: row.record_json,
             previous: None,
+            image: row.image,
         })
     }
 

@@ -52,6 +52,10 @@ pub struct Overrides {
     pub advertise_api: Option<String>,
     /// Largest accepted record in an import, in bytes.
     pub max_record_bytes: Option<usize>,
+    /// Largest accepted image in an import, in bytes.
+    pub max_image_bytes: Option<usize>,
+    /// Directory that records' relative image paths are read from at import.
+    pub image_dir: Option<PathBuf>,
     /// Examples per replicated import batch.
     pub import_batch: Option<usize>,
     /// Raft entries between snapshots.
@@ -97,6 +101,8 @@ impl Overrides {
             advertise: self.advertise.or(lower.advertise),
             advertise_api: self.advertise_api.or(lower.advertise_api),
             max_record_bytes: self.max_record_bytes.or(lower.max_record_bytes),
+            max_image_bytes: self.max_image_bytes.or(lower.max_image_bytes),
+            image_dir: self.image_dir.or(lower.image_dir),
             import_batch: self.import_batch.or(lower.import_batch),
             snapshot_every: self.snapshot_every.or(lower.snapshot_every),
             initial_members: self.initial_members.or(lower.initial_members),
@@ -120,6 +126,9 @@ pub struct Config {
     pub advertise: String,
     pub advertise_api: String,
     pub max_record_bytes: usize,
+    pub max_image_bytes: usize,
+    /// Image store for records that name an image file (none: only inline images).
+    pub image_dir: Option<PathBuf>,
     pub import_batch: usize,
     pub snapshot_every: u64,
     /// Initial members (node id, internal address); empty means a single-node group of this node.
@@ -154,6 +163,8 @@ impl Config {
             advertise: o.advertise.unwrap_or_else(|| raft_listen.to_string()),
             advertise_api: o.advertise_api.unwrap_or_else(|| listen.to_string()),
             max_record_bytes: o.max_record_bytes.unwrap_or(1 << 20),
+            max_image_bytes: o.max_image_bytes.unwrap_or(10 << 20),
+            image_dir: o.image_dir,
             import_batch: o.import_batch.unwrap_or(2_000),
             snapshot_every: o.snapshot_every.unwrap_or(20_000),
             initial_members: match &o.initial_members {
@@ -182,6 +193,9 @@ impl Config {
         }
         if self.max_record_bytes < 64 || self.max_record_bytes > 64 << 20 {
             return invalid("max_record_bytes", "must be between 64 bytes and 64 MiB");
+        }
+        if self.max_image_bytes < 64 || self.max_image_bytes > 256 << 20 {
+            return invalid("max_image_bytes", "must be between 64 bytes and 256 MiB");
         }
         if self.import_batch == 0 || self.import_batch > 100_000 {
             return invalid("import_batch", "must be between 1 and 100000");

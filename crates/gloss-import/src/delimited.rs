@@ -166,6 +166,7 @@ impl<R: Read> Rows<R> {
             input_hash: input_hash(text),
             text: text.to_owned(),
             json,
+            image: None,
         })
     }
 }

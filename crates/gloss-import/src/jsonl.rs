@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::{input_hash, utf8_reason, Record, RecordError};
+use crate::image::{self, ImageField};
+use crate::{
+    input_hash, too_large, utf8_reason, ImageFiles, Limits, Record, RecordError, RecordImage,
+};
 
 /// A validation failure inside one record: the field path (if any) and why.
 pub(crate) type Problem = (Option<String>, String);
@@ -23,8 +26,15 @@ pub(crate) fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Parses and validates one JSONL line (already known to be within the size limit and not blank).
-pub(crate) fn parse(line: u64, bytes: &[u8]) -> Result<Record, RecordError> {
+/// Parses and validates one JSONL line (already known to be within the line limit and not
+/// blank). An `image` field is checked and, given inline, replaced in the stored record by its
+/// digest; a path is read through `files`.
+pub(crate) fn parse(
+    line: u64,
+    bytes: &[u8],
+    limits: &Limits,
+    files: Option<&mut ImageFiles>,
+) -> Result<Record, RecordError> {
     let fail = |(field, reason): Problem| RecordError {
         line,
         field,
@@ -42,16 +52,81 @@ pub(crate) fn parse(line: u64, bytes: &[u8]) -> Result<Record, RecordError> {
     validate(&map).map_err(fail)?;
     // The record is kept exactly as written (minus surrounding whitespace): export must give back
     // the same bytes, including number spellings and fields Gloss does not interpret.
-    let json = text.trim().to_string();
-    let Some(Value::String(text)) = map.remove("text") else {
-        return Err(fail(problem("text", "is missing")));
+    let mut json = text.trim().to_string();
+    let image = match map.get("image") {
+        Some(Value::String(field)) => {
+            let field = field.clone();
+            let image = image_of(&field, limits, files).map_err(|e| fail(problem("image", e)))?;
+            if image.inline {
+                json = without_inline(&json, &mut map, &field, &image.image.info.digest);
+            }
+            Some(image)
+        }
+        _ => None,
+    };
+    if json.len() > limits.max_record_bytes {
+        let reason = too_large(limits.max_record_bytes, json.len() as u64);
+        return Err(fail((None, reason)));
+    }
+    let text = match map.remove("text") {
+        Some(Value::String(text)) => text,
+        _ if image.is_some() => String::new(),
+        _ => return Err(fail(problem("text", "is missing"))),
+    };
+    let input_hash = match &image {
+        Some(img) => crate::image::input_hash(&img.image.info.digest, &text),
+        None => input_hash(&text),
     };
     Ok(Record {
         line,
-        input_hash: input_hash(&text),
+        input_hash,
         text,
         json,
+        image,
     })
+}
+
+fn image_of(
+    field: &str,
+    limits: &Limits,
+    files: Option<&mut ImageFiles>,
+) -> Result<RecordImage, String> {
+    match image::parse_field(field, limits.max_image_bytes)? {
+        ImageField::Inline(image) => Ok(RecordImage {
+            image,
+            inline: true,
+        }),
+        ImageField::File(path) => {
+            let Some(read) = files else {
+                return Err(format!(
+                    "`{path}` names a file, but this import has no image store to read it from; give the image inline as a data URI"
+                ));
+            };
+            let bytes = read(&path)?;
+            let image = image::inspect(&bytes, limits.max_image_bytes)
+                .map_err(|e| format!("`{path}`: {e}"))?;
+            Ok(RecordImage {
+                image,
+                inline: false,
+            })
+        }
+    }
+}
+
+/// The record with its inline image replaced by the image's digest. The data URI is replaced
+/// where it is written, so every other byte stays as it was; only a URI spelled with escapes
+/// makes the record be written anew.
+fn without_inline(json: &str, map: &mut Map<String, Value>, uri: &str, digest: &str) -> String {
+    let written = format!("\"{uri}\"");
+    let reference = format!("\"{}\"", image::stored_reference(digest));
+    if json.matches(&written).count() == 1 {
+        return json.replacen(&written, &reference, 1);
+    }
+    map.insert(
+        "image".into(),
+        Value::String(image::stored_reference(digest)),
+    );
+    serde_json::to_string(&*map).expect("a JSON object serialises")
 }
 
 /// Character (code point) length of a text, counted only when an offset needs checking.
@@ -74,9 +149,24 @@ impl<'a> TextLen<'a> {
 }
 
 pub(crate) fn validate(map: &Map<String, Value>) -> Result<(), Problem> {
+    // An image needs no text: a caption is optional.
+    let has_image = match map.get("image") {
+        None => false,
+        Some(Value::String(_)) => true,
+        Some(other) => {
+            return Err(problem(
+                "image",
+                format!(
+                    "expected a string (a data URI or a path in the image store), found {}",
+                    kind(other)
+                ),
+            ))
+        }
+    };
     let text = match map.get("text") {
+        None if has_image => "",
         None => return Err(problem("text", "is missing")),
-        Some(Value::String(text)) if text.trim().is_empty() => {
+        Some(Value::String(text)) if !has_image && text.trim().is_empty() => {
             return Err(problem("text", "is empty or only whitespace"))
         }
         Some(Value::String(text)) => text,

@@ -13,6 +13,7 @@
 pub mod annotations;
 mod delimited;
 pub mod docbin;
+pub mod image;
 mod jsonl;
 mod source;
 
@@ -57,16 +58,43 @@ impl Format {
 /// Bounds applied to every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest record accepted, in bytes of its line (JSONL, text) or cell contents (CSV).
+    /// Largest record accepted, in bytes of its line (JSONL, text) or cell contents (CSV); an
+    /// inline image does not count, as it is stored apart.
     pub max_record_bytes: usize,
+    /// Largest image accepted, in bytes of the encoded file.
+    pub max_image_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_record_bytes: 1 << 20,
+            max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
         }
     }
+}
+
+/// Default of [`Limits::max_image_bytes`]: 10 MiB.
+pub const DEFAULT_MAX_IMAGE_BYTES: usize = 10 << 20;
+
+impl Limits {
+    /// Longest JSONL line read: a record plus one inline image in base64.
+    fn max_line_bytes(&self) -> usize {
+        self.max_record_bytes + self.max_image_bytes.div_ceil(3) * 4 + 64
+    }
+}
+
+/// Reads the bytes of an image named by path in a record, or says why it cannot (missing file,
+/// outside the store). Given by the caller, so this crate does no file I/O itself.
+pub type ImageFiles = dyn FnMut(&str) -> Result<Vec<u8>, String> + Send;
+
+/// A record's image, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordImage {
+    pub image: image::Image,
+    /// Given inline as a data URI (the stored record holds its digest instead); otherwise the
+    /// record names a file and keeps the name.
+    pub inline: bool,
 }
 
 /// One valid example.
@@ -78,8 +106,12 @@ pub struct Record {
     pub input_hash: u128,
     pub text: String,
     /// The record as a JSON object: for JSONL the line exactly as written (surrounding whitespace
-    /// trimmed), so export gives back the same bytes; for CSV `{"text": .., "meta": {column: value, ..}}`; for text `{"text": ..}`.
+    /// trimmed), so export gives back the same bytes (an inline image replaced by
+    /// `"sha256:<digest>"`); for CSV `{"text": .., "meta": {column: value, ..}}`; for text
+    /// `{"text": ..}`.
     pub json: String,
+    /// The record's image (JSONL records with an `image` field).
+    pub image: Option<RecordImage>,
 }
 
 /// Content address of an example: xxh3-128 of the UTF-8 bytes of its text.
@@ -156,6 +188,7 @@ fn list(columns: &[String]) -> String {
 pub struct Parser<R> {
     inner: Inner<R>,
     limits: Limits,
+    files: Option<Box<ImageFiles>>,
     done: bool,
 }
 
@@ -191,8 +224,15 @@ impl<R: Read> Parser<R> {
         Ok(Self {
             inner,
             limits,
+            files: None,
             done: false,
         })
+    }
+
+    /// Lets JSONL records name image files, read through `files`.
+    pub fn with_image_files(mut self, files: Box<ImageFiles>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     fn next_item(&mut self) -> Result<Option<Item>, ImportError> {
@@ -201,8 +241,13 @@ impl<R: Read> Parser<R> {
             Inner::Csv(rows) => return rows.next_item(),
             Inner::Lines { lines, jsonl } => (lines, *jsonl),
         };
+        let line_max = if jsonl {
+            self.limits.max_line_bytes()
+        } else {
+            max
+        };
         loop {
-            let Some(outcome) = lines.next_line(max)? else {
+            let Some(outcome) = lines.next_line(line_max)? else {
                 return Ok(None);
             };
             let line = lines.line;
@@ -219,7 +264,7 @@ impl<R: Read> Parser<R> {
                 continue;
             }
             let parsed = if jsonl {
-                jsonl::parse(line, bytes)
+                jsonl::parse(line, bytes, &self.limits, self.files.as_deref_mut())
             } else {
                 text_record(line, bytes)
             };
@@ -258,6 +303,7 @@ fn text_record(line: u64, bytes: &[u8]) -> Result<Record, RecordError> {
         input_hash: input_hash(text),
         text: text.to_owned(),
         json,
+        image: None,
     })
 }
 

@@ -205,6 +205,7 @@ fn prodigy_bad_records_are_reported_and_the_rest_read() {
 fn prodigy_line_over_the_size_limit_is_skipped() {
     let limits = Limits {
         max_record_bytes: 64,
+        ..Limits::default()
     };
     let big = format!(r#"{{"text":"{}","answer":"accept"}}"#, "a".repeat(200));
     let input = format!("{big}\n{{\"text\":\"ok\",\"answer\":\"accept\"}}\n");

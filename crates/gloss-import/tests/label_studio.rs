@@ -413,6 +413,7 @@ fn label_studio_task_that_is_not_json_or_too_large_is_skipped() {
     );
     let limits = Limits {
         max_record_bytes: 256,
+        ..Limits::default()
     };
     let (good, errors) = split(ls_items_with(input.as_bytes(), "text", limits));
     assert_eq!(good, ["one", "four"]);

@@ -92,6 +92,7 @@ fn display_names_line_field_and_reason() {
 fn jsonl_over_size_limit() {
     let limits = Limits {
         max_record_bytes: 64,
+        ..Limits::default()
     };
     let big = format!("{{\"text\":\"{}\"}}", "a".repeat(990));
     let input = format!("{{\"text\":\"ok\"}}\n{big}\r\n{{\"text\":\"next\"}}\n");
@@ -547,6 +548,7 @@ fn csv_wrong_field_count() {
 fn csv_size_limit_and_bad_utf8() {
     let limits = Limits {
         max_record_bytes: 8,
+        ..Limits::default()
     };
     let items = parse_with(
         b"text,id\nshort,1\nmuch too long,2\n",
@@ -569,6 +571,7 @@ fn csv_row_far_over_the_limit_is_fatal() {
     input.extend_from_slice(b"\"\nnever\n");
     let limits = Limits {
         max_record_bytes: 1024,
+        ..Limits::default()
     };
     let mut parser =
         Parser::new(&input[..], Format::parse_name("csv", None).unwrap(), limits).unwrap();

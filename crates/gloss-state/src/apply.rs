@@ -67,6 +67,7 @@ impl Tx<'_> {
             }),
             Body::DeleteDataset(c) => self.delete_dataset(&c.project, &c.name),
             Body::BeginImport(c) => self.begin_import(now, c),
+            Body::StageImages(c) => self.stage_images(c),
             Body::StageExamples(c) => self.stage(c),
             Body::CommitImport(c) => self.commit_import(now, c),
             Body::AbortImport(c) => self.abort_import(now, c.import_id, &c.reason),

@@ -109,7 +109,13 @@ impl Tx<'_> {
             cf(self.db, state_cf::IMPORT_INDEX)?,
         );
         let mut seen = HashSet::with_capacity(c.examples.len());
+        let mut images = HashSet::new();
         for (i, ex) in c.examples.iter().enumerate() {
+            if let Some(img) = &ex.image {
+                if let Err(rejection) = self.check_staged_image(i, img, &mut images)? {
+                    return Ok(rejection);
+                }
+            }
             let Ok(hash_bytes) = <[u8; 16]>::try_from(ex.input_hash.as_slice()) else {
                 return Ok(rejected(
                     ErrorCode::InvalidArgument,
@@ -139,6 +145,7 @@ impl Tx<'_> {
                 input_hash: ex.input_hash.clone(),
                 record_json: ex.record_json.clone(),
                 import_id: import.import_id,
+                image: ex.image.clone(),
             };
             self.batch.put_cf(
                 examples_cf,
@@ -198,6 +205,7 @@ impl Tx<'_> {
             }
         }
         self.clear_import_index(import.import_id)?;
+        self.settle_images(import.import_id, true)?;
         import.state = import_state::COMMITTED;
         import.finished_at_ms = at_ms;
         import.records_read = c.records_read;
@@ -261,6 +269,7 @@ impl Tx<'_> {
             }
         }
         self.clear_import_index(import_id)?;
+        self.settle_images(import_id, false)?;
         import.state = import_state::ABORTED;
         import.finished_at_ms = at_ms;
         import.abort_reason = reason.into();

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod backup;
 mod datasets;
 pub mod feed;
+pub mod images;
 mod imports;
 pub mod jobs;
 pub mod models;

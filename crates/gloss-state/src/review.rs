@@ -179,9 +179,15 @@ pub(crate) fn resolve(
                 )));
             }
             let mut a = a.clone();
+            a.seq = seq;
+            let ds = crate::tasks::source_dataset(ov, &task)?;
+            if let Some(row) = crate::tasks::source_example(ov, &ds, seq)? {
+                if let Err(rejection) = crate::feed::answers::image_fits(&task, &row, &a) {
+                    return Ok(Err(rejection));
+                }
+            }
             a.project = task.project.clone();
             a.task = task.name.clone();
-            a.seq = seq;
             a.annotator = req.reviewer.clone();
             a.at_ms = now;
             a.input_hash = answers

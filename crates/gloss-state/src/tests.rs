@@ -50,6 +50,7 @@ fn ex(text: &str) -> StagedExample {
     StagedExample {
         input_hash: xxh(text).to_be_bytes().to_vec(),
         record_json: format!("{{\"text\":{text:?}}}"),
+        image: None,
     }
 }
 

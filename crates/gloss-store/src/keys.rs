@@ -196,6 +196,34 @@ pub fn model_chunk(name: &str, version: u32, index: u32) -> Vec<u8> {
     k
 }
 
+/// Key of an image chunk: the image's digest, then the chunk index (big-endian).
+pub fn image_chunk(digest: &[u8; 32], index: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(digest);
+    k[32..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Key of an image an open import staged: the import id (big-endian), then the digest.
+pub fn import_image(import_id: u64, digest: &[u8; 32]) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&import_id.to_be_bytes());
+    k[8..].copy_from_slice(digest);
+    k
+}
+
+/// The digest of an [`import_image`] key.
+pub fn decode_import_image(key: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
+    if key.len() != 40 {
+        return Err(err(
+            "import_images",
+            format!("key is {} bytes, expected 40", key.len()),
+        ));
+    }
+    let digest = key[8..].try_into().expect("length checked");
+    Ok((u64_at("import_images", key, 0)?, digest))
+}
+
 /// Key of an answer: task id, sequence, annotator.
 pub fn answer(task_id: u64, seq: u64, annotator: &str) -> Vec<u8> {
     let mut k = task_seq(task_id, seq).to_vec();

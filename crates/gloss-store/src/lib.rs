@@ -72,6 +72,12 @@ pub mod state_cf {
     pub const EVALUATIONS: &str = "evaluations";
     /// The audit log by sequence number.
     pub const AUDIT: &str = "audit";
+    /// Images by SHA-256 digest (32 bytes).
+    pub const IMAGES: &str = "images";
+    /// Image chunks by (digest, index).
+    pub const IMAGE_CHUNKS: &str = "image_chunks";
+    /// The images each open import staged, by (import id, digest).
+    pub const IMPORT_IMAGES: &str = "import_images";
     /// Every column family of the state database.
     pub const ALL: &[&str] = &[
         META,
@@ -98,6 +104,9 @@ pub mod state_cf {
         MODEL_CHUNKS,
         EVALUATIONS,
         AUDIT,
+        IMAGES,
+        IMAGE_CHUNKS,
+        IMPORT_IMAGES,
     ];
 }
 

@@ -61,6 +61,10 @@ pub fn routes() -> Router<Arc<Service>> {
         .route("/api/tasks", get(my_tasks))
         .route("/api/tasks/:project/:task", get(task))
         .route("/api/tasks/:project/:task/next", post(next))
+        .route(
+            "/api/tasks/:project/:task/examples/:seq/image",
+            get(example_image),
+        )
         .route("/api/tasks/:project/:task/heartbeat", post(heartbeat))
         .route("/api/tasks/:project/:task/answers", post(submit))
         .route("/api/tasks/:project/:task/undo", post(undo))
@@ -232,25 +236,66 @@ async fn reviewer(
     Ok((c, t))
 }
 
-async fn task(
-    State(s): Shared,
-    headers: HeaderMap,
-    Path((project, name)): Path<(String, String)>,
-) -> Reply {
-    let c = caller(&s, &headers).await?;
-    let t = s
-        .task_record(&project, &name)
-        .await?
-        .task
-        .unwrap_or_default();
-    let a = task_access(&s, &c, &t)?;
+/// The task, once the caller has some access to it (annotates, reviews or manages it).
+async fn visible_task(
+    s: &Service,
+    headers: &HeaderMap,
+    project: &str,
+    name: &str,
+) -> Result<(Task, TaskAccess), ApiError> {
+    let c = caller(s, headers).await?;
+    let t = s.task_record(project, name).await?.task.unwrap_or_default();
+    let a = task_access(s, &c, &t)?;
     if !a.any() {
         return Err(ApiError(ServiceError::PermissionDenied(format!(
             "user {:?} has no access to task {project}/{name}",
             c.user.name
         ))));
     }
+    Ok((t, a))
+}
+
+async fn task(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, name)): Path<(String, String)>,
+) -> Reply {
+    let (t, a) = visible_task(&s, &headers, &project, &name).await?;
     Ok(Json(task_json(&t, &a)))
+}
+
+/// The image of one of a task's examples, for anyone with access to the task. Images are
+/// stored by content, so the digest is a strong validator and the bytes never change.
+async fn example_image(
+    State(s): Shared,
+    headers: HeaderMap,
+    Path((project, name, seq)): Path<(String, String, u64)>,
+) -> Result<Response, ApiError> {
+    let (t, _) = visible_task(&s, &headers, &project, &name).await?;
+    let (image, bytes) = s.example_image(&t, seq).await?;
+    let etag = format!("\"{}\"", image.digest);
+    if headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, image.media_type),
+            (axum::http::header::ETAG, etag),
+            (
+                axum::http::header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable".to_string(),
+            ),
+            (
+                axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                "nosniff".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

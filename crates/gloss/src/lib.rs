@@ -112,6 +112,14 @@ struct NodeArgs {
     /// Largest accepted import record in bytes [default: 1048576].
     #[arg(long, env = "GLOSS_MAX_RECORD_BYTES")]
     max_record_bytes: Option<usize>,
+    /// Largest accepted image in bytes, inline or read from the image directory
+    /// [default: 10485760].
+    #[arg(long, env = "GLOSS_MAX_IMAGE_BYTES")]
+    max_image_bytes: Option<usize>,
+    /// Directory that records' relative `image` paths are read from at import (never a URL:
+    /// images are not fetched from the network) [default: none, only inline images].
+    #[arg(long, env = "GLOSS_IMAGE_DIR")]
+    image_dir: Option<PathBuf>,
     /// Examples per replicated import batch [default: 2000].
     #[arg(long, env = "GLOSS_IMPORT_BATCH")]
     import_batch: Option<usize>,
@@ -151,6 +159,8 @@ impl NodeArgs {
             advertise: self.advertise.clone(),
             advertise_api: self.advertise_api.clone(),
             max_record_bytes: self.max_record_bytes,
+            max_image_bytes: self.max_image_bytes,
+            image_dir: self.image_dir.clone(),
             import_batch: self.import_batch,
             snapshot_every: self.snapshot_every,
             initial_members: self.initial_members.clone(),

@@ -4,6 +4,7 @@
 
 mod audit;
 mod backup;
+mod folder;
 mod job;
 mod login;
 mod model;
@@ -163,9 +164,12 @@ enum DatasetCmd {
     Show { dataset: String },
     /// Delete a dataset and its examples.
     Delete { dataset: String },
-    /// Import a file (JSONL, CSV, TSV or plain text); atomic unless --skip-invalid.
+    /// Import a file (JSONL, CSV, TSV or plain text) or a folder of images (PNG, JPEG, GIF,
+    /// WebP: one example per image file directly inside it, in name order); atomic unless
+    /// --skip-invalid.
     Import {
         dataset: String,
+        /// The file, or a folder of images.
         file: PathBuf,
         /// jsonl, csv, tsv or text; guessed from the file extension when omitted.
         #[arg(long)]
@@ -445,6 +449,18 @@ async fn dataset(client: &Client, out: Output, to: Option<&str>, cmd: DatasetCmd
             no_create,
         } => {
             let (project, name) = split(&dataset)?;
+            if file.is_dir() {
+                let header = ImportHeader {
+                    project,
+                    dataset: name,
+                    format: ImportFormat::Jsonl as i32,
+                    text_column,
+                    skip_invalid,
+                    create_dataset: !no_create,
+                    source_name: file.display().to_string(),
+                };
+                return import_folder(client, out, header, &file).await;
+            }
             let format = format_for(&file, format.as_deref())?;
             let size = std::fs::metadata(&file)
                 .with_context(|| format!("{}", file.display()))?
@@ -497,6 +513,41 @@ async fn dataset(client: &Client, out: Output, to: Option<&str>, cmd: DatasetCmd
             let source = ExportSource::Dataset { project, name };
             write_export(client, &dataset, source, to).await
         }
+    }
+}
+
+/// Imports a folder of images as one JSONL stream.
+async fn import_folder(
+    client: &Client,
+    out: Output,
+    header: ImportHeader,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let (files, skipped) = folder::image_files(dir)?;
+    if files.is_empty() {
+        bail!(
+            "{} holds no image files (png, jpg, jpeg, gif, webp)",
+            dir.display()
+        );
+    }
+    if !skipped.is_empty() {
+        eprintln!(
+            "note: skipping {} file(s) that are not images: {}",
+            skipped.len(),
+            skipped.join(", ")
+        );
+    }
+    let result = client
+        .import(header, folder::stream(files.clone()), |_| {})
+        .await;
+    match result {
+        Ok(summary) => out.import(&summary),
+        Err(ClientError::ImportRejected { message, summary }) => rejected(
+            &message,
+            &folder::name_files(&summary.errors, &files),
+            summary.invalid,
+        ),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -116,6 +116,7 @@ fn agreement_row(l: &LabelAgreement) -> Vec<String> {
         metric(l.krippendorff_alpha),
         metric(l.span_f1),
         metric(l.relation_f1),
+        metric(l.box_f1),
     ]
 }
 
@@ -360,6 +361,7 @@ impl Output {
                 "ALPHA",
                 "SPAN F1",
                 "RELATION F1",
+                "BOX F1",
             ],
             rows,
         );

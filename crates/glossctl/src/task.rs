@@ -17,10 +17,12 @@ pub enum TaskCmd {
         /// Source dataset in the same project.
         #[arg(long)]
         dataset: String,
-        /// binary, choice, multi-choice, ner, ner-correct, spans or relations.
+        /// binary, choice, multi-choice, ner, ner-correct, spans, relations, image-boxes or
+        /// image-choice.
         #[arg(long)]
         interface: String,
-        /// The label scheme, comma-separated (span labels for a relations task).
+        /// The label scheme, comma-separated (span labels for a relations task, box labels for
+        /// an image-boxes task).
         #[arg(long, value_delimiter = ',', required = true)]
         labels: Vec<String>,
         /// Relations tasks: the labels a relation may carry, comma-separated (required there).
@@ -67,14 +69,14 @@ pub enum TaskCmd {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Export answers (or --gold records) as prodigy, conll or hf JSONL, or a spaCy DocBin (to
-    /// -o FILE or stdout).
+    /// Export answers (or --gold records) as prodigy, conll or hf JSONL, a spaCy DocBin or a
+    /// COCO JSON document (image-boxes tasks) (to -o FILE or stdout).
     Export {
         task: String,
         /// Export the gold records instead of every answer.
         #[arg(long)]
         gold: bool,
-        /// prodigy, conll, hf or spacy (a binary DocBin: give -o FILE.spacy).
+        /// prodigy, conll, hf, spacy (a binary DocBin: give -o FILE.spacy) or coco.
         #[arg(long, default_value = "prodigy")]
         format: String,
     },
@@ -123,8 +125,10 @@ fn parse_interface(s: &str) -> Result<Interface> {
         "ner-correct" => Interface::NerCorrect,
         "spans" => Interface::Spans,
         "relations" => Interface::Relations,
+        "image-boxes" => Interface::ImageBoxes,
+        "image-choice" => Interface::ImageChoice,
         other => bail!(
-            "unknown interface {other:?}; use binary, choice, multi-choice, ner, ner-correct, spans or relations"
+            "unknown interface {other:?}; use binary, choice, multi-choice, ner, ner-correct, spans, relations, image-boxes or image-choice"
         ),
     })
 }
@@ -144,7 +148,8 @@ fn parse_format(s: &str) -> Result<ExportFormat> {
         "conll" | "iob" => ExportFormat::Conll,
         "hf" | "huggingface" => ExportFormat::Hf,
         "spacy" | "docbin" => ExportFormat::Spacy,
-        other => bail!("unknown export format {other:?}; use prodigy, conll, hf or spacy"),
+        "coco" => ExportFormat::Coco,
+        other => bail!("unknown export format {other:?}; use prodigy, conll, hf, spacy or coco"),
     })
 }
 

@@ -146,6 +146,12 @@ fn record(line: u64, bytes: &[u8]) -> Result<AnnotatedRecord, RecordError> {
             format!("expected a JSON object, found {found}"),
         )));
     };
+    if map.contains_key("image") {
+        return Err(fail(problem(
+            "image",
+            "image answers cannot be imported; import the images as a dataset and annotate them in Gloss",
+        )));
+    }
     validate(&map).map_err(fail)?;
     let text = map.get("text").and_then(Value::as_str).unwrap_or_default();
     let annotation = annotation(line, &map, text).map_err(fail)?;

@@ -197,6 +197,7 @@ fn malformed_docs_are_invalid_and_say_why() {
 
     let limits = Limits {
         max_record_bytes: 3,
+        ..Limits::default()
     };
     let items = read(
         &raw_docbin(&[[a, 2, 0], [a, 2, 0]], &["a"], empty_map()),

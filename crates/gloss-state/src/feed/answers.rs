@@ -107,7 +107,7 @@ fn checked(ov: &Overlay, rec: &TaskRecord, answer: &Answer) -> Step<ExampleRow> 
     }
     let ds = source_dataset(ov, task)?;
     match source_example(ov, &ds, answer.seq)? {
-        Some(row) => Ok(Ok(row)),
+        Some(row) => Ok(image_fits(task, &row, answer).map(|()| row)),
         None => Ok(Err(rejected(
             ErrorCode::NotFound,
             format!(
@@ -116,6 +116,32 @@ fn checked(ov: &Overlay, rec: &TaskRecord, answer: &Answer) -> Step<ExampleRow> 
             ),
         ))),
     }
+}
+
+/// On an image task: the example has an image and the answer's boxes lie inside it.
+pub(crate) fn image_fits(
+    task: &Task,
+    row: &ExampleRow,
+    answer: &Answer,
+) -> Result<(), CommandResult> {
+    if !gloss_annotate::is_image_interface(task.interface()) {
+        return Ok(());
+    }
+    let Some(image) = &row.image else {
+        return Err(rejected(
+            ErrorCode::FailedPrecondition,
+            format!(
+                "example {} has no image; an image task needs examples with images",
+                answer.seq
+            ),
+        ));
+    };
+    gloss_annotate::check_box_bounds(&answer.boxes, image.width, image.height).map_err(|e| {
+        rejected(
+            ErrorCode::InvalidArgument,
+            format!("example {}: {e}", answer.seq),
+        )
+    })
 }
 
 /// Decides whether the example takes this answer from `who` now: a revision needs a current

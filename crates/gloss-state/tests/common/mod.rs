@@ -41,8 +41,8 @@ pub fn err(r: &CommandResult) -> Option<&CommandError> {
     }
 }
 
-/// A project with a source dataset of `n` examples ("text 1" ... "text n").
-pub fn seed_dataset(db: &DB, n: usize) {
+/// Creates project `p`.
+pub fn create_project(db: &DB) {
     run(
         db,
         1,
@@ -51,6 +51,10 @@ pub fn seed_dataset(db: &DB, n: usize) {
             description: String::new(),
         }),
     );
+}
+
+/// Opens an import into `p/src` (creating the dataset) and returns it.
+pub fn begin_import(db: &DB) -> ImportRecord {
     let begin = run(
         db,
         1,
@@ -64,10 +68,18 @@ pub fn seed_dataset(db: &DB, n: usize) {
     let Some(command_result::Result::Import(import)) = begin.result else {
         panic!("{begin:?}")
     };
+    import
+}
+
+/// A project with a source dataset of `n` examples ("text 1" ... "text n").
+pub fn seed_dataset(db: &DB, n: usize) {
+    create_project(db);
+    let import = begin_import(db);
     let examples = (1..=n)
         .map(|i| StagedExample {
             input_hash: (i as u128 * 0x9e37_79b9_7f4a_7c15).to_be_bytes().to_vec(),
             record_json: format!("{{\"text\":\"text {i}\"}}"),
+            image: None,
         })
         .collect();
     run(

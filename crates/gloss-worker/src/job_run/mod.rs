@@ -578,6 +578,11 @@ fn target(task: &Task) -> Result<Target> {
             task.project,
             task.name
         ),
+        Interface::ImageBoxes | Interface::ImageChoice => bail!(
+            "{}/{} is an image task; jobs train, evaluate and predict on text tasks only",
+            task.project,
+            task.name
+        ),
         Interface::Unspecified => bail!(
             "{}/{} has no known interface, so no job can run on it",
             task.project,
