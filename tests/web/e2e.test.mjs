@@ -497,6 +497,165 @@ test("relations are drawn by mouse and keyboard over pre-set spans, undone, and 
   await ctx.close();
 });
 
+/** Waits until the example's image is loaded and fitted; returns the stage's zoom. */
+async function imageShown(page) {
+  const stage = await page.waitForSelector(".editor [data-testid=image-stage][data-loaded=true][data-zoom]");
+  return Number(await stage.getAttribute("data-zoom"));
+}
+
+const zoomOf = async (page) => Number(await page.getAttribute(".editor [data-testid=image-stage]", "data-zoom"));
+
+/** Where the example's image is on screen (its top-left corner and screen pixels per image
+ * pixel), and the part of it in view, in image pixels. */
+function imagePlace(page) {
+  return page.evaluate(() => {
+    const img = document.querySelector(".editor [data-testid=image]");
+    const r = img.getBoundingClientRect();
+    const s = img.closest("[data-testid=image-stage]").getBoundingClientRect();
+    const scale = r.width / img.naturalWidth;
+    const seen = { left: Math.max(r.left, s.left, 0), top: Math.max(r.top, s.top, 0), right: Math.min(r.right, s.right, innerWidth), bottom: Math.min(r.bottom, s.bottom, innerHeight) };
+    const image = (x, y) => ({ x: (x - r.left) / scale, y: (y - r.top) / scale });
+    return { left: r.left, top: r.top, scale, seen: { from: image(seen.left, seen.top), to: image(seen.right, seen.bottom) } };
+  });
+}
+
+/** Screen point (whole pixels) of image point `p`, and the image point that screen point is. */
+function onScreen(place, p) {
+  const x = Math.round(place.left + p.x * place.scale);
+  const y = Math.round(place.top + p.y * place.scale);
+  return { x, y, image: { x: (x - place.left) / place.scale, y: (y - place.top) / place.scale } };
+}
+
+/** Drags the mouse over the image from image point `from` to `to`; returns the box the drag
+ * implies, in image pixels, once the editor shows it. */
+async function dragOnImage(page, from, to) {
+  const place = await imagePlace(page);
+  const [a, b] = [onScreen(place, from), onScreen(place, to)];
+  const count = await page.locator(".editor g.box[data-box]").count();
+  await page.mouse.move(a.x, a.y);
+  await page.mouse.down();
+  await page.mouse.move(b.x, b.y, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForFunction((n) => document.querySelectorAll(".editor g.box[data-box]").length === n, count + 1);
+  const [p, q] = [a.image, b.image];
+  return { x: Math.min(p.x, q.x), y: Math.min(p.y, q.y), width: Math.abs(q.x - p.x), height: Math.abs(q.y - p.y) };
+}
+
+async function clickOnImage(page, p) {
+  const { x, y } = onScreen(await imagePlace(page), p);
+  await page.mouse.click(x, y);
+}
+
+const boxLabels = (page) => page.locator(".editor g.box[data-box]").evaluateAll((gs) => gs.map((g) => g.dataset.label));
+
+/** Each box's outline on screen, in image pixels by the image's place now: the overlay is
+ * aligned when these are the boxes' own coordinates. */
+async function drawnBoxes(page) {
+  const place = await imagePlace(page);
+  const rects = await page.locator(".editor g.box[data-box] rect.edge").evaluateAll((rs) => rs.map((r) => r.getBoundingClientRect().toJSON()));
+  return rects.map((r) => ({ x: (r.left - place.left) / place.scale, y: (r.top - place.top) / place.scale, width: r.width / place.scale, height: r.height / place.scale }));
+}
+
+/** Asserts that box `got` is within `tolerance` image pixels of `want` on every side. */
+function assertNear(got, want, tolerance, what) {
+  for (const k of ["x", "y", "width", "height"]) {
+    assert.ok(Math.abs(got[k] - want[k]) <= tolerance, `${what}: ${k} is ${got[k]}, want ${want[k].toFixed(2)} ±${tolerance} (${JSON.stringify(got)})`);
+  }
+}
+
+/** The boxes of an exported image-boxes answer: Prodigy's image format writes each as a span
+ * with its x, y, width and height in the image's pixels. */
+const exportedBoxes = (row) => row.spans.map(({ x, y, width, height, label }) => ({ x, y, width, height, label }));
+
+test("boxes are drawn on an image by mouse, labelled by key, undone, zoomed, and survive a network cut", async () => {
+  const { ctx, page } = await signIn("alice");
+  await page.click("tr[data-task='demo/shapes'] a");
+  const fit = await imageShown(page);
+  // The demo's shapes are 240 × 160 pixels; 1 = SQUARE, 2 = CIRCLE.
+  assert.deepEqual(await page.$eval(".editor [data-testid=image]", (i) => [i.naturalWidth, i.naturalHeight]), [240, 160]);
+  await page.keyboard.press("1");
+  const square = await dragOnImage(page, { x: 20, y: 20 }, { x: 80, y: 70 });
+  // The network goes away while drawing.
+  await ctx.route("**/api/**", (route) => route.abort("internetdisconnected"));
+  await page.keyboard.press("2");
+  await dragOnImage(page, { x: 200, y: 140 }, { x: 130, y: 90 }); // from the bottom-right corner
+  assert.deepEqual(await boxLabels(page), ["SQUARE", "CIRCLE"]);
+  // A click selects the square; a number key relabels it; z takes that back, then the circle.
+  await clickOnImage(page, { x: 50, y: 45 });
+  await page.waitForSelector(".editor g.box.selected[data-box='0']");
+  await page.keyboard.press("2");
+  assert.deepEqual(await boxLabels(page), ["CIRCLE", "CIRCLE"]);
+  await shot(page, "boxes-drawn");
+  await page.keyboard.press("z");
+  assert.deepEqual(await boxLabels(page), ["SQUARE", "CIRCLE"]);
+  await page.keyboard.press("z");
+  assert.deepEqual(await boxLabels(page), ["SQUARE"]);
+  // A box selected with the arrow keys goes with Delete; a click beside the boxes draws nothing.
+  await dragOnImage(page, { x: 150, y: 20 }, { x: 190, y: 50 });
+  await page.keyboard.press("ArrowLeft");
+  await page.waitForSelector(".editor g.box.selected[data-box='1']");
+  await page.keyboard.press("Delete");
+  await clickOnImage(page, { x: 220, y: 10 });
+  assert.deepEqual(await boxLabels(page), ["SQUARE"]);
+
+  // Zoomed in, a box is drawn in what is in view; it is stored in image pixels all the same.
+  await page.keyboard.press("+");
+  await page.keyboard.press("+");
+  assert.ok((await zoomOf(page)) > fit * 1.5, `zoomed in from ${fit} to ${await zoomOf(page)}`);
+  const { seen } = await imagePlace(page);
+  const mid = { x: (seen.from.x + seen.to.x) / 2, y: (seen.from.y + seen.to.y) / 2 };
+  const circle = await dragOnImage(page, { x: mid.x - 15, y: mid.y - 10 }, { x: mid.x + 15, y: mid.y + 10 });
+  await shot(page, "boxes-zoomed");
+  const aligned = async (what) => {
+    const [a, b] = await drawnBoxes(page);
+    assertNear(a, square, 1, `the square's outline ${what}`);
+    assertNear(b, circle, 1, `the circle's outline ${what}`);
+  };
+  await aligned("zoomed in");
+  await page.keyboard.press("-");
+  assert.ok((await zoomOf(page)) < fit * 1.5);
+  await aligned("zoomed out a step");
+  await page.keyboard.press("0");
+  assert.equal(await zoomOf(page), fit, "0 fits the image again");
+  await aligned("fitted");
+  assert.deepEqual(await boxLabels(page), ["SQUARE", "CIRCLE"]);
+
+  await decide(page, "a");
+  await page.waitForFunction(() => document.getElementById("net").dataset.offline === "true");
+  assert.equal((await pendingState(page)).pending, 1, "the answer waits in the outbox");
+  await ctx.unroute("**/api/**");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0", null, { timeout: 30000 });
+  const rows = gloss.exportAnswers("demo/shapes").filter((r) => r._annotator_id === "shapes-alice");
+  assert.equal(rows.length, 1, "stored once");
+  const [storedSquare, storedCircle, ...more] = exportedBoxes(rows[0]);
+  assert.equal(more.length, 0, JSON.stringify(rows[0].spans));
+  assert.equal(storedSquare.label, "SQUARE");
+  assert.equal(storedCircle.label, "CIRCLE");
+  assertNear(storedSquare, square, 1, "the square drawn at the fitting zoom");
+  assertNear(storedCircle, circle, 1, "the circle drawn zoomed in");
+  await ctx.close();
+});
+
+test("an image is classified by keyboard, zoomed in and fitted again", async () => {
+  const { ctx, page } = await signIn("alice");
+  await page.click("tr[data-task='demo/shape-colour'] a");
+  const fit = await imageShown(page);
+  assert.deepEqual(await page.locator(".editor .label").evaluateAll((ls) => ls.map((l) => l.dataset.label)), ["RED", "GREEN", "BLUE"]);
+  await page.keyboard.press("+");
+  assert.ok((await zoomOf(page)) > fit);
+  await page.keyboard.press("0");
+  assert.equal(await zoomOf(page), fit);
+  await shot(page, "image-choice");
+  await decide(page, "2"); // GREEN, sent at once
+  await imageShown(page);
+  await decide(page, "x");
+  await page.waitForFunction(() => document.getElementById("net").dataset.pending === "0");
+  const rows = gloss.exportAnswers("demo/shape-colour").filter((r) => r._annotator_id === "shape-colour-alice");
+  assert.deepEqual(rows.map((r) => r.answer), ["accept", "reject"]);
+  assert.deepEqual(rows[0].accept, ["GREEN"]);
+  await ctx.close();
+});
+
 test("the dashboard shows a task's jobs, its student's score and the curve job's learning curve", async () => {
   // A task whose gold records follow a code word; alice answers every example through the API.
   const file = join(gloss.dir, "codes.jsonl");

@@ -2,9 +2,11 @@
 // project lead's dashboard. One page, no framework, no build step; every answer goes through
 // the outbox so none is lost when the network or a coordinator goes away.
 
-import { api, ApiError, newId, session, taskPath } from "./lib/api.js";
+import { api, ApiError, imageUrl, newId, session, taskPath } from "./lib/api.js";
+import * as B from "./lib/boxes.js";
 import { barChart, lineChart } from "./lib/chart.js";
-import { Editor, labelClass, isSpanTask } from "./lib/editor.js";
+import { Editor, labelClass, isImageTask, isSpanTask } from "./lib/editor.js";
+import { ImageStage } from "./lib/image.js";
 import { NetworkError, Outbox } from "./lib/outbox.js";
 import * as S from "./lib/spans.js";
 import { fmtRate, h, mount, progressBar } from "./lib/views.js";
@@ -257,7 +259,12 @@ async function annotateView(project, name) {
     try {
       const r = await api(`${base}/next`, { method: "POST", body: { count: PREFETCH + pendingHere(), session_id: sessionId } });
       const have = new Set(st.queue.map((x) => x.seq));
-      for (const ex of r.examples) if (!have.has(ex.seq) && !st.done.has(ex.seq)) st.queue.push(ex);
+      for (const ex of r.examples) {
+        if (have.has(ex.seq) || st.done.has(ex.seq)) continue;
+        st.queue.push(ex);
+        // Images come with the lease, so the examples held can be done offline too.
+        if (ex.image) imageUrl(task, ex).catch(() => {});
+      }
       st.exhausted = r.exhausted && st.queue.length === 0;
       st.notice = "";
     } catch (e) {
@@ -326,6 +333,7 @@ async function annotateView(project, name) {
       choices: parts.choices,
       spans: parts.spans,
       relations: parts.relations,
+      boxes: parts.boxes,
       time_spent_ms: Math.round(performance.now() - st.shownAt),
     };
     const entry = { id: answer.answer_id, path: `${base}/answers`, body: { answer } };
@@ -362,11 +370,14 @@ async function annotateView(project, name) {
   }
 
   keyHandler = (e) => {
+    // The editor goes first: Backspace removes a selected box there, and undoes the last
+    // answer here otherwise.
+    if (st.editor && st.editor.key(e)) return true;
     if (e.key === "Backspace") {
       undo();
       return true;
     }
-    return st.editor ? st.editor.key(e) : false;
+    return false;
   };
 
   // Leases are kept alive while the tab is visible; a hidden tab lets them lapse so the
@@ -391,6 +402,9 @@ async function annotateView(project, name) {
 }
 
 function keysHelp(task) {
+  if (task.interface === "INTERFACE_IMAGE_BOXES")
+    return "1-9 pick a label, then drag on the image to draw a box · click a box or ←/→ to select it, 1-9 relabels it, Delete removes it · z takes back a change · + / - zoom, 0 fits · a/Enter accept · x reject · space ignore · backspace undo";
+  if (task.interface === "INTERFACE_IMAGE_CHOICE") return "1-9 choose and submit · + / - zoom, 0 fits · x reject · space ignore · backspace undo";
   if (task.interface === "INTERFACE_BINARY") return "a accept · x reject · space ignore · backspace undo";
   if (task.interface === "INTERFACE_RELATIONS")
     return "spans: 1-9 pick a label, then select text · r relation mode: click or arrows+h the head, click or arrows+c the child, 1-9 names the relation · z takes back a change · a/Enter accept · x reject · space ignore · backspace undo";
@@ -422,6 +436,20 @@ async function reviewView(project, name) {
     idx = Math.min(idx, Math.max(0, items.length - 1));
   }
 
+  /** The example's image, only shown, with `boxes` over it (`diff`: the indices to mark). */
+  function imageView(it, boxes = [], diff = null) {
+    const stage = new ImageStage({ load: () => imageUrl(task, it), size: it.image, classOf: (l) => labelClass(task, l), maxHeight: 320 });
+    stage.draw(boxes, { diff });
+    return stage.el;
+  }
+
+  /** What the versions are about: the text, or the image and its caption. Image-boxes versions
+   * each show the image with their own boxes instead. */
+  function exampleView(it) {
+    if (!isImageTask(task)) return h("div", { class: "example" }, it.text);
+    return [it.text ? h("p", { class: "caption" }, it.text) : null, task.interface === "INTERFACE_IMAGE_CHOICE" ? imageView(it) : null];
+  }
+
   function versionView(a, i, diff) {
     const spans = (a.spans || []).map((s) =>
       h("span", { class: `label ${labelClass(task, s.label)}${diff.spans[i].has(S.spanKey(s)) ? " diff" : ""}` }, `${s.text || S.sliceCodePoints(items[idx].text, s.start, s.end)} · ${s.label}`),
@@ -434,13 +462,17 @@ async function reviewView(project, name) {
     const relations = (a.relations || []).map((r) =>
       h("span", { class: `label rel${diff.relations[i].has(S.relationKey(a, r)) ? " diff" : ""}` }, `${spanName(r.head)} → ${spanName(r.child)} · ${r.label}`),
     );
+    const boxes = (a.boxes || []).map((b, k) =>
+      h("span", { class: `label ${labelClass(task, b.label)}${diff.boxes[i].has(k) ? " diff" : ""}`, "data-box": k }, `${b.label} ${B.boxSize(b)}`),
+    );
     return h(
       "div",
       { class: "version", "data-answer": a.answer_id },
       h("div", { class: "meta" }, h("kbd", {}, String(i + 1)), h("strong", {}, a.annotator)),
       h("div", { class: `decision${diff.decisionsDiffer ? " diff" : ""}` }, a.decision.replace("DECISION_", "").toLowerCase(), a.label ? ` ${a.label}` : ""),
-      h("div", { class: "labels" }, choices, spans),
+      h("div", { class: "labels" }, choices, spans, boxes),
       relations.length ? h("div", { class: "labels", "data-testid": "relations" }, relations) : null,
+      task.interface === "INTERFACE_IMAGE_BOXES" ? imageView(items[idx], a.boxes, diff.boxes[i]) : null,
     );
   }
 
@@ -450,7 +482,7 @@ async function reviewView(project, name) {
       return;
     }
     const it = items[idx];
-    const diff = S.differences(it.answers);
+    const diff = { ...S.differences(it.answers), boxes: B.unmatchedBoxes(it.answers) };
     const parts = [
       h("h2", {}, `Review ${project}/${name}`),
       h("div", { class: "meta" }, h("span", {}, `${idx + 1} of ${items.length} shown · ${pending} pending`), h("span", {}, `example #${it.seq}`), it.disputed_labels.length ? h("span", {}, `disputed: ${it.disputed_labels.join(", ")}`) : null),
@@ -458,7 +490,7 @@ async function reviewView(project, name) {
     if (editing) {
       parts.push(editing.el, h("p", { class: "keys" }, "edit, then a/Enter saves your version as gold · Escape cancels"));
     } else {
-      parts.push(h("div", { class: "example" }, it.text), h("div", { class: "side" }, it.answers.map((a, i) => versionView(a, i, diff))));
+      parts.push(exampleView(it), h("div", { class: "side" }, it.answers.map((a, i) => versionView(a, i, diff))));
       parts.push(h("p", { class: "keys" }, "1-9 pick that version as gold · e edit · j/k next/previous"));
     }
     if (message) parts.push(h("p", { class: "error", role: "alert" }, message));
@@ -494,8 +526,8 @@ async function reviewView(project, name) {
       return true;
     }
     if (e.key === "e") {
-      const ex = { seq: it.seq, text: it.text, tokens: it.tokens };
-      editing = new Editor(task, ex, (decision, p) => resolve({ edited: { decision, label: p.label, choices: p.choices, spans: p.spans, relations: p.relations } }), it.answers[0]);
+      const ex = { seq: it.seq, text: it.text, tokens: it.tokens, image: it.image };
+      editing = new Editor(task, ex, (decision, p) => resolve({ edited: { decision, label: p.label, choices: p.choices, spans: p.spans, relations: p.relations, boxes: p.boxes } }), it.answers[0]);
       render();
       return true;
     }

@@ -49,6 +49,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/lib/editor.js"),
     ),
     (
+        "lib/boxes.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/lib/boxes.js"),
+    ),
+    (
+        "lib/image.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/lib/image.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_bytes!("../assets/favicon.svg"),
@@ -57,7 +67,8 @@ const FILES: &[(&str, &str, &[u8])] = &[
 
 const INDEX: &[u8] = include_bytes!("../assets/index.html");
 
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+const CSP: &str =
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 fn etag(bytes: &[u8]) -> String {

@@ -9,13 +9,24 @@
 // keys and press h for the head and c for the child (a click picks the head, then the child),
 // then a number key gives the relation its label; arcs are drawn over the text. Click a relation
 // in the list to remove it; z takes back the last change to spans or relations.
+// Image tasks show the image (+ and - zoom, 0 fits it). Image boxes: drag on the image to draw a
+// box with the active label; a number key picks the label and relabels the selected box; click a
+// box (or move through them with the arrow keys) to select it, Delete or Backspace removes it,
+// Escape lets go of it, z takes back the last change to the boxes. Image choice: as choice.
 
+import { imageUrl } from "./api.js";
+import * as B from "./boxes.js";
+import { ImageStage } from "./image.js";
 import * as S from "./spans.js";
 import { h, mount } from "./views.js";
 
 const SPAN_INTERFACES = ["INTERFACE_NER", "INTERFACE_NER_CORRECT", "INTERFACE_SPANS", "INTERFACE_RELATIONS"];
+const IMAGE_INTERFACES = ["INTERFACE_IMAGE_BOXES", "INTERFACE_IMAGE_CHOICE"];
 
 export const isSpanTask = (task) => SPAN_INTERFACES.includes(task.interface);
+export const isImageTask = (task) => IMAGE_INTERFACES.includes(task.interface);
+/** Zoom direction of the image keys: in, out, and back to fitting (0). */
+const ZOOM_KEYS = new Map([["+", 1], ["=", 1], ["-", -1], ["0", 0]]);
 
 /** Colour class of a label (stable by position in the scheme). */
 export const labelClass = (task, label) => `c${Math.max(0, task.labels.indexOf(label)) % 9}`;
@@ -23,8 +34,8 @@ export const labelClass = (task, label) => `c${Math.max(0, task.labels.indexOf(l
 export class Editor {
   /**
    * @param task the task (JSON)
-   * @param example a leased example, or {seq, text, tokens} for review
-   * @param onDecide (decision, {choices, spans, label}) => void
+   * @param example a leased example, or {seq, text, tokens, image} for review
+   * @param onDecide (decision, {choices, spans, relations, boxes, label}) => void
    * @param prefill an earlier answer to start from (undo, review edit)
    */
   constructor(task, example, onDecide, prefill) {
@@ -35,6 +46,9 @@ export class Editor {
     this.spanTask = isSpanTask(task);
     this.allowOverlap = task.interface === "INTERFACE_SPANS";
     this.relTask = task.interface === "INTERFACE_RELATIONS";
+    this.boxTask = task.interface === "INTERFACE_IMAGE_BOXES";
+    this.boxEdits = new B.UndoStack(); // box edits, for z
+    this.selectedBox = -1;
     this.relMode = false;
     this.pick = { head: null, child: null }; // span keys picked in relation mode
     this.relFocus = 0; // span index the arrow keys are on in relation mode
@@ -49,16 +63,32 @@ export class Editor {
       this.choices = new Set(from.choices || []);
       this.spans = this.#spansFrom(from.spans, false);
       this.relations = S.relationsFrom(from.spans, from.relations);
+      this.boxes = this.boxTask ? (from.boxes || []).map(boxOf) : [];
     } else {
-      this.choices = new Set(sugg && !this.spanTask && task.interface !== "INTERFACE_BINARY" ? sugg.labels : []);
+      // Suggestions are labels or spans; image-boxes tasks take none.
+      const choosing = sugg && !this.spanTask && !this.boxTask && task.interface !== "INTERFACE_BINARY";
+      this.choices = new Set(choosing ? sugg.labels : []);
       this.suggestedChoices = new Set(this.choices);
       this.spans = this.spanTask && sugg ? this.#spansFrom(sugg.spans, true) : [];
       this.relations = this.relTask && sugg ? S.relationsFrom(sugg.spans, sugg.relations) : [];
+      this.boxes = [];
     }
     this.relations = S.keepRelations(this.relations, this.spans);
     this.tokens = tokens;
     this.el = h("div", { class: "editor", "data-seq": example.seq });
+    if (isImageTask(task)) this.stage = this.#stage();
     this.render();
+  }
+
+  #stage() {
+    return new ImageStage({
+      load: () => imageUrl(this.task, this.ex),
+      size: this.ex.image,
+      classOf: (label) => labelClass(this.task, label),
+      maxHeight: Math.max(240, Math.round(window.innerHeight * 0.6)),
+      onDraw: this.boxTask ? (box) => this.#drawn(box) : undefined,
+      onPick: this.boxTask ? (i) => this.#selectBox(i) : undefined,
+    });
   }
 
   #spansFrom(spans, suggested) {
@@ -76,6 +106,7 @@ export class Editor {
       choices: [...this.choices],
       spans: this.spans.map((s) => ({ start: s.start, end: s.end, label: s.label })),
       relations: S.relationIndices(this.relations, this.spans),
+      boxes: this.boxes.map(boxOf),
     };
   }
 
@@ -86,7 +117,13 @@ export class Editor {
   }
 
   decide(decision) {
-    this.onDecide(decision, this.answerParts());
+    const parts = this.answerParts();
+    // A rejected or ignored example carries no choices, spans, relations or boxes (the server
+    // refuses them): the decision is about the example itself, whatever was suggested or drawn.
+    if (decision !== "DECISION_ACCEPT") {
+      Object.assign(parts, { choices: [], spans: [], relations: [], boxes: [] });
+    }
+    this.onDecide(decision, parts);
   }
 
   render() {
@@ -101,8 +138,10 @@ export class Editor {
       parts.push(this.#labelBar());
     }
     if (this.relTask) parts.push(this.#modeLine());
-    parts.push(this.spanTask ? this.#spanText() : h("div", { class: "example", "data-testid": "text" }, this.ex.text));
+    if (this.stage) parts.push(this.#imageView());
+    else parts.push(this.spanTask ? this.#spanText() : h("div", { class: "example", "data-testid": "text" }, this.ex.text));
     if (this.spanTask && this.spans.length) parts.push(this.#spanList());
+    if (this.boxTask && this.boxes.length) parts.push(this.#boxList());
     if (this.relTask && this.relations.length) parts.push(this.#relationList());
     const sugg = this.ex.suggestion;
     if (sugg && (sugg.source || sugg.score)) {
@@ -120,7 +159,28 @@ export class Editor {
       );
     }
     mount(this.el, parts);
+    this.stage?.restoreScroll();
     if (this.relTask) requestAnimationFrame(() => this.#drawArcs());
+  }
+
+  /** The caption, if any, and the image with the boxes over it. */
+  #imageView() {
+    this.stage.draw(this.boxes, { selected: this.selectedBox, draftLabel: this.task.labels[this.activeLabel] });
+    return [this.ex.text ? h("p", { class: "caption", "data-testid": "text" }, this.ex.text) : null, this.stage.el];
+  }
+
+  #boxList() {
+    return h(
+      "div",
+      { class: "labels", "data-testid": "box-list" },
+      this.boxes.map((b, i) =>
+        h(
+          "span",
+          { class: `label ${labelClass(this.task, b.label)}${i === this.selectedBox ? " active" : ""}`, "data-box": i, title: "click to select, then Delete removes it or a number key relabels it", onclick: () => this.#selectBox(i) },
+          `${b.label} · ${B.boxSize(b)} at ${B.roundTo(b.x, 1)},${B.roundTo(b.y, 1)}`,
+        ),
+      ),
+    );
   }
 
   #modeLine() {
@@ -209,7 +269,7 @@ export class Editor {
       { class: "labels" },
       t.labels.map((l, i) => {
         const cls = ["label", labelClass(t, l)];
-        if (this.spanTask && i === this.activeLabel) cls.push("active");
+        if ((this.spanTask || this.boxTask) && i === this.activeLabel) cls.push("active");
         if (!this.spanTask && this.choices.has(l)) cls.push("chosen");
         if (this.suggestedChoices && this.suggestedChoices.has(l)) cls.push("suggested");
         return h(
@@ -394,6 +454,67 @@ export class Editor {
     return false;
   }
 
+  /** Applies a box edit (null: nothing to do) and remembers it for z. */
+  #editBoxes(edit) {
+    if (!edit) return;
+    this.boxes = B.applyEdit(this.boxes, edit);
+    this.boxEdits.push(edit);
+  }
+
+  /** A box drawn with the mouse: it takes the active label. It is not selected, so the next
+   * number key picks the label of the next box rather than changing this one. */
+  #drawn(box) {
+    this.#editBoxes(B.addEdit(this.boxes, { ...box, label: this.task.labels[this.activeLabel] }));
+    this.selectedBox = -1;
+    this.render();
+  }
+
+  /** Selects box `i` (-1: none). */
+  #selectBox(i) {
+    this.selectedBox = i;
+    this.render();
+  }
+
+  #undoBoxEdit() {
+    const edit = this.boxEdits.pop();
+    if (!edit) return;
+    this.boxes = B.revertEdit(this.boxes, edit);
+    this.selectedBox = -1;
+    this.render();
+  }
+
+  /** Keys of image tasks; returns true when the key was handled. */
+  #imageKey(e) {
+    const k = e.key;
+    if (ZOOM_KEYS.has(k)) {
+      this.stage.zoom(ZOOM_KEYS.get(k));
+      return true;
+    }
+    if (!this.boxTask) return false;
+    if (k === "z") {
+      this.#undoBoxEdit();
+      return true;
+    }
+    if (k === "Escape") {
+      this.#selectBox(-1);
+      return true;
+    }
+    const n = this.boxes.length;
+    if ((k === "ArrowRight" || k === "ArrowLeft") && n) {
+      // From no selection, right goes to the first box and left to the last.
+      const from = this.selectedBox < 0 ? (k === "ArrowRight" ? -1 : n) : this.selectedBox;
+      this.#selectBox((from + (k === "ArrowRight" ? 1 : -1) + n) % n);
+      return true;
+    }
+    // Backspace with no box selected stays the page's: it undoes the last answer.
+    if ((k === "Delete" || k === "Backspace") && this.selectedBox >= 0) {
+      this.#editBoxes(B.removeEdit(this.boxes, this.selectedBox));
+      this.#selectBox(-1);
+      return true;
+    }
+    return false;
+  }
+
   #number(i) {
     const label = this.task.labels[i];
     if (label === undefined) return;
@@ -403,6 +524,10 @@ export class Editor {
         this.activeLabel = i;
         this.render();
       }
+    } else if (this.boxTask) {
+      this.activeLabel = i;
+      if (this.selectedBox >= 0) this.#editBoxes(B.relabelEdit(this.boxes, this.selectedBox, label));
+      this.render();
     } else if (this.multi) {
       if (this.choices.has(label)) this.choices.delete(label);
       else this.choices.add(label);
@@ -428,6 +553,7 @@ export class Editor {
       this.#undoEdit();
       return true;
     }
+    if (this.stage && this.#imageKey(e)) return true;
     if (this.relMode && this.#relationKey(e)) return true;
     if (/^[1-9]$/.test(k) && this.task.interface !== "INTERFACE_BINARY") {
       this.#number(Number(k) - 1);
@@ -468,4 +594,9 @@ export class Editor {
     }
     return false;
   }
+}
+
+/** A box as an answer holds it: its place in image pixels and its label, nothing else. */
+function boxOf(b) {
+  return { x: b.x, y: b.y, width: b.width, height: b.height, label: b.label };
 }
