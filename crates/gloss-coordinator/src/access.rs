@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use gloss_core::stages::Stage;
 use gloss_proto::v1::{Role, Task};
 use tonic::body::BoxBody;
 
@@ -467,6 +468,9 @@ impl crate::around::Wrap for Auth {
     {
         let service = self.service.clone();
         Box::pin(async move {
+            let stages = service.stages().clone();
+            let _request = stages.time(Stage::Request);
+            let auth = stages.time(Stage::Auth);
             let path = req.uri().path().to_string();
             let header = req
                 .headers()
@@ -488,6 +492,7 @@ impl crate::around::Wrap for Auth {
                 }
                 other => other,
             };
+            drop(auth);
             match decision {
                 Ok(Decision::Allowed(c)) => {
                     req.extensions_mut().insert(c);

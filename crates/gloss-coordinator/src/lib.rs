@@ -211,8 +211,10 @@ impl Coordinator {
             http: local(&http_listener),
             raft: local(&raft_listener),
         };
+        let stages = Arc::new(gloss_core::stages::Stages::default());
         let settings = RaftSettings {
             snapshot_every: config.snapshot_every,
+            stages: stages.clone(),
             faults: faults.clone(),
             tls: peer_tls.clone(),
             ..RaftSettings::default()
@@ -235,6 +237,7 @@ impl Coordinator {
                     Some(c) => Some(oidc::Oidc::new(c.clone())?),
                     None => None,
                 },
+                stages,
             },
             metrics,
             gloss_raft::network::Forwarder::new(config.node_id, faults.clone(), peer_tls.clone()),

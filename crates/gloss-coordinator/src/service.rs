@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use gloss_core::stages::{Stage, Stages};
 use gloss_proto::v1::{
     command, command_result, ClusterStatus, Command, CommandResult, Dataset, ImportRecord, Member,
     Project,
@@ -38,6 +39,8 @@ pub struct ServiceSettings {
     pub admin_token: Option<gloss_core::config::Secret>,
     /// Single sign-on, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Where the time of each request stage is recorded (shared with the Raft storage).
+    pub stages: Arc<Stages>,
 }
 
 /// Shared state of one coordinator's request handlers.
@@ -113,6 +116,11 @@ impl Service {
             forwarder,
             boot: now_ms(),
         }
+    }
+
+    /// Latency histograms of this coordinator's request stages.
+    pub fn stages(&self) -> &Arc<Stages> {
+        &self.settings.stages
     }
 
     /// Single sign-on, when configured.
@@ -216,12 +224,14 @@ impl Service {
 
     /// Replicates an encoded command: locally when this node leads, otherwise through the leader.
     async fn replicate(&self, command: Vec<u8>, retry_safe: bool) -> Result<Vec<u8>, ServiceError> {
+        self.stages().count_proposal(1);
         self.via_leader(
             retry_safe,
             || async {
                 let request = Request {
                     command: command.clone(),
                 };
+                let _timer = self.stages().time(Stage::RaftWrite);
                 self.raft
                     .client_write(request)
                     .await
@@ -230,7 +240,10 @@ impl Service {
             },
             |id, addr| {
                 let command = command.clone();
-                async move { self.forwarder.forward(id, &addr, command).await }
+                async move {
+                    let _timer = self.stages().time(Stage::Forward);
+                    self.forwarder.forward(id, &addr, command).await
+                }
             },
         )
         .await
@@ -289,6 +302,7 @@ impl Service {
 
     /// Waits until this node's state machine reflects every write acknowledged before the call.
     pub async fn read_barrier(&self) -> Result<(), ServiceError> {
+        let _timer = self.stages().time(Stage::ReadBarrier);
         let index = self
             .via_leader(
                 true,

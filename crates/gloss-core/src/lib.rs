@@ -9,6 +9,7 @@
 pub mod config;
 pub mod loopback;
 pub mod oidc;
+pub mod stages;
 pub mod telemetry;
 
 /// Version of this Gloss build.

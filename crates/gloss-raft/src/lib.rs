@@ -130,6 +130,8 @@ pub struct RaftSettings {
     pub faults: Option<faults::Faults>,
     /// Mutual TLS towards peers (the node's certificate and the cluster CA).
     pub tls: Option<gloss_tls::ClientTls>,
+    /// Where log appends, applies and replication timeouts are recorded.
+    pub stages: std::sync::Arc<gloss_core::stages::Stages>,
 }
 
 impl RaftSettings {
@@ -149,6 +151,7 @@ impl Default for RaftSettings {
             snapshot_chunk_bytes: 4 << 20,
             faults: None,
             tls: None,
+            stages: Default::default(),
         }
     }
 }
@@ -179,14 +182,15 @@ pub async fn start(
     data_dir: &std::path::Path,
     settings: &RaftSettings,
 ) -> Result<(Raft, StateHandle), RaftError> {
-    let log = LogStore::open(&data_dir.join("raft-log"))?;
-    let sm = StateMachineStore::open(data_dir)?;
+    let log = LogStore::open(&data_dir.join("raft-log"))?.with_stages(settings.stages.clone());
+    let sm = StateMachineStore::open(data_dir)?.with_stages(settings.stages.clone());
     let handle = sm.handle();
     let config = std::sync::Arc::new(settings.openraft_config()?);
     let raft = Raft::new(
         node_id,
         config,
-        network::GrpcNetworkFactory::new(node_id, settings.faults.clone(), settings.tls.clone()),
+        network::GrpcNetworkFactory::new(node_id, settings.faults.clone(), settings.tls.clone())
+            .with_stages(settings.stages.clone()),
         log,
         sm,
     )

@@ -14,11 +14,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{NodeId, RaftError, StorageError, TypeConfig};
+use gloss_core::stages::{Stage, Stages};
 
 /// RocksDB-backed Raft log.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    stages: Arc<Stages>,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -42,7 +44,14 @@ impl LogStore {
     pub fn open(path: &Path) -> Result<Self, RaftError> {
         Ok(LogStore {
             db: gloss_store::open(path, log_cf::ALL)?,
+            stages: Arc::default(),
         })
+    }
+
+    /// Records append times into `stages`.
+    pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
+        self.stages = stages;
+        self
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -161,6 +170,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(log, keys::log_index(entry.log_id.index), encode(&entry));
         }
+        let _timer = self.stages.time(Stage::LogAppend);
         failpoint!("log-append-before");
         let result = self.db.write_opt(batch, &durable());
         failpoint!("log-append-after");

@@ -2,8 +2,10 @@
 //! server side a coordinator mounts on its internal port ([`RaftGrpc`]). Openraft's messages
 //! travel bincode-encoded inside a protobuf envelope.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use gloss_core::stages::Stages;
 use gloss_proto::v1::raft_service_client::RaftServiceClient;
 use gloss_proto::v1::raft_service_server::RaftService;
 use gloss_proto::v1::{
@@ -34,13 +36,25 @@ pub struct GrpcNetworkFactory {
     from: NodeId,
     faults: Option<Faults>,
     tls: Option<ClientTls>,
+    stages: Arc<Stages>,
 }
 
 impl GrpcNetworkFactory {
     /// Network of node `from`, with mutual TLS when `tls` is given, and injected faults in
     /// tests.
     pub fn new(from: NodeId, faults: Option<Faults>, tls: Option<ClientTls>) -> Self {
-        GrpcNetworkFactory { from, faults, tls }
+        GrpcNetworkFactory {
+            from,
+            faults,
+            tls,
+            stages: Arc::default(),
+        }
+    }
+
+    /// Counts AppendEntries that were given up before their reply (timeouts) into `stages`.
+    pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
+        self.stages = stages;
+        self
     }
 }
 
@@ -55,6 +69,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             client: None,
             faults: self.faults.clone(),
             tls: self.tls.clone(),
+            stages: self.stages.clone(),
         }
     }
 }
@@ -67,6 +82,22 @@ pub struct GrpcNetwork {
     target: NodeId,
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
+    stages: Arc<Stages>,
+}
+
+/// Counts an AppendEntries as given up when it is dropped before its reply came: openraft
+/// drops the call when its timeout (the heartbeat interval) passes.
+struct Unanswered<'a> {
+    stages: &'a Stages,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.stages.count_replication_timeout();
+        }
+    }
 }
 
 type RpcError<E> = RPCError<NodeId, NodeInfo, E>;
@@ -149,7 +180,14 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError<RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, &option).await
+        let stages = self.stages.clone();
+        let mut pending = Unanswered {
+            stages: &stages,
+            answered: false,
+        };
+        let reply = self.call(Rpc::Append, &rpc, &option).await;
+        pending.answered = true;
+        reply
     }
 
     async fn install_snapshot(

@@ -23,6 +23,7 @@ use tokio::io::AsyncSeekExt;
 
 use crate::log_store::{decode, encode};
 use crate::{io_err, NodeId, NodeInfo, RaftError, Response, StorageError, TypeConfig};
+use gloss_core::stages::{Stage, Stages};
 
 type Membership = StoredMembership<NodeId, NodeInfo>;
 
@@ -34,6 +35,7 @@ struct Shared {
     /// an entry from its bookkeeping.
     apply_lock: Mutex<()>,
     counter: AtomicU64,
+    stages: RwLock<Arc<Stages>>,
 }
 
 /// Read access to the current state database for queries; survives snapshot installs.
@@ -129,8 +131,15 @@ impl StateMachineStore {
                 generation: AtomicU64::new(generation),
                 apply_lock: Mutex::new(()),
                 counter: AtomicU64::new(0),
+                stages: RwLock::default(),
             }),
         })
+    }
+
+    /// Records apply times into `stages`.
+    pub fn with_stages(self, stages: Arc<Stages>) -> Self {
+        *self.shared.stages.write().expect("stages lock poisoned") = stages;
+        self
     }
 
     /// A read handle that follows snapshot installs.
@@ -324,7 +333,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let _guard = self.shared.apply_lock.lock().expect("apply lock poisoned");
         let db = self.shared.db();
         let meta = cf(&db, state_cf::META).map_err(sm_err)?;
+        let stages = self
+            .shared
+            .stages
+            .read()
+            .expect("stages lock poisoned")
+            .clone();
         for entry in entries {
+            let _timer = stages.time(Stage::Apply);
             let mut batch = WriteBatch::default();
             let reply = match &entry.payload {
                 EntryPayload::Blank => Response::default(),

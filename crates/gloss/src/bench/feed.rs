@@ -14,6 +14,7 @@ use gloss_core::config::Config;
 use gloss_proto::v1::*;
 
 use crate::bench::{generate, peak_rss_mib, percentile};
+use gloss_core::stages::StageSummary;
 
 /// Settings of one feed benchmark run.
 pub struct FeedBench {
@@ -25,6 +26,8 @@ pub struct FeedBench {
     pub groups: Vec<u64>,
     /// Time an annotator looks at an example before answering.
     pub think: Duration,
+    /// Run each coordinator as its own `gloss coordinator` process, so memory is per node.
+    pub processes: bool,
 }
 
 struct Sample {
@@ -103,17 +106,167 @@ struct Row {
     export_s: f64,
     rss_before_export: f64,
     rss_after_export: f64,
+    /// Every node's stage histograms over the measured span, summed.
+    stages: Vec<StageSummary>,
+    /// Proposals to Raft and the commands in them over the measured span, all nodes.
+    proposals: (u64, u64),
+    /// Peak resident memory of each node's own process (with `--processes`), MiB.
+    rss_per_node: Vec<f64>,
+    /// Terms the group went through during the import (0: no election).
+    import_elections: u64,
+    /// AppendEntries given up before their reply during the import, all nodes.
+    import_timeouts: u64,
+    import_s: f64,
+}
+
+/// The coordinators under test: in this process (stage histograms readable), or each in its own
+/// `gloss coordinator` process (memory readable per node).
+enum Nodes {
+    InProcess(Vec<Coordinator>),
+    Processes(Vec<std::process::Child>),
+}
+
+impl Nodes {
+    async fn start(nodes: u64, dir: &Path, processes: bool) -> Result<(Nodes, Vec<String>)> {
+        let group = gloss_core::loopback::loopback_group(dir, nodes);
+        if !processes {
+            let mut started = Vec::new();
+            for settings in group {
+                started.push(
+                    Coordinator::start(&crate::bench::with_admin(Config::resolve(settings)?))
+                        .await?,
+                );
+            }
+            started[0].wait_for_leader(Duration::from_secs(30)).await?;
+            started[0].ensure_admin(Duration::from_secs(30)).await?;
+            let servers = started.iter().map(|c| c.addrs().grpc.to_string()).collect();
+            return Ok((Nodes::InProcess(started), servers));
+        }
+        std::fs::create_dir_all(dir)?;
+        let token_file = dir.join("admin-token");
+        std::fs::write(&token_file, crate::bench::BENCH_TOKEN)?;
+        let exe = std::env::current_exe()?;
+        let mut children = Vec::new();
+        let mut servers = Vec::new();
+        for o in group {
+            let free = |what: &str| -> Result<std::net::SocketAddr> {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")
+                    .with_context(|| format!("a free port for {what}"))?;
+                Ok(l.local_addr()?)
+            };
+            let (grpc, http) = (free("gRPC")?, free("HTTP")?);
+            let data = o.data_dir.clone().context("loopback data dir")?;
+            std::fs::create_dir_all(&data)?;
+            let log = std::fs::File::create(data.with_extension("log"))?;
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("coordinator")
+                .arg("--node-id")
+                .arg(o.node_id.unwrap_or(1).to_string())
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("--listen")
+                .arg(grpc.to_string())
+                .arg("--http")
+                .arg(http.to_string())
+                .arg("--admin-token-file")
+                .arg(&token_file)
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            if let Some(raft) = o.raft_listen {
+                cmd.arg("--raft-listen").arg(raft.to_string());
+            }
+            if let Some(members) = &o.initial_members {
+                cmd.arg("--initial-members").arg(members);
+            }
+            children.push(cmd.spawn().context("starting a coordinator process")?);
+            servers.push(grpc.to_string());
+        }
+        let nodes = Nodes::Processes(children);
+        // Ready once every node answers with the administrator's token and knows the leader.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut ready = 0;
+            for s in &servers {
+                if let Ok(c) = crate::bench::connect(std::slice::from_ref(s)).await {
+                    if let Ok(st) = c
+                        .cluster()
+                        .get_cluster_status(GetClusterStatusRequest {})
+                        .await
+                    {
+                        ready += usize::from(st.into_inner().leader_id.is_some());
+                    }
+                }
+            }
+            if ready == servers.len() {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "coordinator processes not ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok((nodes, servers))
+    }
+
+    /// Every node's current term.
+    async fn terms(&self, servers: &[String]) -> Result<Vec<u64>> {
+        match self {
+            Nodes::InProcess(group) => Ok(group.iter().map(|c| c.raft_view().0).collect()),
+            Nodes::Processes(_) => {
+                let mut terms = Vec::new();
+                for s in servers {
+                    let c = crate::bench::connect(std::slice::from_ref(s)).await?;
+                    let st = c
+                        .cluster()
+                        .get_cluster_status(GetClusterStatusRequest {})
+                        .await?;
+                    terms.push(st.into_inner().term);
+                }
+                Ok(terms)
+            }
+        }
+    }
+
+    fn in_process(&self) -> &[Coordinator] {
+        match self {
+            Nodes::InProcess(group) => group,
+            Nodes::Processes(_) => &[],
+        }
+    }
+
+    /// Peak resident memory of each node's process (MiB); empty in process.
+    fn peak_rss_per_node(&self) -> Vec<f64> {
+        match self {
+            Nodes::InProcess(_) => Vec::new(),
+            Nodes::Processes(children) => children
+                .iter()
+                .map(|c| crate::bench::peak_rss_mib_of(&format!("/proc/{}/status", c.id())))
+                .collect(),
+        }
+    }
+
+    async fn stop(self) -> Result<()> {
+        match self {
+            Nodes::InProcess(group) => {
+                for c in group {
+                    c.shutdown().await?;
+                }
+            }
+            Nodes::Processes(children) => {
+                for mut c in children {
+                    // SIGTERM: the coordinator stops cleanly.
+                    let _ = std::process::Command::new("kill")
+                        .arg(c.id().to_string())
+                        .status();
+                    let _ = c.wait();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Result<Row> {
-    let mut group = Vec::new();
-    for settings in gloss_core::loopback::loopback_group(dir, nodes) {
-        group
-            .push(Coordinator::start(&crate::bench::with_admin(Config::resolve(settings)?)).await?);
-    }
-    let leader = group[0].wait_for_leader(Duration::from_secs(30)).await?;
-    group[0].ensure_admin(Duration::from_secs(30)).await?;
-    let servers: Vec<String> = group.iter().map(|c| c.addrs().grpc.to_string()).collect();
+    let (nodes_up, servers) = Nodes::start(nodes, dir, cfg.processes).await?;
+    let group = nodes_up.in_process();
     let client = crate::bench::connect(&servers).await?;
     client
         .projects()
@@ -123,6 +276,11 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         })
         .await?;
     eprintln!("{nodes} node(s): importing {} examples…", cfg.examples);
+    let term_before = nodes_up.terms(&servers).await?;
+    for c in group {
+        c.service().stages().reset();
+    }
+    let import_started = Instant::now();
     client
         .import_file(
             ImportHeader {
@@ -137,6 +295,19 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         )
         .await
         .context("import")?;
+    let import_s = import_started.elapsed().as_secs_f64();
+    let import_elections = nodes_up
+        .terms(&servers)
+        .await?
+        .iter()
+        .zip(&term_before)
+        .map(|(after, before)| after - before)
+        .max()
+        .unwrap_or(0);
+    let import_timeouts: u64 = group
+        .iter()
+        .map(|c| c.service().stages().replication_timeouts())
+        .sum();
     let mut task = Task {
         project: "bench".into(),
         name: "t".into(),
@@ -169,10 +340,21 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         "{nodes} node(s): {} annotators for {:?}…",
         cfg.annotators, cfg.span
     );
+    // The measured span starts once every annotator has had a moment to connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for c in group {
+        c.service().stages().reset();
+    }
+    let first = answered.load(Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(cfg.span).await;
-    let measured = answered.load(Ordering::Relaxed);
+    let measured = answered.load(Ordering::Relaxed) - first;
     let elapsed = started.elapsed().as_secs_f64();
+    let stages = summed_stages(group);
+    let proposals = group
+        .iter()
+        .map(|c| c.service().stages().proposals())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     // Keep answering (unmeasured) until the export has the requested number of answers.
     while answered.load(Ordering::Relaxed) < cfg.answers {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -206,10 +388,8 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         .await?;
     let export_s = started.elapsed().as_secs_f64();
     let rss_after_export = peak_rss_mib();
-    let _ = leader;
-    for c in group {
-        c.shutdown().await?;
-    }
+    let rss_per_node = nodes_up.peak_rss_per_node();
+    nodes_up.stop().await?;
     Ok(Row {
         label: format!("{nodes} node{}", if nodes == 1 { "" } else { "s" }),
         next_p50: percentile(&next, 0.5),
@@ -221,7 +401,27 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         export_s,
         rss_before_export,
         rss_after_export,
+        stages,
+        proposals,
+        rss_per_node,
+        import_elections,
+        import_timeouts,
+        import_s,
     })
+}
+
+/// Every node's stage histograms, summed stage by stage (none with `--processes`).
+fn summed_stages(group: &[Coordinator]) -> Vec<StageSummary> {
+    let Some(first) = group.first() else {
+        return Vec::new();
+    };
+    let mut total = first.service().stages().summary();
+    for c in &group[1..] {
+        for (t, s) in total.iter_mut().zip(c.service().stages().summary()) {
+            t.add(&s);
+        }
+    }
+    total
 }
 
 /// Runs the feed benchmark and prints its table.
@@ -258,5 +458,64 @@ pub async fn run(cfg: FeedBench) -> Result<()> {
         );
     }
     println!("| peak RSS of the whole run (MiB): {:.0} |", peak_rss_mib());
+    if cfg.processes {
+        println!();
+        println!("Each coordinator in its own process (the RSS columns above are the bench's own client process):");
+        println!("| group   | node | peak RSS at the end (MiB) |");
+        println!("|---------|------|---------------------------|");
+        for r in &rows {
+            for (i, rss) in r.rss_per_node.iter().enumerate() {
+                println!("| {:<7} | {:>4} | {:>25.0} |", r.label, i + 1, rss);
+            }
+        }
+    }
+    println!();
+    println!("Import before the measured span (elections: terms the group went through; timeouts: AppendEntries given up before their reply, all nodes):");
+    println!("| group   | import (s) | examples/s | elections | replication timeouts |");
+    println!("|---------|------------|------------|-----------|----------------------|");
+    for r in &rows {
+        let timeouts = if cfg.processes {
+            "n/a".to_string()
+        } else {
+            r.import_timeouts.to_string()
+        };
+        println!(
+            "| {:<7} | {:>10.1} | {:>10.0} | {:>9} | {:>20} |",
+            r.label,
+            r.import_s,
+            cfg.examples as f64 / r.import_s,
+            r.import_elections,
+            timeouts
+        );
+    }
+    for r in rows.iter().filter(|r| !r.stages.is_empty()) {
+        println!();
+        println!(
+            "Where the time goes, {} (server side, every node summed, measured span only; a stage may run once per request, per entry or per append):",
+            r.label
+        );
+        println!(
+            "| stage                 |   count | mean (ms) | p50 (ms) | p99 (ms) | total (s) |"
+        );
+        println!(
+            "|-----------------------|---------|-----------|----------|----------|-----------|"
+        );
+        for st in &r.stages {
+            println!(
+                "| {:<21} | {:>7} | {:>9.3} | {:>8.3} | {:>8.3} | {:>9.2} |",
+                st.stage.name(),
+                st.count(),
+                ms(st.mean()),
+                ms(st.quantile(0.5)),
+                ms(st.quantile(0.99)),
+                st.total().as_secs_f64()
+            );
+        }
+        let (proposals, commands) = r.proposals;
+        println!(
+            "| proposals: {proposals}, carrying {commands} commands ({:.1} per proposal) |",
+            commands as f64 / proposals.max(1) as f64
+        );
+    }
     Ok(())
 }

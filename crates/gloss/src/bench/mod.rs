@@ -70,6 +70,11 @@ pub enum BenchCmd {
         /// cluster answers, which measures saturation rather than an annotator's wait).
         #[arg(long, default_value_t = 0)]
         think_ms: u64,
+        /// Run each coordinator as its own `gloss coordinator` process and report each node's
+        /// peak memory (the stage breakdown needs the coordinators in this process, so it is
+        /// left out).
+        #[arg(long)]
+        processes: bool,
     },
     /// Teachers, students and a TF-IDF baseline on real labelled data sets, through jobs on a
     /// fresh single-node cluster with an embedded worker: one row per model with its test score,
@@ -167,7 +172,12 @@ pub(crate) fn generate(path: &std::path::Path, n: u64) -> Result<u64> {
 }
 
 pub(crate) fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    peak_rss_mib_of("/proc/self/status")
+}
+
+/// Peak resident memory (VmHWM) in MiB from a `/proc/PID/status` file.
+pub(crate) fn peak_rss_mib_of(status_file: &str) -> f64 {
+    let status = std::fs::read_to_string(status_file).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -218,6 +228,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             answers,
             nodes,
             think_ms,
+            processes,
         } => {
             feed::run(feed::FeedBench {
                 examples,
@@ -227,6 +238,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 answers,
                 groups: nodes,
                 think: Duration::from_millis(think_ms),
+                processes,
             })
             .await
         }
@@ -327,6 +339,8 @@ struct Row {
     commits_per_s: f64,
     p50: Duration,
     p99: Duration,
+    /// Commands per Raft entry on the leader (batches carry several).
+    per_proposal: f64,
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -374,6 +388,7 @@ async fn measure(server: &str, clients: usize, span: Duration, tag: &str) -> Res
         commits_per_s: all.len() as f64 / elapsed,
         p50: percentile(&all, 0.5),
         p99: percentile(&all, 0.99),
+        per_proposal: 1.0,
     })
 }
 
@@ -411,7 +426,10 @@ async fn raft(span: Duration) -> Result<()> {
         measure(&server, 4, Duration::from_millis(500), &format!("warm{n}")).await?;
         for clients in levels {
             eprintln!("{label}: {clients} clients…");
-            let row = measure(&server, clients, span, &format!("n{n}c{clients}")).await?;
+            leader.service().stages().reset();
+            let mut row = measure(&server, clients, span, &format!("n{n}c{clients}")).await?;
+            let (proposals, commands) = leader.service().stages().proposals();
+            row.per_proposal = commands as f64 / proposals.max(1) as f64;
             table.push((label.to_string(), clients, row));
         }
         for c in nodes {
@@ -420,14 +438,15 @@ async fn raft(span: Duration) -> Result<()> {
     }
     let floor = rocksdb_floor(&temp.path().join("floor"), span)?;
     println!("gloss bench raft — writes acknowledged after fsync on a quorum, loopback gRPC, clients on the leader");
-    println!("| group   | clients | commits/s | p50 (ms) | p99 (ms) |");
-    println!("|---------|---------|-----------|----------|----------|");
+    println!("| group   | clients | commits/s | p50 (ms) | p99 (ms) | commands per entry |");
+    println!("|---------|---------|-----------|----------|----------|--------------------|");
     for (label, clients, row) in &table {
         println!(
-            "| {label:<7} | {clients:>7} | {:>9.0} | {:>8.2} | {:>8.2} |",
+            "| {label:<7} | {clients:>7} | {:>9.0} | {:>8.2} | {:>8.2} | {:>18.1} |",
             row.commits_per_s,
             row.p50.as_secs_f64() * 1e3,
-            row.p99.as_secs_f64() * 1e3
+            row.p99.as_secs_f64() * 1e3,
+            row.per_proposal
         );
     }
     println!("| floor: one RocksDB writer, fsync per write | {floor:.0} writes/s |");
@@ -435,7 +454,7 @@ async fn raft(span: Duration) -> Result<()> {
 }
 
 /// The administrator token benches sign their requests with.
-const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
+pub(crate) const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
 
 /// `config` with the bench's administrator token (created once a leader exists).
 pub(crate) fn with_admin(mut config: Config) -> Config {
