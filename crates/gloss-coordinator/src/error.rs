@@ -13,7 +13,7 @@ use prost::Message;
 pub const LEADER_METADATA: &str = "gloss-leader";
 
 /// Everything a coordinator request can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("{0}")]
     InvalidArgument(String),

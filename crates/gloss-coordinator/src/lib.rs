@@ -24,6 +24,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod models;
 pub mod oidc;
+mod proposer;
 pub mod service;
 mod task_export;
 pub mod tasks;

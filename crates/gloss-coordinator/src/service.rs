@@ -3,7 +3,7 @@
 //! and then read the local state machine.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use gloss_core::stages::{Stage, Stages};
 use gloss_proto::v1::{
@@ -12,16 +12,17 @@ use gloss_proto::v1::{
 };
 use gloss_proto::COMMAND_VERSION;
 use gloss_raft::membership::MembershipChange;
-use gloss_raft::network::{ForwardError, Forwarder};
+use gloss_raft::network::Forwarder;
 use gloss_raft::openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use gloss_raft::openraft::ServerState;
-use gloss_raft::{NodeInfo, Raft, Request, StateHandle};
+use gloss_raft::{NodeInfo, Raft, StateHandle};
 use prost::Message;
 use tracing::Instrument as _;
 
 use crate::access::Actor;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
+use crate::proposer::{via_leader, Proposer, Redirect, LEADER_WAIT};
 
 /// Settings the service layer needs.
 #[derive(Clone, Debug)]
@@ -49,36 +50,9 @@ pub struct Service {
     pub(crate) state: StateHandle,
     pub(crate) settings: ServiceSettings,
     pub(crate) metrics: Arc<Metrics>,
-    forwarder: Forwarder,
+    proposer: Proposer,
     /// Start time of this process, stamped on the imports it owns.
     boot: i64,
-}
-
-/// How long a request waits for a leader (during an election) before giving up.
-const LEADER_WAIT: Duration = Duration::from_secs(10);
-
-/// Why a leader-only operation did not run on this node.
-enum Redirect {
-    /// Another node leads (when known): try there.
-    To(Option<(u64, NodeInfo)>),
-    /// Not possible yet (an earlier change is still settling): try again shortly.
-    Wait(String),
-    /// It failed for another reason.
-    Fail(ServiceError),
-}
-
-impl<E> From<RaftError<u64, E>> for Redirect
-where
-    E: gloss_raft::openraft::TryAsRef<gloss_raft::openraft::error::ForwardToLeader<u64, NodeInfo>>
-        + std::error::Error,
-    ServiceError: From<RaftError<u64, E>>,
-{
-    fn from(e: RaftError<u64, E>) -> Self {
-        match e.forward_to_leader::<NodeInfo>() {
-            Some(f) => Redirect::To(f.leader_id.zip(f.leader_node.clone())),
-            None => Redirect::Fail(e.into()),
-        }
-    }
 }
 
 /// Milliseconds since the Unix epoch, stamped into commands by the proposer.
@@ -109,11 +83,11 @@ impl Service {
         forwarder: Forwarder,
     ) -> Self {
         Service {
+            proposer: Proposer::new(raft.clone(), forwarder, settings.stages.clone()),
             raft,
             state,
             settings,
             metrics,
-            forwarder,
             boot: now_ms(),
         }
     }
@@ -181,74 +155,6 @@ impl Service {
         self.boot
     }
 
-    /// Runs `local` on this node; when it answers that another node leads, runs `remote` against
-    /// the leader's internal address instead. Retries while an election settles, for at most
-    /// [`LEADER_WAIT`]. A refusal by a non-leader proves nothing was done, so it is always
-    /// retried; other failures of `remote` are retried only when `retry_safe`.
-    async fn via_leader<T, L, LF, R, RF>(
-        &self,
-        retry_safe: bool,
-        mut local: L,
-        mut remote: R,
-    ) -> Result<T, ServiceError>
-    where
-        L: FnMut() -> LF,
-        LF: std::future::Future<Output = Result<T, Redirect>>,
-        R: FnMut(u64, String) -> RF,
-        RF: std::future::Future<Output = Result<T, ForwardError>>,
-    {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            let why = match local().await {
-                Ok(v) => return Ok(v),
-                Err(Redirect::Fail(e)) => return Err(e),
-                Err(Redirect::To(None)) => "election in progress".to_string(),
-                Err(Redirect::Wait(why)) => why,
-                Err(Redirect::To(Some((id, leader)))) => match remote(id, leader.raft_addr).await {
-                    Ok(v) => return Ok(v),
-                    Err(e @ ForwardError::NotLeader { .. }) => e.to_string(),
-                    Err(e) if retry_safe => e.to_string(),
-                    Err(e) => {
-                        return Err(ServiceError::Unavailable(format!(
-                            "{e}; retry with an idempotency key"
-                        )))
-                    }
-                },
-            };
-            if Instant::now() >= deadline {
-                return Err(ServiceError::Unavailable(format!("no raft leader: {why}")));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Replicates an encoded command: locally when this node leads, otherwise through the leader.
-    async fn replicate(&self, command: Vec<u8>, retry_safe: bool) -> Result<Vec<u8>, ServiceError> {
-        self.stages().count_proposal(1);
-        self.via_leader(
-            retry_safe,
-            || async {
-                let request = Request {
-                    command: command.clone(),
-                };
-                let _timer = self.stages().time(Stage::RaftWrite);
-                self.raft
-                    .client_write(request)
-                    .await
-                    .map(|r| r.data.result)
-                    .map_err(Redirect::from)
-            },
-            |id, addr| {
-                let command = command.clone();
-                async move {
-                    let _timer = self.stages().time(Stage::Forward);
-                    self.forwarder.forward(id, &addr, command).await
-                }
-            },
-        )
-        .await
-    }
-
     /// Replicates a command and returns its result, or the state machine's rejection as an error.
     pub async fn propose(
         &self,
@@ -277,7 +183,7 @@ impl Service {
             body: Some(body),
             actor: actor.name().to_string(),
         };
-        let encoded = cmd.encode_to_vec();
+        let bytes = cmd.encoded_len();
         // A span only inside a traced request: background proposals (the scheduler's, lease
         // expiry) would each start a trace of their own.
         let span = if tracing::Span::current().is_none() {
@@ -286,11 +192,15 @@ impl Service {
             tracing::info_span!(
                 "raft write",
                 otel.name = "raft.write",
-                command.bytes = encoded.len(),
+                command.bytes = bytes,
                 raft.node = self.settings.node_id,
             )
         };
-        let reply = self.replicate(encoded, retry_safe).instrument(span).await?;
+        let reply = self
+            .proposer
+            .replicate(cmd, retry_safe)
+            .instrument(span)
+            .await?;
         let result = CommandResult::decode(reply.as_slice())
             .map_err(|e| ServiceError::Internal(format!("undecodable command result: {e}")))?;
         match result.result {
@@ -303,19 +213,24 @@ impl Service {
     /// Waits until this node's state machine reflects every write acknowledged before the call.
     pub async fn read_barrier(&self) -> Result<(), ServiceError> {
         let _timer = self.stages().time(Stage::ReadBarrier);
-        let index = self
-            .via_leader(
-                true,
-                || async {
-                    self.raft
-                        .ensure_linearizable()
-                        .await
-                        .map(|_| None)
-                        .map_err(Redirect::from)
-                },
-                |id, addr| async move { self.forwarder.read_index(id, &addr).await.map(Some) },
-            )
-            .await?;
+        let index = via_leader(
+            true,
+            || async {
+                self.raft
+                    .ensure_linearizable()
+                    .await
+                    .map(|_| None)
+                    .map_err(Redirect::from)
+            },
+            |id, addr| async move {
+                self.proposer
+                    .forwarder()
+                    .read_index(id, &addr)
+                    .await
+                    .map(Some)
+            },
+        )
+        .await?;
         if let Some(index) = index {
             // On a follower: read once this node has applied what the leader had.
             self.raft
@@ -453,26 +368,28 @@ impl Service {
     ) -> Result<ClusterStatus, ServiceError> {
         tracing::info!(?change, "membership change requested");
         // Adding, promoting and removing are harmless to repeat, so retries are safe.
-        let outcome = self
-            .via_leader(
-                true,
-                || async {
-                    match change.apply(&self.raft).await {
-                        Err(e) if e.forward_to_leader::<NodeInfo>().is_some() => {
-                            Err(Redirect::from(e))
-                        }
-                        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                            ChangeMembershipError::InProgress(p),
-                        ))) => Err(Redirect::Wait(p.to_string())),
-                        other => Ok(other),
-                    }
-                },
-                |id, addr| {
-                    let change = change.clone();
-                    async move { self.forwarder.change_membership(id, &addr, &change).await }
-                },
-            )
-            .await?;
+        let outcome = via_leader(
+            true,
+            || async {
+                match change.apply(&self.raft).await {
+                    Err(e) if e.forward_to_leader::<NodeInfo>().is_some() => Err(Redirect::from(e)),
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                        ChangeMembershipError::InProgress(p),
+                    ))) => Err(Redirect::Wait(p.to_string())),
+                    other => Ok(other),
+                }
+            },
+            |id, addr| {
+                let change = change.clone();
+                async move {
+                    self.proposer
+                        .forwarder()
+                        .change_membership(id, &addr, &change)
+                        .await
+                }
+            },
+        )
+        .await?;
         outcome.map_err(|e| match e {
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 ServiceError::FailedPrecondition(c.to_string())

@@ -20,6 +20,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Version of the encoding of [`v1::Command`] written by this binary.
 pub const COMMAND_VERSION: u32 = 1;
 
+/// Version of a [`v1::Command`] whose body is a `CommandBatch`: a node that does not know
+/// batches stops on it (an unsupported version) rather than applying it as an empty command.
+pub const BATCH_VERSION: u32 = 2;
+
 /// One line describing a bad import record: "line 3, field `text`: is missing".
 impl std::fmt::Display for v1::RecordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -130,6 +130,8 @@ pub struct RaftSettings {
     pub faults: Option<faults::Faults>,
     /// Mutual TLS towards peers (the node's certificate and the cluster CA).
     pub tls: Option<gloss_tls::ClientTls>,
+    /// Most encoded bytes of entries in one AppendEntries (one larger entry still goes alone).
+    pub max_append_bytes: usize,
     /// Where log appends, applies and replication timeouts are recorded.
     pub stages: std::sync::Arc<gloss_core::stages::Stages>,
 }
@@ -151,6 +153,7 @@ impl Default for RaftSettings {
             snapshot_chunk_bytes: 4 << 20,
             faults: None,
             tls: None,
+            max_append_bytes: log_store::MAX_APPEND_BYTES,
             stages: Default::default(),
         }
     }
@@ -182,7 +185,9 @@ pub async fn start(
     data_dir: &std::path::Path,
     settings: &RaftSettings,
 ) -> Result<(Raft, StateHandle), RaftError> {
-    let log = LogStore::open(&data_dir.join("raft-log"))?.with_stages(settings.stages.clone());
+    let log = LogStore::open(&data_dir.join("raft-log"))?
+        .with_stages(settings.stages.clone())
+        .with_max_append_bytes(settings.max_append_bytes);
     let sm = StateMachineStore::open(data_dir)?.with_stages(settings.stages.clone());
     let handle = sm.handle();
     let config = std::sync::Arc::new(settings.openraft_config()?);

@@ -1,5 +1,10 @@
 //! The Raft log in its own RocksDB database: entries keyed by index, plus vote, committed and
 //! last-purged log ids. Appends and votes are fsynced before they are reported durable.
+//!
+//! Appends run on tokio's blocking pool, so an fsync never holds a runtime thread that heartbeats
+//! and client requests need. Entries are handed to replication in runs of at most
+//! [`LogStore::max_append_bytes`], so one AppendEntries stays small enough to arrive well within
+//! the RPC timeout whatever the entries hold (an import batch may be megabytes).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -16,11 +21,15 @@ use serde::Serialize;
 use crate::{NodeId, RaftError, StorageError, TypeConfig};
 use gloss_core::stages::{Stage, Stages};
 
+/// Default bound on the entries of one AppendEntries, in encoded bytes.
+pub const MAX_APPEND_BYTES: usize = 1 << 20;
+
 /// RocksDB-backed Raft log.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
     stages: Arc<Stages>,
+    max_append_bytes: usize,
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
@@ -45,6 +54,7 @@ impl LogStore {
         Ok(LogStore {
             db: gloss_store::open(path, log_cf::ALL)?,
             stages: Arc::default(),
+            max_append_bytes: MAX_APPEND_BYTES,
         })
     }
 
@@ -52,6 +62,45 @@ impl LogStore {
     pub fn with_stages(mut self, stages: Arc<Stages>) -> Self {
         self.stages = stages;
         self
+    }
+
+    /// Bounds the entries of one AppendEntries to `bytes` (encoded); a single larger entry is
+    /// still sent on its own.
+    pub fn with_max_append_bytes(mut self, bytes: usize) -> Self {
+        self.max_append_bytes = bytes.max(1);
+        self
+    }
+
+    /// The bound on the entries of one AppendEntries, in encoded bytes.
+    pub fn max_append_bytes(&self) -> usize {
+        self.max_append_bytes
+    }
+
+    /// Decoded entries from `start` while `keep(index)` holds, stopping once `budget` bytes of
+    /// encoded entries have been read (always at least one entry).
+    fn read_entries(
+        &self,
+        start: u64,
+        keep: impl Fn(u64) -> bool,
+        budget: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let entries = cf(&self.db, log_cf::ENTRIES).map_err(read_err)?;
+        let from = keys::log_index(start);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for kv in self
+            .db
+            .iterator_cf(entries, IteratorMode::From(&from, Direction::Forward))
+        {
+            let (k, v) = kv.map_err(read_err)?;
+            let index = keys::decode_log_index(&k).map_err(read_err)?;
+            if !keep(index) || (!out.is_empty() && bytes + v.len() > budget) {
+                break;
+            }
+            bytes += v.len();
+            out.push(decode(&v).map_err(read_err)?);
+        }
+        Ok(out)
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -98,21 +147,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i + 1,
             Bound::Unbounded => 0,
         };
-        let entries = cf(&self.db, log_cf::ENTRIES).map_err(read_err)?;
-        let from = keys::log_index(start);
-        let mut out = Vec::new();
-        for kv in self
-            .db
-            .iterator_cf(entries, IteratorMode::From(&from, Direction::Forward))
-        {
-            let (k, v) = kv.map_err(read_err)?;
-            let index = keys::decode_log_index(&k).map_err(read_err)?;
-            if !range.contains(&index) {
-                break;
-            }
-            out.push(decode(&v).map_err(read_err)?);
-        }
-        Ok(out)
+        self.read_entries(start, |i| range.contains(&i), usize::MAX)
+    }
+
+    /// What replication sends in one AppendEntries: the entries from `start` before `end`, cut
+    /// after [`LogStore::max_append_bytes`].
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        self.read_entries(start, |i| i < end, self.max_append_bytes)
     }
 }
 
@@ -170,17 +215,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(log, keys::log_index(entry.log_id.index), encode(&entry));
         }
-        let _timer = self.stages.time(Stage::LogAppend);
-        failpoint!("log-append-before");
-        let result = self.db.write_opt(batch, &durable());
-        failpoint!("log-append-after");
-        callback.log_io_completed(
-            result
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| std::io::Error::other(e.to_string())),
-        );
-        result.map_err(write_err)
+        let (db, stages) = (self.db.clone(), self.stages.clone());
+        // The fsync runs on the blocking pool; awaiting it keeps appends in order.
+        tokio::task::spawn_blocking(move || {
+            let _timer = stages.time(Stage::LogAppend);
+            failpoint!("log-append-before");
+            let result = db.write_opt(batch, &durable());
+            failpoint!("log-append-after");
+            callback.log_io_completed(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+            );
+            result.map_err(write_err)
+        })
+        .await
+        .map_err(write_err)?
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {

@@ -85,8 +85,8 @@ pub struct GrpcNetwork {
     stages: Arc<Stages>,
 }
 
-/// Counts an AppendEntries as given up when it is dropped before its reply came: openraft
-/// drops the call when its timeout (the heartbeat interval) passes.
+/// Counts an AppendEntries as given up when it is dropped before its reply came (openraft drops
+/// the call when its timeout, the heartbeat interval, passes) or failed at that deadline.
 struct Unanswered<'a> {
     stages: &'a Stages,
     answered: bool,
@@ -185,8 +185,10 @@ impl RaftNetwork<TypeConfig> for GrpcNetwork {
             stages: &stages,
             answered: false,
         };
+        let started = std::time::Instant::now();
         let reply = self.call(Rpc::Append, &rpc, &option).await;
-        pending.answered = true;
+        // A failure at the deadline is the peer's side of the same timeout (grpc-timeout).
+        pending.answered = reply.is_ok() || started.elapsed() < option.hard_ttl();
         reply
     }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use gloss_proto::v1::Command;
-use gloss_proto::ErrorCode;
+use gloss_proto::v1::{command, command_result, BatchResult, Command, CommandResult};
+use gloss_proto::{ErrorCode, BATCH_VERSION};
 use gloss_store::rocksdb::{checkpoint::Checkpoint, WriteBatch, DB};
 use gloss_store::{cf, keys, state_cf};
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -252,12 +252,13 @@ fn build_snapshot_file(
     let file_name = format!("snap-{snapshot_id}.tar");
     let tmp_tar = shared.root.join("tmp").join(&file_name);
     {
-        let out = std::fs::File::create(&tmp_tar).map_err(snap_err)?;
+        let out = WriteBehind::new(std::fs::File::create(&tmp_tar).map_err(snap_err)?);
         let mut tar = tar::Builder::new(std::io::BufWriter::new(out));
         tar.append_dir_all(".", &ckpt).map_err(snap_err)?;
         let out = tar.into_inner().map_err(snap_err)?;
         out.into_inner()
             .map_err(|e| snap_err(e.into_error()))?
+            .file
             .sync_all()
             .map_err(snap_err)?;
     }
@@ -267,6 +268,40 @@ fn build_snapshot_file(
     std::fs::remove_dir_all(&ckpt).map_err(snap_err)?;
     tracing::info!(snapshot_id = %meta.snapshot_id, "snapshot built");
     Ok((meta, final_path))
+}
+
+/// Bytes a snapshot archive is written between two syncs of its data.
+const WRITE_BEHIND_BYTES: u64 = 8 << 20;
+
+/// A file that syncs its data every [`WRITE_BEHIND_BYTES`]. Writing a snapshot of hundreds of
+/// megabytes otherwise leaves them all dirty in the page cache, and the Raft log's next fsync on
+/// the same disk waits behind the flush of every one of them; a follower then answers
+/// AppendEntries too late and the leader's heartbeats time out.
+struct WriteBehind {
+    file: std::fs::File,
+    unsynced: u64,
+}
+
+impl WriteBehind {
+    fn new(file: std::fs::File) -> Self {
+        WriteBehind { file, unsynced: 0 }
+    }
+}
+
+impl std::io::Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITE_BEHIND_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Unpacks a snapshot archive into a new state generation, opens it and swaps it in.
@@ -317,6 +352,104 @@ fn install_snapshot_file(
     Ok(())
 }
 
+/// Applies committed entries in order. A single command is applied in one write with its
+/// applied log id. A batch of commands is applied one command per write, each write also
+/// recording how many of the batch are done, so a restart in the middle of a batch applies
+/// only the rest: every command is applied exactly once.
+fn apply_entries(
+    shared: &Shared,
+    entries: Vec<Entry<TypeConfig>>,
+) -> Result<Vec<Response>, StorageError> {
+    let mut replies = Vec::with_capacity(entries.len());
+    let stages = shared.stages.read().expect("stages lock poisoned").clone();
+    let _guard = shared.apply_lock.lock().expect("apply lock poisoned");
+    let db = shared.db();
+    let meta = cf(&db, state_cf::META).map_err(sm_err)?;
+    for entry in entries {
+        let mut batch = WriteBatch::default();
+        let reply = match &entry.payload {
+            EntryPayload::Blank => Response::default(),
+            EntryPayload::Membership(m) => {
+                let stored = Membership::new(Some(entry.log_id), m.clone());
+                batch.put_cf(meta, keys::meta::MEMBERSHIP, encode(&stored));
+                Response::default()
+            }
+            EntryPayload::Normal(req) => {
+                let result = match Command::decode(req.command.as_slice()) {
+                    Ok(Command {
+                        version,
+                        body: Some(command::Body::Batch(commands)),
+                        ..
+                    }) if version <= BATCH_VERSION => {
+                        apply_batch(&db, &stages, entry.log_id.index, commands.commands)?
+                    }
+                    Ok(cmd) => {
+                        let _timer = stages.time(Stage::Apply);
+                        gloss_state::apply(&db, &cmd, &mut batch).map_err(sm_err)?
+                    }
+                    Err(e) => gloss_state::rejected(
+                        ErrorCode::InvalidArgument,
+                        format!("undecodable command: {e}"),
+                    ),
+                };
+                Response {
+                    result: result.encode_to_vec(),
+                }
+            }
+        };
+        batch.put_cf(meta, keys::meta::LAST_APPLIED, encode(&Some(entry.log_id)));
+        failpoint!("apply-before-write");
+        db.write(batch).map_err(sm_err)?;
+        failpoint!("apply-after-write");
+        replies.push(reply);
+    }
+    Ok(replies)
+}
+
+/// Applies the commands of the batch entry at `index` that a write before a restart did not,
+/// each in its own write with the count of commands done.
+fn apply_batch(
+    db: &DB,
+    stages: &Stages,
+    index: u64,
+    commands: Vec<Command>,
+) -> Result<CommandResult, StorageError> {
+    let meta = cf(db, state_cf::META).map_err(sm_err)?;
+    let done = match read_meta::<(u64, u64)>(db, keys::meta::APPLIED_PART)? {
+        Some((at, done)) if at == index => done as usize,
+        _ => 0,
+    };
+    let mut results = Vec::with_capacity(commands.len());
+    for (i, cmd) in commands.iter().enumerate() {
+        if i < done {
+            // Applied before a restart; whoever proposed it is no longer waiting.
+            results.push(gloss_state::rejected(
+                ErrorCode::Unavailable,
+                "applied before a restart",
+            ));
+            continue;
+        }
+        let _timer = stages.time(Stage::Apply);
+        let mut batch = WriteBatch::default();
+        let result = if matches!(cmd.body, Some(command::Body::Batch(_))) {
+            gloss_state::rejected(ErrorCode::InvalidArgument, "a batch inside a batch")
+        } else {
+            gloss_state::apply(db, cmd, &mut batch).map_err(sm_err)?
+        };
+        batch.put_cf(
+            meta,
+            keys::meta::APPLIED_PART,
+            encode(&(index, i as u64 + 1)),
+        );
+        failpoint!("apply-batch-part");
+        db.write(batch).map_err(sm_err)?;
+        results.push(result);
+    }
+    Ok(CommandResult {
+        result: Some(command_result::Result::Batch(BatchResult { results })),
+    })
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
@@ -329,46 +462,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut replies = Vec::new();
-        let _guard = self.shared.apply_lock.lock().expect("apply lock poisoned");
-        let db = self.shared.db();
-        let meta = cf(&db, state_cf::META).map_err(sm_err)?;
-        let stages = self
-            .shared
-            .stages
-            .read()
-            .expect("stages lock poisoned")
-            .clone();
-        for entry in entries {
-            let _timer = stages.time(Stage::Apply);
-            let mut batch = WriteBatch::default();
-            let reply = match &entry.payload {
-                EntryPayload::Blank => Response::default(),
-                EntryPayload::Membership(m) => {
-                    let stored = Membership::new(Some(entry.log_id), m.clone());
-                    batch.put_cf(meta, keys::meta::MEMBERSHIP, encode(&stored));
-                    Response::default()
-                }
-                EntryPayload::Normal(req) => {
-                    let result = match Command::decode(req.command.as_slice()) {
-                        Ok(cmd) => gloss_state::apply(&db, &cmd, &mut batch).map_err(sm_err)?,
-                        Err(e) => gloss_state::rejected(
-                            ErrorCode::InvalidArgument,
-                            format!("undecodable command: {e}"),
-                        ),
-                    };
-                    Response {
-                        result: result.encode_to_vec(),
-                    }
-                }
-            };
-            batch.put_cf(meta, keys::meta::LAST_APPLIED, encode(&Some(entry.log_id)));
-            failpoint!("apply-before-write");
-            db.write(batch).map_err(sm_err)?;
-            failpoint!("apply-after-write");
-            replies.push(reply);
-        }
-        Ok(replies)
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let shared = self.shared.clone();
+        // Applying runs on the blocking pool: an import batch is thousands of writes, and the
+        // runtime's threads must stay free for heartbeats and requests meanwhile.
+        tokio::task::spawn_blocking(move || apply_entries(&shared, entries))
+            .await
+            .map_err(sm_err)?
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -68,6 +68,12 @@ impl Tx<'_> {
             Body::DeleteDataset(c) => self.delete_dataset(&c.project, &c.name),
             Body::BeginImport(c) => self.begin_import(now, c),
             Body::StageImages(c) => self.stage_images(c),
+            // The Raft state machine unpacks a batch entry (version 2) and applies its commands
+            // one by one; a batch reaching here is malformed.
+            Body::Batch(_) => Ok(rejected(
+                ErrorCode::InvalidArgument,
+                "a command batch is only valid as a whole log entry",
+            )),
             Body::StageExamples(c) => self.stage(c),
             Body::CommitImport(c) => self.commit_import(now, c),
             Body::AbortImport(c) => self.abort_import(now, c.import_id, &c.reason),

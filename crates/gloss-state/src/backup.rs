@@ -1,5 +1,5 @@
 //! Backups as rows: every column family's keys and values at one point of the log, without the
-//! Raft bookkeeping (last applied entry, membership), which belongs to the cluster that holds the
+//! Raft bookkeeping (last applied entry, membership, progress through a batch entry), which belongs to the cluster that holds the
 //! state, not to the state itself. Restoring writes the rows back as they are.
 
 use gloss_proto::v1::{command_result, CommandResult, RestoreRows};
@@ -11,7 +11,10 @@ use crate::{ok, rejected, StateError};
 
 /// Whether a row is Raft bookkeeping rather than state.
 pub fn is_raft_row(cf_name: &str, key: &[u8]) -> bool {
-    cf_name == state_cf::META && (key == keys::meta::LAST_APPLIED || key == keys::meta::MEMBERSHIP)
+    cf_name == state_cf::META
+        && (key == keys::meta::LAST_APPLIED
+            || key == keys::meta::MEMBERSHIP
+            || key == keys::meta::APPLIED_PART)
 }
 
 /// Calls `row` for every state row as of `snapshot`, column family by column family, in key

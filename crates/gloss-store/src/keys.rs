@@ -54,6 +54,9 @@ pub mod meta {
     pub const LAST_APPLIED: &[u8] = b"last_applied";
     /// Last applied membership (state database).
     pub const MEMBERSHIP: &[u8] = b"membership";
+    /// How many commands of a batch entry are applied, while the entry itself is not yet
+    /// (state database): (log index, commands done).
+    pub const APPLIED_PART: &[u8] = b"applied_part";
     /// Next dataset id (state database).
     pub const NEXT_DATASET_ID: &[u8] = b"next_dataset_id";
     /// Next import id (state database).
