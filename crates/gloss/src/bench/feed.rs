@@ -35,21 +35,33 @@ struct Sample {
     submit: Vec<Duration>,
 }
 
-/// One annotator: ask for `prefetch` examples, answer each, ask again; until `stop`.
+/// When the simulated annotators start, and which of their requests are measured.
+struct Clock {
+    stop: Arc<AtomicBool>,
+    /// Set for the measured span: only requests that start inside it are sampled.
+    measuring: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+}
+
+/// One annotator: after `start_after`, ask for `prefetch` examples, answer each, ask again;
+/// until `stop`.
 async fn annotator(
     client: Client,
     who: String,
     prefetch: u32,
     think: Duration,
-    stop: Arc<AtomicBool>,
-    answered: Arc<AtomicU64>,
+    start_after: Duration,
+    clock: Arc<Clock>,
 ) -> Result<Sample> {
     let mut sample = Sample {
         next: Vec::new(),
         submit: Vec::new(),
     };
+    let (stop, answered) = (&clock.stop, &clock.answered);
+    tokio::time::sleep(start_after).await;
     let mut k = 0u64;
     while !stop.load(Ordering::Relaxed) {
+        let measured = clock.measuring.load(Ordering::Relaxed);
         let started = Instant::now();
         let reply = client
             .feed()
@@ -62,7 +74,9 @@ async fn annotator(
             })
             .await?
             .into_inner();
-        sample.next.push(started.elapsed());
+        if measured {
+            sample.next.push(started.elapsed());
+        }
         if reply.examples.is_empty() {
             break;
         }
@@ -82,6 +96,7 @@ async fn annotator(
             choices: vec![if ex.seq % 3 == 0 { "NEG" } else { "POS" }.into()],
             ..Answer::default()
         };
+        let measured = clock.measuring.load(Ordering::Relaxed);
         let started = Instant::now();
         client
             .feed()
@@ -89,7 +104,9 @@ async fn annotator(
                 answer: Some(answer),
             })
             .await?;
-        sample.submit.push(started.elapsed());
+        if measured {
+            sample.submit.push(started.elapsed());
+        }
         answered.fetch_add(1, Ordering::Relaxed);
     }
     Ok(sample)
@@ -324,30 +341,40 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
     // Annotators talk to every node in turn, as browsers behind a load balancer would.
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicU64::new(0));
+    let clock = Arc::new(Clock {
+        stop: stop.clone(),
+        measuring: Arc::new(AtomicBool::new(false)),
+        answered: answered.clone(),
+    });
     let mut workers = Vec::new();
     for a in 0..cfg.annotators {
         let c = crate::bench::connect(&[servers[a % servers.len()].clone()]).await?;
+        // Annotators who read arrive spread over one reading time, not all in one instant.
+        let start_after = cfg.think.mul_f64(a as f64 / cfg.annotators as f64);
         workers.push(tokio::spawn(annotator(
             c,
             format!("ann{a:03}"),
             cfg.prefetch,
             cfg.think,
-            stop.clone(),
-            answered.clone(),
+            start_after,
+            clock.clone(),
         )));
     }
     eprintln!(
         "{nodes} node(s): {} annotators for {:?}…",
         cfg.annotators, cfg.span
     );
-    // The measured span starts once every annotator has had a moment to connect.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The measured span starts once every annotator has started and connected; only requests
+    // that start inside it are sampled.
+    tokio::time::sleep(cfg.think.max(Duration::from_millis(500))).await;
     for c in group {
         c.service().stages().reset();
     }
     let first = answered.load(Ordering::Relaxed);
+    clock.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(cfg.span).await;
+    clock.measuring.store(false, Ordering::Relaxed);
     let measured = answered.load(Ordering::Relaxed) - first;
     let elapsed = started.elapsed().as_secs_f64();
     let stages = summed_stages(group);
