@@ -3,7 +3,7 @@
 //! the whole request on the server). Each histogram is a fixed set of atomic counters, so
 //! recording costs a few atomic adds and never allocates or locks.
 //!
-//! Buckets are logarithmic with four steps per power of two (at most 19% apart), over
+//! Buckets are logarithmic with four steps per power of two (neighbours at most 25% apart), over
 //! microseconds, so a percentile read from them is within one step of the true value.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //!
 //! Appends run on tokio's blocking pool, so an fsync never holds a runtime thread that heartbeats
 //! and client requests need. Entries are handed to replication in runs of at most
-//! [`LogStore::max_append_bytes`], so one AppendEntries stays small enough to arrive well within
+//! [`MAX_APPEND_BYTES`] (see [`LogStore::with_max_append_bytes`]), so one AppendEntries stays small enough to arrive well within
 //! the RPC timeout whatever the entries hold (an import batch may be megabytes).
 
 use std::fmt::Debug;
@@ -69,11 +69,6 @@ impl LogStore {
     pub fn with_max_append_bytes(mut self, bytes: usize) -> Self {
         self.max_append_bytes = bytes.max(1);
         self
-    }
-
-    /// The bound on the entries of one AppendEntries, in encoded bytes.
-    pub fn max_append_bytes(&self) -> usize {
-        self.max_append_bytes
     }
 
     /// Decoded entries from `start` while `keep(index)` holds, stopping once `budget` bytes of
@@ -151,7 +146,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     /// What replication sends in one AppendEntries: the entries from `start` before `end`, cut
-    /// after [`LogStore::max_append_bytes`].
+    /// after [`MAX_APPEND_BYTES`] (see [`LogStore::with_max_append_bytes`]).
     async fn limited_get_log_entries(
         &mut self,
         start: u64,
@@ -254,5 +249,52 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .delete_range_cf(log, keys::log_index(0), keys::log_index(log_id.index + 1))
             .map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::Request;
+
+    fn entry(index: u64, bytes: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                command: vec![7; bytes],
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_cut_at_the_byte_bound_and_plain_reads_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path())
+            .unwrap()
+            .with_max_append_bytes(1 << 20);
+        // Five entries of 400 KB: two fit under 1 MiB, the third would not.
+        log.blocking_append((1..=5).map(|i| entry(i, 400_000)))
+            .await
+            .unwrap();
+        let sent = log.limited_get_log_entries(1, 6).await.unwrap();
+        assert_eq!(
+            sent.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // The next AppendEntries goes on from where the last one stopped.
+        let next = log.limited_get_log_entries(3, 6).await.unwrap();
+        assert_eq!(
+            next.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            [3, 4]
+        );
+        // A single entry larger than the bound still goes, alone.
+        log.blocking_append([entry(6, 3 << 20)]).await.unwrap();
+        let big = log.limited_get_log_entries(6, 7).await.unwrap();
+        assert_eq!(big.len(), 1);
+        // Reads that are not for replication are never cut.
+        assert_eq!(log.try_get_log_entries(1..7).await.unwrap().len(), 6);
     }
 }
