@@ -33,6 +33,8 @@ pub struct FeedBench {
 struct Sample {
     next: Vec<Duration>,
     submit: Vec<Duration>,
+    /// Numbers (`Example N:`) of every example this annotator was handed.
+    handed: Vec<u64>,
 }
 
 /// When the simulated annotators start, and which of their requests are measured.
@@ -43,8 +45,30 @@ struct Clock {
     answered: Arc<AtomicU64>,
 }
 
+/// An accepted choice on example `seq`, the `k`th answer of `who`.
+async fn submit(client: &Client, who: &str, k: u64, seq: u64) -> Result<()> {
+    let answer = Answer {
+        answer_id: format!("{who}-{k}"),
+        project: "bench".into(),
+        task: "t".into(),
+        seq,
+        annotator: who.to_string(),
+        decision: Decision::Accept as i32,
+        choices: vec![if seq.is_multiple_of(3) { "NEG" } else { "POS" }.into()],
+        ..Answer::default()
+    };
+    client
+        .feed()
+        .submit_answer(SubmitRequest {
+            answer: Some(answer),
+        })
+        .await?;
+    Ok(())
+}
+
 /// One annotator: after `start_after`, ask for `prefetch` examples, answer each, ask again;
-/// until `stop`.
+/// until `stop`. Then it answers the examples it still holds (unmeasured), so every example it
+/// was handed ends up answered.
 async fn annotator(
     client: Client,
     who: String,
@@ -56,10 +80,12 @@ async fn annotator(
     let mut sample = Sample {
         next: Vec::new(),
         submit: Vec::new(),
+        handed: Vec::new(),
     };
     let (stop, answered) = (&clock.stop, &clock.answered);
     tokio::time::sleep(start_after).await;
     let mut k = 0u64;
+    let mut held = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let measured = clock.measuring.load(Ordering::Relaxed);
         let started = Instant::now();
@@ -77,39 +103,83 @@ async fn annotator(
         if measured {
             sample.next.push(started.elapsed());
         }
-        if reply.examples.is_empty() {
+        held = reply.examples.iter().map(|e| e.seq).collect();
+        sample.handed.extend(
+            reply
+                .examples
+                .iter()
+                .filter_map(|e| example_number(&e.text)),
+        );
+        // The view shows the first example; the rest are prefetched. Answer the first one.
+        if held.is_empty() {
             break;
         }
-        // The view shows the first example; the rest are prefetched. Answer the first one.
-        let ex = &reply.examples[0];
+        let seq = held.remove(0);
         if !think.is_zero() {
             tokio::time::sleep(think).await;
         }
         k += 1;
-        let answer = Answer {
-            answer_id: format!("{who}-{k}"),
-            project: "bench".into(),
-            task: "t".into(),
-            seq: ex.seq,
-            annotator: who.clone(),
-            decision: Decision::Accept as i32,
-            choices: vec![if ex.seq % 3 == 0 { "NEG" } else { "POS" }.into()],
-            ..Answer::default()
-        };
         let measured = clock.measuring.load(Ordering::Relaxed);
         let started = Instant::now();
-        client
-            .feed()
-            .submit_answer(SubmitRequest {
-                answer: Some(answer),
-            })
-            .await?;
+        submit(&client, &who, k, seq).await?;
         if measured {
             sample.submit.push(started.elapsed());
         }
         answered.fetch_add(1, Ordering::Relaxed);
     }
+    for seq in held {
+        k += 1;
+        submit(&client, &who, k, seq).await?;
+        answered.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(sample)
+}
+
+/// The `N` of a generated example's text, `Example N: …`.
+fn example_number(text: &str) -> Option<u64> {
+    text.strip_prefix("Example ")?
+        .split(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Writes Prodigy answer lines (one accepted choice each, annotator `bulk`) for up to `count`
+/// generated examples the feed never handed out; returns how many were written.
+fn write_bulk_answers(
+    input: &Path,
+    handed: &std::collections::HashSet<u64>,
+    count: u64,
+    out: &Path,
+) -> Result<u64> {
+    use std::io::{BufRead, Write};
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    let mut written = 0;
+    for line in std::io::BufReader::new(std::fs::File::open(input)?).lines() {
+        if written == count {
+            break;
+        }
+        let line = line?;
+        let record: serde_json::Value = serde_json::from_str(&line)?;
+        let text = record["text"]
+            .as_str()
+            .context("generated record without text")?;
+        let n = example_number(text).context("generated text without its number")?;
+        if handed.contains(&n) {
+            continue;
+        }
+        let label = if n.is_multiple_of(3) { "NEG" } else { "POS" };
+        let answer = serde_json::json!({
+            "text": text,
+            "answer": "accept",
+            "accept": [label],
+            "_annotator_id": "bulk",
+        });
+        writeln!(w, "{answer}")?;
+        written += 1;
+    }
+    w.flush()?;
+    Ok(written)
 }
 
 struct Row {
@@ -127,8 +197,11 @@ struct Row {
     stages: Vec<StageSummary>,
     /// Proposals to Raft and the commands in them over the measured span, all nodes.
     proposals: (u64, u64),
-    /// Peak resident memory of each node's own process (with `--processes`), MiB.
-    rss_per_node: Vec<f64>,
+    /// Each node's own process (with `--processes`): peak resident memory before the export,
+    /// and peak and current resident memory after it, MiB.
+    rss_per_node: Vec<(f64, f64, f64)>,
+    /// Answers added by the answer import after the measured span, and its seconds.
+    bulk: Option<(u64, f64)>,
     /// Terms the group went through during the import (0: no election).
     import_elections: u64,
     /// AppendEntries given up before their reply during the import, all nodes.
@@ -140,7 +213,7 @@ struct Row {
 /// `gloss coordinator` process (memory readable per node).
 enum Nodes {
     InProcess(Vec<Coordinator>),
-    Processes(Vec<std::process::Child>),
+    Processes(Children),
 }
 
 impl Nodes {
@@ -163,7 +236,7 @@ impl Nodes {
         let token_file = dir.join("admin-token");
         std::fs::write(&token_file, crate::bench::BENCH_TOKEN)?;
         let exe = std::env::current_exe()?;
-        let mut children = Vec::new();
+        let mut children = Children(Vec::new());
         let mut servers = Vec::new();
         for o in group {
             let free = |what: &str| -> Result<std::net::SocketAddr> {
@@ -195,7 +268,9 @@ impl Nodes {
             if let Some(members) = &o.initial_members {
                 cmd.arg("--initial-members").arg(members);
             }
-            children.push(cmd.spawn().context("starting a coordinator process")?);
+            children
+                .0
+                .push(cmd.spawn().context("starting a coordinator process")?);
             servers.push(grpc.to_string());
         }
         let nodes = Nodes::Processes(children);
@@ -249,13 +324,20 @@ impl Nodes {
         }
     }
 
-    /// Peak resident memory of each node's process (MiB); empty in process.
-    fn peak_rss_per_node(&self) -> Vec<f64> {
+    /// Peak and current resident memory of each node's process (MiB); empty in process.
+    fn rss_per_node(&self) -> Vec<(f64, f64)> {
         match self {
             Nodes::InProcess(_) => Vec::new(),
             Nodes::Processes(children) => children
+                .0
                 .iter()
-                .map(|c| crate::bench::peak_rss_mib_of(&format!("/proc/{}/status", c.id())))
+                .map(|c| {
+                    let status = format!("/proc/{}/status", c.id());
+                    (
+                        crate::bench::peak_rss_mib_of(&status),
+                        crate::bench::rss_mib_of(&status, "VmRSS:"),
+                    )
+                })
                 .collect(),
         }
     }
@@ -267,17 +349,24 @@ impl Nodes {
                     c.shutdown().await?;
                 }
             }
-            Nodes::Processes(children) => {
-                for mut c in children {
-                    // SIGTERM: the coordinator stops cleanly.
-                    let _ = std::process::Command::new("kill")
-                        .arg(c.id().to_string())
-                        .status();
-                    let _ = c.wait();
-                }
-            }
+            Nodes::Processes(children) => drop(children),
         }
         Ok(())
+    }
+}
+
+/// Coordinator processes, stopped when dropped: at the end of a run, and when it fails.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SIGTERM: the coordinator stops cleanly.
+            let _ = std::process::Command::new("kill")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -382,20 +471,51 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         .iter()
         .map(|c| c.service().stages().proposals())
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    // Keep answering (unmeasured) until the export has the requested number of answers.
-    while answered.load(Ordering::Relaxed) < cfg.answers {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     stop.store(true, Ordering::Relaxed);
     let (mut next, mut submit) = (Vec::new(), Vec::new());
+    let mut handed = std::collections::HashSet::new();
     for w in workers {
         let s = w.await??;
         next.extend(s.next);
         submit.extend(s.submit);
+        handed.extend(s.handed);
     }
     next.sort();
     submit.sort();
+    // The rest of the requested answers come in through the answer import, for examples the
+    // feed never handed out (at ~1k answers/s the feed alone would take a quarter of an hour
+    // per million).
+    let bulk = match cfg.answers.checked_sub(answered.load(Ordering::Relaxed)) {
+        Some(missing) if missing > 0 => {
+            let file = dir.join("bulk-answers.jsonl");
+            let count = write_bulk_answers(input, &handed, missing, &file)?;
+            anyhow::ensure!(
+                count == missing,
+                "--answers {} needs {missing} examples the feed did not touch; only {count} are left",
+                cfg.answers
+            );
+            eprintln!("{nodes} node(s): importing {count} more answers…");
+            let started = Instant::now();
+            client
+                .import_answers(
+                    ImportAnswersHeader {
+                        project: "bench".into(),
+                        task: "t".into(),
+                        source: AnswerSource::Prodigy as i32,
+                        source_name: "bulk-answers.jsonl".into(),
+                        ..Default::default()
+                    },
+                    tokio::fs::File::open(&file).await?,
+                    |_| {},
+                )
+                .await
+                .context("answer import")?;
+            Some((count, started.elapsed().as_secs_f64()))
+        }
+        _ => None,
+    };
     let rss_before_export = peak_rss_mib();
+    let nodes_before_export = nodes_up.rss_per_node();
     eprintln!("{nodes} node(s): exporting answers…");
     let out_path = dir.join("answers.jsonl");
     let mut out =
@@ -415,7 +535,11 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         .await?;
     let export_s = started.elapsed().as_secs_f64();
     let rss_after_export = peak_rss_mib();
-    let rss_per_node = nodes_up.peak_rss_per_node();
+    let rss_per_node = nodes_before_export
+        .iter()
+        .zip(nodes_up.rss_per_node())
+        .map(|((before, _), (peak, now))| (*before, peak, now))
+        .collect();
     nodes_up.stop().await?;
     Ok(Row {
         label: format!("{nodes} node{}", if nodes == 1 { "" } else { "s" }),
@@ -431,6 +555,7 @@ async fn one_group(cfg: &FeedBench, nodes: u64, dir: &Path, input: &Path) -> Res
         stages,
         proposals,
         rss_per_node,
+        bulk,
         import_elections,
         import_timeouts,
         import_s,
@@ -488,12 +613,27 @@ pub async fn run(cfg: FeedBench) -> Result<()> {
     if cfg.processes {
         println!();
         println!("Each coordinator in its own process (the RSS columns above are the bench's own client process):");
-        println!("| group   | node | peak RSS at the end (MiB) |");
-        println!("|---------|------|---------------------------|");
+        println!("| group   | node | peak RSS before export (MiB) | peak RSS after export (MiB) | RSS at the end (MiB) |");
+        println!("|---------|------|------------------------------|-----------------------------|----------------------|");
         for r in &rows {
-            for (i, rss) in r.rss_per_node.iter().enumerate() {
-                println!("| {:<7} | {:>4} | {:>25.0} |", r.label, i + 1, rss);
+            for (i, (before, peak, now)) in r.rss_per_node.iter().enumerate() {
+                println!(
+                    "| {:<7} | {:>4} | {:>28.0} | {:>27.0} | {:>20.0} |",
+                    r.label,
+                    i + 1,
+                    before,
+                    peak,
+                    now
+                );
             }
+        }
+    }
+    for r in &rows {
+        if let Some((count, secs)) = r.bulk {
+            println!(
+                "| {}: {count} answers added after the measured span by the answer import (Prodigy JSONL) in {secs:.1} s |",
+                r.label
+            );
         }
     }
     println!();
@@ -545,4 +685,70 @@ pub async fn run(cfg: FeedBench) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_examples_are_known_by_their_number() {
+        assert_eq!(example_number("Example 42: the river bends."), Some(42));
+        assert_eq!(example_number("Example x: no number"), None);
+        assert_eq!(example_number("An example"), None);
+    }
+
+    /// A small run on one node: the answers the annotators did not give are imported on
+    /// examples nobody was handed, and the export holds exactly the number asked for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_export_holds_the_answers_asked_for() {
+        let temp = tempfile::tempdir().unwrap();
+        let input = temp.path().join("input.jsonl");
+        generate(&input, 3_000).unwrap();
+        let cfg = FeedBench {
+            examples: 3_000,
+            annotators: 2,
+            prefetch: 3,
+            span: Duration::from_millis(200),
+            answers: 2_500,
+            groups: vec![1],
+            think: Duration::ZERO,
+            processes: false,
+        };
+        let row = one_group(&cfg, 1, &temp.path().join("group-1"), &input)
+            .await
+            .unwrap();
+        assert_eq!(row.export_answers, 2_500);
+        let (imported, _) = row.bulk.expect("some answers came by import");
+        assert!(imported > 0 && imported < 2_500, "imported {imported}");
+        let exported = std::fs::read_to_string(temp.path().join("group-1/answers.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = exported
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2_500);
+        let bulk = lines
+            .iter()
+            .filter(|l| l["_annotator_id"] == "t-bulk")
+            .count();
+        assert_eq!(bulk as u64, imported);
+        // Every example is answered at most once (overlap 1).
+        let mut texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), 2_500);
+    }
+
+    #[test]
+    fn asking_for_more_answers_than_untouched_examples_is_refused_by_count() {
+        let temp = tempfile::tempdir().unwrap();
+        let input = temp.path().join("input.jsonl");
+        generate(&input, 10).unwrap();
+        let handed: std::collections::HashSet<u64> = [0, 3, 4].into();
+        let out = temp.path().join("bulk.jsonl");
+        assert_eq!(write_bulk_answers(&input, &handed, 100, &out).unwrap(), 7);
+        let written = std::fs::read_to_string(&out).unwrap();
+        assert!(!written.contains("Example 3:"));
+        assert!(written.contains("\"accept\":[\"NEG\"]"), "{written}");
+    }
 }

@@ -60,7 +60,8 @@ pub enum BenchCmd {
         /// Seconds of measured annotation per group.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// Keep annotating (unmeasured) until this many answers exist, then time their export.
+        /// Answers to export after the measured span: those the feed did not reach are added by
+        /// the answer import, on examples the feed never handed out; then the export is timed.
         #[arg(long, default_value_t = 0)]
         answers: u64,
         /// Group sizes to run against, comma-separated.
@@ -177,10 +178,15 @@ pub(crate) fn peak_rss_mib() -> f64 {
 
 /// Peak resident memory (VmHWM) in MiB from a `/proc/PID/status` file.
 pub(crate) fn peak_rss_mib_of(status_file: &str) -> f64 {
+    rss_mib_of(status_file, "VmHWM:")
+}
+
+/// A memory line (`VmHWM:`, `VmRSS:`) of a `/proc/PID/status` file, in MiB.
+pub(crate) fn rss_mib_of(status_file: &str, field: &str) -> f64 {
     let status = std::fs::read_to_string(status_file).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
