@@ -145,6 +145,7 @@ impl Proposer {
         command: Command,
         retry_safe: bool,
     ) -> Result<Vec<u8>, ServiceError> {
+        let _timer = self.inner.stages.time(Stage::Commit);
         if command.encoded_len() > ALONE_BYTES {
             let encoded = command.encode_to_vec();
             return self.inner.replicate_one(encoded, retry_safe, 1).await;

@@ -18,6 +18,9 @@ pub enum Stage {
     Auth,
     /// Waiting until this node has applied every write acknowledged before a read.
     ReadBarrier,
+    /// One command from its arrival at this node's proposer to its result: the wait for a
+    /// proposal slot, then the forward or the leader's write that carries it.
+    Commit,
     /// A follower handing a proposal (one command or a batch) to the leader and waiting for its
     /// result.
     Forward,
@@ -26,16 +29,17 @@ pub enum Stage {
     RaftWrite,
     /// Appending entries to the Raft log, fsync included (per append call).
     LogAppend,
-    /// Applying one entry to the state machine.
+    /// Applying one command to the state machine (an entry's, or one of a batch's).
     Apply,
 }
 
 impl Stage {
     /// Every stage, in the order a request meets them.
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Request,
         Stage::Auth,
         Stage::ReadBarrier,
+        Stage::Commit,
         Stage::Forward,
         Stage::RaftWrite,
         Stage::LogAppend,
@@ -48,10 +52,11 @@ impl Stage {
             Stage::Request => "request (server)",
             Stage::Auth => "auth",
             Stage::ReadBarrier => "read barrier",
+            Stage::Commit => "commit (per command)",
             Stage::Forward => "forward to leader",
             Stage::RaftWrite => "raft write (leader)",
             Stage::LogAppend => "log append + fsync",
-            Stage::Apply => "apply (per entry)",
+            Stage::Apply => "apply (per command)",
         }
     }
 }
