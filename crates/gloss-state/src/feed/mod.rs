@@ -249,7 +249,14 @@ fn lease_new(
     } else {
         rec.open_floor.clone()
     };
-    let open = ov.scan(state_cf::FEED, &prefix, &from, SCAN_LIMIT)?;
+    let past_all = keys::open_entry(rec.task_id, u8::MAX, u64::MAX, u64::MAX);
+    // A floor past every entry means the set was empty and nothing was added since (an
+    // insertion lowers it): there is nothing to scan.
+    let open = if from == past_all {
+        Vec::new()
+    } else {
+        ov.scan(state_cf::FEED, &prefix, &from, SCAN_LIMIT)?
+    };
     if open.len() == SCAN_LIMIT {
         more = true;
     }
@@ -257,7 +264,7 @@ fn lease_new(
     // gets the largest key, which the next insertion lowers.
     rec.open_floor = match open.first() {
         Some((k, _)) => k.clone(),
-        None => keys::open_entry(rec.task_id, u8::MAX, u64::MAX, u64::MAX).to_vec(),
+        None => past_all.to_vec(),
     };
     for (k, _) in open {
         if got.len() == want {
@@ -283,17 +290,25 @@ fn lease_new(
         let seq = if task.ordering() == Ordering::Random && rec.cursor < task.source_examples {
             base_seq(&task, rec.cursor)
         } else {
-            // Import order: seek past gaps left by duplicates and aborted imports.
-            let from = keys::example(ds.dataset_id, base_seq(&task, rec.cursor));
-            let next = ov.scan(
-                state_cf::EXAMPLES,
-                &keys::id_prefix(ds.dataset_id),
-                &from,
-                1,
-            )?;
-            match next.first() {
-                Some((k, _)) => keys::decode_example(k)?.1,
-                None => break,
+            // Import order: the next example is at the cursor unless duplicates or an aborted
+            // import left a gap there; then seek past it.
+            let at = base_seq(&task, rec.cursor);
+            if at < ds.next_seq
+                && ov.exists(state_cf::EXAMPLES, &keys::example(ds.dataset_id, at))?
+            {
+                at
+            } else {
+                let from = keys::example(ds.dataset_id, at);
+                let next = ov.scan(
+                    state_cf::EXAMPLES,
+                    &keys::id_prefix(ds.dataset_id),
+                    &from,
+                    1,
+                )?;
+                match next.first() {
+                    Some((k, _)) => keys::decode_example(k)?.1,
+                    None => break,
+                }
             }
         };
         if seq >= ds.next_seq {
