@@ -7,6 +7,10 @@
 //! next free slot takes everything queued: one log append, one fsync per replica, one
 //! AppendEntries and (on a follower) one forward to the leader for many commands. The state
 //! machine applies a batch's commands in order, each exactly once (`gloss-raft`).
+//!
+//! One proposal out at a time measured best (`gloss bench raft` and `bench feed`, BENCH.md):
+//! with more slots the same load goes out in smaller batches, and the per-entry costs (append,
+//! fsync, AppendEntries, forward) come back.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,8 +26,10 @@ use tracing::Instrument as _;
 
 use crate::error::ServiceError;
 
-/// Proposals out at once; a command arriving when all are out waits for the next batch.
-pub(crate) const IN_FLIGHT: usize = 4;
+/// Proposals out at once; a command arriving when all are out waits for the next batch. With
+/// two, four or eight, `bench feed` answered less in smaller batches; with four, `bench raft`
+/// committed less at every client count.
+pub(crate) const IN_FLIGHT: usize = 1;
 /// Most commands in one batch.
 const MAX_BATCH: usize = 256;
 /// Most encoded bytes of commands in one batch.
