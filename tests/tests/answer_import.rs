@@ -182,6 +182,26 @@ async fn prodigy_answers_become_answers_and_gold_once_all_or_nothing() {
     };
     assert!(summary.errors[0].reason.contains("overlap"), "{summary:?}");
     assert_eq!(progress(c, "ents").await.answers, 3);
+
+    // One annotator twice on an example in one file: the second is refused by field, and
+    // nothing changes.
+    let carla = |label: &str| json!([{"start": 0, "end": 5, "label": label}]);
+    let twice = [
+        prodigy_line("Carla met Dan.", "dee", carla("PERSON")),
+        prodigy_line("Carla met Dan.", "dee", carla("LOC")),
+    ]
+    .join("\n");
+    let err = import_answers(c, "ents", AnswerSource::Prodigy, twice)
+        .await
+        .unwrap_err();
+    let ClientError::AnswersRejected { summary, .. } = err else {
+        panic!("{err:?}")
+    };
+    let e = &summary.errors[0];
+    assert_eq!(e.line, 2, "{summary:?}");
+    assert!(e.field.ends_with("annotator"), "{summary:?}");
+    assert!(e.reason.contains("dee already answered"), "{summary:?}");
+    assert_eq!(progress(c, "ents").await.answers, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,16 +165,29 @@ fn to_answer(
 }
 
 /// The places on each example (by input hash) as the check pass goes: who holds one now (an
-/// answer or a lease in the state) or in this file, and how many are taken.
+/// answer or a lease in the state) or in this file. A million answers meet a million examples,
+/// so each example keeps only its holders' numbers (four bytes each), not their names.
 struct Places<'a> {
     db: &'a DB,
     dataset: DatasetRecord,
     task_id: u64,
     overlap: usize,
-    by_hash: HashMap<u128, (HashSet<String>, usize)>,
+    /// Each annotator met so far and their number.
+    annotators: HashMap<String, u32>,
+    by_hash: HashMap<u128, Vec<u32>>,
 }
 
 impl Places<'_> {
+    /// The number of annotator `name`, given on first sight.
+    fn number(&mut self, name: &str) -> u32 {
+        if let Some(n) = self.annotators.get(name) {
+            return *n;
+        }
+        let n = self.annotators.len() as u32;
+        self.annotators.insert(name.to_string(), n);
+        n
+    }
+
     /// Takes a place for `answer` on the example `hash`, unless an earlier import of the same
     /// file recorded it already. Returns the field and the reason when the rules forbid it.
     fn take(
@@ -184,17 +197,17 @@ impl Places<'_> {
     ) -> Result<Result<(), (String, String)>, ServiceError> {
         let seq = gloss_state::read::seq_of_hash(self.db, &self.dataset, hash)?;
         if !self.by_hash.contains_key(&hash) {
-            let mut names = HashSet::new();
+            let mut holders = Vec::new();
             if let Some(seq) = seq {
                 let te = gloss_state::feed::task_example(self.db, self.task_id, seq)?;
-                names.extend(
-                    te.iter()
-                        .flat_map(|t| t.leased.iter().chain(&t.answered))
-                        .cloned(),
-                );
+                for name in te.iter().flat_map(|t| t.leased.iter().chain(&t.answered)) {
+                    let n = self.number(name);
+                    if !holders.contains(&n) {
+                        holders.push(n);
+                    }
+                }
             }
-            let taken = names.len();
-            self.by_hash.insert(hash, (names, taken));
+            self.by_hash.insert(hash, holders);
         }
         let recorded = match seq {
             Some(seq) => {
@@ -204,11 +217,12 @@ impl Places<'_> {
             }
             None => false,
         };
-        let (names, taken) = self.by_hash.get_mut(&hash).expect("inserted above");
         if recorded {
             return Ok(Ok(()));
         }
-        if !names.insert(answer.annotator.clone()) {
+        let who = self.number(&answer.annotator);
+        let holders = self.by_hash.get_mut(&hash).expect("inserted above");
+        if holders.contains(&who) {
             return Ok(Err((
                 "annotator".into(),
                 format!(
@@ -217,8 +231,9 @@ impl Places<'_> {
                 ),
             )));
         }
-        *taken += 1;
-        if *taken > self.overlap {
+        holders.push(who);
+        let taken = holders.len();
+        if taken > self.overlap {
             return Ok(Err((
                 String::new(),
                 format!(
@@ -289,6 +304,7 @@ fn check(
         dataset,
         task_id,
         overlap: task.overlap.max(1) as usize,
+        annotators: HashMap::new(),
         by_hash: HashMap::new(),
     };
     let spool = |what: &str| {
