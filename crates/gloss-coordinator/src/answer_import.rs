@@ -13,7 +13,7 @@
 //!    the two steps (an annotator taking the last place on an example) can refuse a batch; the
 //!    error says which record, and running the same import again finishes it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 
 use bytes::Bytes;
@@ -164,9 +164,36 @@ fn to_answer(
     Ok(answer)
 }
 
+/// Who holds a place on one example, by annotator number. Nearly every example of a large
+/// import has one holder or none, kept inline: a million examples allocate nothing each.
+enum Holders {
+    /// [`Holders::NOBODY`] or one annotator.
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+impl Holders {
+    const NOBODY: u32 = u32::MAX;
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Holders::One(Holders::NOBODY) => &[],
+            Holders::One(n) => std::slice::from_ref(n),
+            Holders::Many(all) => all,
+        }
+    }
+
+    fn push(&mut self, n: u32) {
+        *self = match self {
+            Holders::One(Holders::NOBODY) => Holders::One(n),
+            _ => Holders::Many(self.as_slice().iter().copied().chain([n]).collect()),
+        };
+    }
+}
+
 /// The places on each example (by input hash) as the check pass goes: who holds one now (an
 /// answer or a lease in the state) or in this file. A million answers meet a million examples,
-/// so each example keeps only its holders' numbers (four bytes each), not their names.
+/// so each example keeps its holders' numbers, not their names.
 struct Places<'a> {
     db: &'a DB,
     dataset: DatasetRecord,
@@ -174,7 +201,7 @@ struct Places<'a> {
     overlap: usize,
     /// Each annotator met so far and their number.
     annotators: HashMap<String, u32>,
-    by_hash: HashMap<u128, Vec<u32>>,
+    by_hash: HashMap<u128, Holders>,
 }
 
 impl Places<'_> {
@@ -188,6 +215,26 @@ impl Places<'_> {
         n
     }
 
+    /// Meets the example `hash`: on first sight, notes who holds a place on it in the state.
+    /// Returns whether this was the first sight.
+    fn meet(&mut self, hash: u128, seq: Option<u64>) -> Result<bool, ServiceError> {
+        if self.by_hash.contains_key(&hash) {
+            return Ok(false);
+        }
+        let mut holders = Holders::One(Holders::NOBODY);
+        if let Some(seq) = seq {
+            let te = gloss_state::feed::task_example(self.db, self.task_id, seq)?;
+            for name in te.iter().flat_map(|t| t.leased.iter().chain(&t.answered)) {
+                let n = self.number(name);
+                if !holders.as_slice().contains(&n) {
+                    holders.push(n);
+                }
+            }
+        }
+        self.by_hash.insert(hash, holders);
+        Ok(true)
+    }
+
     /// Takes a place for `answer` on the example `hash`, unless an earlier import of the same
     /// file recorded it already. Returns the field and the reason when the rules forbid it.
     fn take(
@@ -196,19 +243,7 @@ impl Places<'_> {
         answer: &Answer,
     ) -> Result<Result<(), (String, String)>, ServiceError> {
         let seq = gloss_state::read::seq_of_hash(self.db, &self.dataset, hash)?;
-        if !self.by_hash.contains_key(&hash) {
-            let mut holders = Vec::new();
-            if let Some(seq) = seq {
-                let te = gloss_state::feed::task_example(self.db, self.task_id, seq)?;
-                for name in te.iter().flat_map(|t| t.leased.iter().chain(&t.answered)) {
-                    let n = self.number(name);
-                    if !holders.contains(&n) {
-                        holders.push(n);
-                    }
-                }
-            }
-            self.by_hash.insert(hash, holders);
-        }
+        self.meet(hash, seq)?;
         let recorded = match seq {
             Some(seq) => {
                 gloss_state::feed::answers::answer(self.db, self.task_id, seq, &answer.annotator)?
@@ -221,8 +256,8 @@ impl Places<'_> {
             return Ok(Ok(()));
         }
         let who = self.number(&answer.annotator);
-        let holders = self.by_hash.get_mut(&hash).expect("inserted above");
-        if holders.contains(&who) {
+        let holders = self.by_hash.get_mut(&hash).expect("met above");
+        if holders.as_slice().contains(&who) {
             return Ok(Err((
                 "annotator".into(),
                 format!(
@@ -232,7 +267,7 @@ impl Places<'_> {
             )));
         }
         holders.push(who);
-        let taken = holders.len();
+        let taken = holders.as_slice().len();
         if taken > self.overlap {
             return Ok(Err((
                 String::new(),
@@ -322,7 +357,6 @@ fn check(
     };
     let mut examples_out = BufWriter::new(out.examples.reopen().map_err(io)?);
     let mut answers_out = BufWriter::new(out.answers.reopen().map_err(io)?);
-    let mut seen_examples: HashSet<u128> = HashSet::new();
     for item in read_records(source, upload, &header.text_key, limits).map_err(invalid_import)? {
         out.records += 1;
         let checked = match item.map_err(invalid_import)? {
@@ -333,11 +367,12 @@ fn check(
             }),
             AnnotatedItem::Record(record) => {
                 let hash = gloss_import::input_hash(&record.text);
+                let first = !places.by_hash.contains_key(&hash);
                 check_record(task, header, &mut places, &record, hash)?
-                    .map(|answers| (record, hash, answers))
+                    .map(|answers| (record, hash, first, answers))
             }
         };
-        let (record, hash, answers) = match checked {
+        let (record, hash, first, answers) = match checked {
             Ok(ok) => ok,
             Err(e) => {
                 out.invalid += 1;
@@ -347,7 +382,14 @@ fn check(
                 continue;
             }
         };
-        if seen_examples.insert(hash) {
+        // Each example's text is spooled once, by the first record that meets it. (Should that
+        // record be invalid, the whole import is refused and the spool is never read.)
+        if first {
+            if answers.is_empty() {
+                // A record without annotations meets its example here.
+                let seq = gloss_state::read::seq_of_hash(places.db, &places.dataset, hash)?;
+                places.meet(hash, seq)?;
+            }
             examples_out
                 .write_all(record.json.as_bytes())
                 .and_then(|()| examples_out.write_all(b"\n"))
