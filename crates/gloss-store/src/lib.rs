@@ -131,7 +131,13 @@ fn block_cache() -> &'static rocksdb::Cache {
     CACHE.get_or_init(|| rocksdb::Cache::new_lru_cache(64 << 20))
 }
 
-fn options() -> Options {
+/// Memtable budget of the state database: all its column families together.
+const STATE_MEMTABLES: usize = 64 << 20;
+/// Memtable budget of the Raft log: entries are written once and purged after snapshots, so a
+/// small memtable is flushed often and costs little.
+const LOG_MEMTABLES: usize = 32 << 20;
+
+fn options(memtables: usize) -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
@@ -139,8 +145,9 @@ fn options() -> Options {
     opts.set_max_background_jobs(2);
     opts.set_bytes_per_sync(1 << 20);
     // Memtables of all column families of one database share this budget; without it each of
-    // them may hold 2 x 64 MiB.
-    opts.set_db_write_buffer_size(128 << 20);
+    // them may hold 2 x 64 MiB. One column family's memtable is at most half of it.
+    opts.set_db_write_buffer_size(memtables);
+    opts.set_write_buffer_size(memtables / 2);
     // Point lookups on content indexes are mostly misses (new examples): bloom filters make a
     // miss cost no disk read.
     let mut table = rocksdb::BlockBasedOptions::default();
@@ -150,13 +157,19 @@ fn options() -> Options {
     opts
 }
 
-/// Opens (creating if needed) a database with the given column families.
+/// Opens (creating if needed) a database with the given column families: the Raft log's
+/// (`log_cf::ALL`) or any other, which gets the state database's budget.
 pub fn open(path: &Path, cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
+    let memtables = if cfs == log_cf::ALL {
+        LOG_MEMTABLES
+    } else {
+        STATE_MEMTABLES
+    };
     let descriptors = cfs
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, options()));
+        .map(|name| ColumnFamilyDescriptor::new(*name, options(memtables)));
     Ok(Arc::new(DB::open_cf_descriptors(
-        &options(),
+        &options(memtables),
         path,
         descriptors,
     )?))
