@@ -215,8 +215,8 @@ impl Places<'_> {
         n
     }
 
-    /// Meets the example `hash`: on first sight, notes who holds a place on it in the state.
-    /// Returns whether this was the first sight.
+    /// Meets the example `hash` (`seq` when the state holds it): on first sight, notes who
+    /// holds a place on it in the state. Returns whether this was the first sight.
     fn meet(&mut self, hash: u128, seq: Option<u64>) -> Result<bool, ServiceError> {
         if self.by_hash.contains_key(&hash) {
             return Ok(false);
@@ -235,15 +235,15 @@ impl Places<'_> {
         Ok(true)
     }
 
-    /// Takes a place for `answer` on the example `hash`, unless an earlier import of the same
-    /// file recorded it already. Returns the field and the reason when the rules forbid it.
+    /// Takes a place for `answer` on the example `hash` (already met; `seq` when the state
+    /// holds it), unless an earlier import of the same file recorded it already. Returns the
+    /// field and the reason when the rules forbid it.
     fn take(
         &mut self,
         hash: u128,
+        seq: Option<u64>,
         answer: &Answer,
     ) -> Result<Result<(), (String, String)>, ServiceError> {
-        let seq = gloss_state::read::seq_of_hash(self.db, &self.dataset, hash)?;
-        self.meet(hash, seq)?;
         let recorded = match seq {
             Some(seq) => {
                 gloss_state::feed::answers::answer(self.db, self.task_id, seq, &answer.annotator)?
@@ -288,6 +288,7 @@ fn check_record(
     places: &mut Places<'_>,
     record: &AnnotatedRecord,
     hash: u128,
+    seq: Option<u64>,
 ) -> Result<Result<Vec<Answer>, RecordError>, ServiceError> {
     let mut answers = Vec::with_capacity(record.annotations.len());
     for (j, a) in record.annotations.iter().enumerate() {
@@ -304,7 +305,7 @@ fn check_record(
             Ok(answer) => answer,
             Err((field, reason)) => return Ok(Err(error(field, reason))),
         };
-        if let Err((field, reason)) = places.take(hash, &answer)? {
+        if let Err((field, reason)) = places.take(hash, seq, &answer)? {
             return Ok(Err(error(field, reason)));
         }
         answers.push(answer);
@@ -367,8 +368,9 @@ fn check(
             }),
             AnnotatedItem::Record(record) => {
                 let hash = gloss_import::input_hash(&record.text);
-                let first = !places.by_hash.contains_key(&hash);
-                check_record(task, header, &mut places, &record, hash)?
+                let seq = gloss_state::read::seq_of_hash(places.db, &places.dataset, hash)?;
+                let first = places.meet(hash, seq)?;
+                check_record(task, header, &mut places, &record, hash, seq)?
                     .map(|answers| (record, hash, first, answers))
             }
         };
@@ -385,11 +387,6 @@ fn check(
         // Each example's text is spooled once, by the first record that meets it. (Should that
         // record be invalid, the whole import is refused and the spool is never read.)
         if first {
-            if answers.is_empty() {
-                // A record without annotations meets its example here.
-                let seq = gloss_state::read::seq_of_hash(places.db, &places.dataset, hash)?;
-                places.meet(hash, seq)?;
-            }
             examples_out
                 .write_all(record.json.as_bytes())
                 .and_then(|()| examples_out.write_all(b"\n"))
